@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * blkmirrord's internal interfaces, grouped by the file that implements them.
+ */
+#ifndef BLKMIRRORD_INTERNAL_H
+#define BLKMIRRORD_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "config.h"
+#include "ioengine.h"
+#include "loop.h"
+#include "nbd_proto.h"
+
+struct daemon;
+struct nbd_conn;
+
+enum role {
+	ROLE_SECONDARY = 0,
+	ROLE_PRIMARY,
+};
+
+enum disk_state {
+	DISK_DISKLESS = 0,
+	DISK_INCONSISTENT,
+	DISK_OUTDATED,
+	DISK_CONSISTENT,
+	DISK_UPTODATE,
+	DISK_FAILED,
+};
+
+enum conn_state {
+	CONN_STANDALONE = 0,	/* no peer configured, or disconnected by hand */
+	CONN_CONNECTING,
+	CONN_CONNECTED,
+};
+
+/* Per-operation counters of the volume (status --json "ops"). */
+struct op_counters {
+	uint64_t reads, writes, flushes, trims, zeroes, caches, block_status;
+	uint64_t read_bytes, write_bytes, trim_bytes, zero_bytes;
+	uint64_t errors;		/* requests answered with an error */
+	uint64_t rejected;		/* requests refused by validation */
+};
+
+/* A listening socket (NBD or control). */
+struct listener {
+	struct daemon *d;		/* owner */
+	int fd;				/* listening socket */
+	struct loop_op op;		/* pending accept */
+	char name[160];			/* address as configured, for logs */
+	bool is_control;		/* control socket (else NBD) */
+	bool from_systemd;		/* came from LISTEN_FDS */
+	uint64_t accept_errors;		/* accept failures seen */
+};
+
+/* One in-flight request on the volume, from any frontend. */
+struct vol_req {
+	struct io_req io;		/* disk request; io.op.data = this */
+	void (*done)(struct vol_req *vr, int res);	/* completion, res 0 or -errno */
+	void *owner;			/* frontend's context */
+	struct vol_req *next;		/* in-flight write list link (conflicts) */
+	struct vol_req *waiters;	/* requests blocked behind this one */
+	struct vol_req *wait_next;	/* link in the blocker's waiters list */
+	uint64_t submitted_ns;		/* for latency accounting */
+	bool is_write;			/* modifies data: takes part in conflicts */
+};
+
+struct daemon {
+	struct conf conf;		/* parsed configuration */
+	const struct conf_node *self;	/* our [node] section */
+	const struct conf_node *peer;	/* the other node, or NULL (standalone) */
+	struct loop *loop;		/* the one event loop */
+	struct ioeng *eng;		/* local backing device */
+	uint64_t size;			/* exported bytes */
+	enum role role;
+	enum disk_state disk;
+	enum conn_state conn;
+	bool stopping;			/* shutdown requested */
+	uint64_t started_ns;		/* now_ns() at start */
+
+	struct listener *listeners;	/* NBD and control listeners */
+	unsigned n_listeners;
+
+	struct nbd_conn *conns;		/* open NBD connections */
+	unsigned n_conns;		/* entries on conns */
+	uint64_t conns_total;		/* accepted since start */
+
+	struct vol_req *inflight_writes;	/* for conflict detection */
+	unsigned inflight;		/* requests submitted to the volume */
+
+	struct op_counters ops;		/* volume-level counters */
+	struct control *ctl;		/* control socket state */
+};
+
+/* main.c */
+void daemon_request_stop(struct daemon *d, const char *why);
+const char *role_name(enum role r);
+const char *disk_state_name(enum disk_state s);
+const char *conn_state_name(enum conn_state s);
+
+/* volume.c: the I/O path shared by all frontends. */
+/* Submit vr (io fields filled in); vr->done runs from the loop. */
+void vol_submit(struct daemon *d, struct vol_req *vr);
+
+/* nbd_server.c: listeners and connection lifecycle. */
+int nbd_server_start(struct daemon *d);
+void nbd_server_stop(struct daemon *d);
+void nbd_conn_accepted(struct daemon *d, int fd, const char *peer);
+
+/* control.c: control socket (line-delimited JSON). */
+int control_start(struct daemon *d);
+void control_stop(struct daemon *d);
+/* Emit an event to every "events" subscriber; obj is a json_object * (consumed). */
+void control_emit(struct daemon *d, void *json_obj);
+
+#endif

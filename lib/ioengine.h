@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The io engine: one interface to the local backing device, three engines
+ * behind it.
+ *
+ *   io_uring  default.  Disk ops are SQEs on the daemon's own loop ring
+ *             (one io_uring_enter per loop turn covers sockets and disk),
+ *             O_DIRECT where the backing device allows it, registered
+ *             buffers for the engine's buffer pool.
+ *   libaio    io_submit(2) with an eventfd that the loop polls.  Chosen when
+ *             io_uring is unavailable (the loop then runs on epoll).
+ *   sync      pread/pwrite/fdatasync on a small pool of offload threads that
+ *             complete through an eventfd; for tests and odd systems.
+ *
+ * Every engine gives the same semantics:
+ *  - read/write transfer exactly len bytes or fail; short transfers and
+ *    -EAGAIN are retried inside the engine, in one place;
+ *  - the completion callback runs from the loop, never from inside
+ *    ioeng_submit(); res is 0 or a negative errno;
+ *  - IO_F_FUA on a write makes that write durable before completion
+ *    (RWF_DSYNC where supported, else write + fdatasync);
+ *  - IO_FLUSH is fdatasync(2) of the backing fd;
+ *  - IO_TRIM discards: BLKDISCARD on block devices, fallocate(PUNCH_HOLE |
+ *    KEEP_SIZE) on regular files; the range then reads back as zeroes on
+ *    files, and as whatever the device says on devices;
+ *  - IO_WRITE_ZEROES: fallocate(ZERO_RANGE) (files and block devices),
+ *    falling back to writing zero buffers where that is not supported;
+ *    IO_F_NO_HOLE forbids deallocating (use ZERO_RANGE / zero writes, never
+ *    PUNCH_HOLE); IO_F_FAST_ZERO fails with -ENOTSUP instead of falling back
+ *    to slow zero writes.
+ * Buffers for read/write must be aligned to ioeng_alignment() (4096 is
+ * always enough) when the engine opened the device with O_DIRECT.
+ */
+#ifndef BLKMIRROR_IOENGINE_H
+#define BLKMIRROR_IOENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "loop.h"
+
+struct ioeng;
+
+enum ioeng_kind {
+	IOENG_URING = 0,
+	IOENG_LIBAIO,
+	IOENG_SYNC,
+};
+
+enum io_opcode {
+	IO_READ = 0,
+	IO_WRITE,
+	IO_FLUSH,
+	IO_TRIM,
+	IO_WRITE_ZEROES,
+};
+
+/* Request flags. */
+#define IO_F_FUA	(1u << 0)	/* write: durable before completion */
+#define IO_F_NO_HOLE	(1u << 1)	/* write-zeroes: do not deallocate */
+#define IO_F_FAST_ZERO	(1u << 2)	/* write-zeroes: fail -ENOTSUP if slow */
+
+/* One disk request.  Owned by the engine from submit to callback. */
+struct io_req {
+	struct loop_op op;	/* op.cb(&op, res) on completion; op.data is the
+				 * caller's; the rest of op is the engine's */
+	uint8_t opcode;		/* enum io_opcode */
+	uint32_t flags;		/* IO_F_* */
+	uint64_t offset;	/* byte offset on the device */
+	uint64_t len;		/* bytes (0 for FLUSH) */
+	void *buf;		/* READ/WRITE data, len bytes */
+	int buf_index;		/* registered buffer index, or -1 */
+	uint64_t done;		/* engine-private: bytes transferred so far */
+	struct io_req *next;	/* engine-private queue link */
+};
+
+/* Options for ioeng_open(). */
+struct ioeng_opts {
+	enum ioeng_kind kind;	/* requested engine */
+	bool direct;		/* try O_DIRECT (falls back silently if refused) */
+	bool read_only;		/* open O_RDONLY */
+	unsigned queue_depth;	/* max requests in flight (default 256) */
+	unsigned threads;	/* sync engine: offload threads (default 4) */
+};
+
+/*
+ * Open the backing device or file at path and create the engine on loop l.
+ * If kind is IOENG_URING and the loop has no ring, fall back to IOENG_LIBAIO
+ * with one log line naming the reason.  Returns 0 or a negative errno.
+ */
+int ioeng_open(struct loop *l, const char *path, const struct ioeng_opts *opts,
+    struct ioeng **out);
+/* Wait for in-flight requests (running the loop) and close everything. */
+void ioeng_close(struct ioeng *e);
+
+void ioeng_submit(struct ioeng *e, struct io_req *r);
+
+enum ioeng_kind ioeng_get_kind(const struct ioeng *e);
+const char *ioeng_kind_name(enum ioeng_kind k);
+/* "io_uring" | "libaio" | "sync" -> kind; -EINVAL for anything else. */
+int ioeng_kind_parse(const char *s, enum ioeng_kind *out);
+uint64_t ioeng_size(const struct ioeng *e);	/* bytes */
+bool ioeng_is_blockdev(const struct ioeng *e);
+bool ioeng_is_direct(const struct ioeng *e);	/* opened with O_DIRECT */
+unsigned ioeng_alignment(const struct ioeng *e);	/* logical block size */
+int ioeng_fd(const struct ioeng *e);		/* backing fd (for lseek SEEK_DATA) */
+unsigned ioeng_in_flight(const struct ioeng *e);
+
+/*
+ * Register buffers (io_uring: io_uring_register_buffers; others: no-op).
+ * Requests may then name buf_index.  Returns 0 or a negative errno; on error
+ * requests simply keep buf_index = -1.
+ */
+int ioeng_register_buffers(struct ioeng *e, const struct iovec *iov, unsigned n);
+
+/*
+ * Fault injection for tests (all engines): the environment variable
+ * BLKMIRROR_FAULT="op:offset-range:errno[:count]" e.g. "write:0-1048575:5:1"
+ * makes the first count matching requests (default: all) fail with -errno;
+ * ioeng_fault_set() does the same from code.  op is read|write|flush|trim|zero.
+ */
+int ioeng_fault_set(struct ioeng *e, const char *spec);
+
+/* Per-engine counters for status output. */
+struct ioeng_stats {
+	uint64_t ops[5];	/* completed requests by enum io_opcode */
+	uint64_t bytes[5];	/* bytes by enum io_opcode */
+	uint64_t errors;	/* requests completed with an error */
+};
+const struct ioeng_stats *ioeng_get_stats(const struct ioeng *e);
+
+#endif

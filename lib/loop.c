@@ -1,0 +1,660 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Event loop: io_uring backend, with an epoll backend for machines where
+ * io_uring is unavailable.  See loop.h for the contract.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <liburing.h>
+
+#include "log.h"
+#include "loop.h"
+#include "util.h"
+
+/* Per-fd waiters of the epoll backend: one receive-side and one send-side op. */
+struct ep_fd {
+	struct loop_op *rd;		/* RECV, ACCEPT or POLLIN waiter */
+	struct loop_op *wr;		/* SEND, SENDMSG or POLLOUT waiter */
+	uint32_t events;		/* interest registered with epoll */
+	bool added;			/* fd known to the epoll instance */
+};
+
+struct loop {
+	struct io_uring ring;		/* io_uring backend */
+	bool uring;			/* which backend */
+	int epfd;			/* epoll backend */
+	struct ep_fd *fds;		/* epoll backend, indexed by fd */
+	size_t nfds;			/* entries in fds[] */
+	struct loop_op *ready_head;	/* ops whose callback runs next turn */
+	struct loop_op *ready_tail;
+	struct loop_timer *timers;	/* armed timers, earliest first */
+	bool stop;			/* loop_stop() was called */
+	struct loop_stats stats;
+};
+
+int
+loop_set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
+static int
+uring_setup(struct loop *l, unsigned entries)
+{
+	struct io_uring_params p;
+	const char *env = getenv("BLKMIRROR_NO_IO_URING");
+	int ret;
+
+	if (env != NULL && strcmp(env, "1") == 0)
+		return -EPERM;
+	/* Fastest setup first; older kernels reject the newer flags. */
+	static const unsigned flag_sets[] = {
+		IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER |
+		    IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN,
+		IORING_SETUP_CQSIZE,
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(flag_sets); i++) {
+		memset(&p, 0, sizeof(p));
+		p.flags = flag_sets[i];
+		p.cq_entries = entries * 4;
+		ret = io_uring_queue_init_params(entries, &l->ring, &p);
+		if (ret != -EINVAL)
+			return ret;
+	}
+	return ret;
+}
+
+int
+loop_new(struct loop **out, unsigned entries, bool want_uring, int *uring_err)
+{
+	struct loop *l = calloc(1, sizeof(*l));
+	int ret = -ENOSYS;
+
+	if (l == NULL)
+		return -ENOMEM;
+	l->epfd = -1;
+	if (want_uring) {
+		ret = uring_setup(l, entries);
+		l->uring = (ret == 0);
+	}
+	if (uring_err != NULL)
+		*uring_err = want_uring ? ret : 0;
+	if (!l->uring) {
+		l->epfd = epoll_create1(EPOLL_CLOEXEC);
+		if (l->epfd < 0) {
+			ret = -errno;
+			free(l);
+			return ret;
+		}
+	}
+	*out = l;
+	return 0;
+}
+
+void
+loop_free(struct loop *l)
+{
+	if (l == NULL)
+		return;
+	if (l->uring)
+		io_uring_queue_exit(&l->ring);
+	if (l->epfd >= 0)
+		close(l->epfd);
+	free(l->fds);
+	free(l);
+}
+
+struct io_uring *
+loop_ring(struct loop *l)
+{
+	return l->uring ? &l->ring : NULL;
+}
+
+struct io_uring_sqe *
+loop_sqe(struct loop *l)
+{
+	struct io_uring_sqe *sqe;
+
+	while ((sqe = io_uring_get_sqe(&l->ring)) == NULL) {
+		/* SQ full: hand what we have to the kernel and retry. */
+		if (io_uring_submit(&l->ring) < 0)
+			io_uring_get_events(&l->ring);
+	}
+	return sqe;
+}
+
+void
+loop_sqe_set_op(struct io_uring_sqe *sqe, struct loop_op *op)
+{
+	op->in_flight = true;
+	io_uring_sqe_set_data(sqe, op);
+}
+
+static void
+ready_push(struct loop *l, struct loop_op *op, int res)
+{
+	op->res = res;
+	op->next = NULL;
+	op->in_flight = true;
+	if (l->ready_tail != NULL)
+		l->ready_tail->next = op;
+	else
+		l->ready_head = op;
+	l->ready_tail = op;
+}
+
+/* ---- epoll backend ---------------------------------------------------- */
+
+static struct ep_fd *
+ep_slot(struct loop *l, int fd)
+{
+	if ((size_t)fd >= l->nfds) {
+		size_t n = MAX((size_t)fd + 1, l->nfds * 2);
+		struct ep_fd *p = realloc(l->fds, n * sizeof(*p));
+
+		if (p == NULL)
+			return NULL;
+		memset(p + l->nfds, 0, (n - l->nfds) * sizeof(*p));
+		l->fds = p;
+		l->nfds = n;
+	}
+	return &l->fds[fd];
+}
+
+/* Make the epoll interest of fd match its waiters. */
+static int
+ep_update(struct loop *l, int fd, struct ep_fd *s)
+{
+	struct epoll_event ev = { 0 };
+
+	ev.events = (s->rd ? EPOLLIN | EPOLLRDHUP : 0) | (s->wr ? EPOLLOUT : 0);
+	ev.data.fd = fd;
+	if (ev.events == s->events && s->added)
+		return 0;
+	if (!s->added) {
+		if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+			return -errno;
+		s->added = true;
+	} else if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0) {
+		if (errno != ENOENT && errno != EBADF)
+			return -errno;
+		/* The fd was closed and maybe reused: register afresh. */
+		if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+			return -errno;
+	}
+	s->events = ev.events;
+	return 0;
+}
+
+/*
+ * Try op's syscall once.  Returns true when op finished (its result is in
+ * op->res), false when it would block.
+ */
+static bool
+ep_try(struct loop_op *op)
+{
+	ssize_t n;
+
+	for (;;) {
+		switch (op->kind) {
+		case LOOP_OP_RECV:
+			n = recv(op->fd, op->buf, op->len, MSG_DONTWAIT);
+			break;
+		case LOOP_OP_SEND:
+			n = send(op->fd, (char *)op->buf + op->done,
+			    op->len - op->done, MSG_DONTWAIT | MSG_NOSIGNAL);
+			break;
+		case LOOP_OP_SENDMSG: {
+			struct msghdr msg = { .msg_iov = op->iov,
+			    .msg_iovlen = (size_t)op->iovcnt };
+
+			n = sendmsg(op->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+			break;
+		}
+		case LOOP_OP_ACCEPT:
+			n = accept4(op->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			break;
+		case LOOP_OP_POLL: {
+			struct pollfd pfd = { .fd = op->fd, .events = op->poll_events };
+
+			n = poll(&pfd, 1, 0);
+			if (n > 0)
+				n = pfd.revents;
+			else if (n == 0) {
+				errno = EAGAIN;
+				n = -1;
+			}
+			break;
+		}
+		default:
+			op->res = -EINVAL;
+			return true;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return false;
+		if (n < 0) {
+			op->res = -errno;
+			return true;
+		}
+		if (op->kind == LOOP_OP_SEND || op->kind == LOOP_OP_SENDMSG) {
+			op->done += (size_t)n;
+			if (op->kind == LOOP_OP_SEND && op->done < op->len)
+				continue;
+			if (op->kind == LOOP_OP_SENDMSG) {
+				size_t left = (size_t)n;
+
+				while (op->iovcnt > 0 && left >= op->iov->iov_len) {
+					left -= op->iov->iov_len;
+					op->iov++;
+					op->iovcnt--;
+				}
+				if (op->iovcnt > 0) {
+					op->iov->iov_base = (char *)op->iov->iov_base + left;
+					op->iov->iov_len -= left;
+					continue;
+				}
+			}
+			op->res = (int)MIN(op->done, (size_t)INT_MAX);
+			return true;
+		}
+		op->res = (int)n;
+		return true;
+	}
+}
+
+static void
+ep_submit(struct loop *l, struct loop_op *op)
+{
+	struct ep_fd *s;
+	bool reader = op->kind == LOOP_OP_RECV || op->kind == LOOP_OP_ACCEPT ||
+	    (op->kind == LOOP_OP_POLL && (op->poll_events & POLLIN));
+	int ret;
+
+	if (ep_try(op)) {
+		ready_push(l, op, op->res);
+		return;
+	}
+	s = ep_slot(l, op->fd);
+	if (s == NULL) {
+		ready_push(l, op, -ENOMEM);
+		return;
+	}
+	if ((reader && s->rd != NULL) || (!reader && s->wr != NULL)) {
+		/* One waiter per direction, as io_uring users keep it too. */
+		ready_push(l, op, -EBUSY);
+		return;
+	}
+	op->in_flight = true;
+	if (reader)
+		s->rd = op;
+	else
+		s->wr = op;
+	ret = ep_update(l, op->fd, s);
+	if (ret < 0) {
+		if (reader)
+			s->rd = NULL;
+		else
+			s->wr = NULL;
+		ready_push(l, op, ret);
+	}
+}
+
+static void
+ep_dispatch(struct loop *l, int fd, uint32_t events)
+{
+	struct ep_fd *s = &l->fds[fd];
+	bool err = events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP);
+
+	if (s->rd != NULL && (events & EPOLLIN || err)) {
+		struct loop_op *op = s->rd;
+
+		if (ep_try(op)) {
+			s->rd = NULL;
+			ready_push(l, op, op->res);
+		}
+	}
+	if (s->wr != NULL && (events & EPOLLOUT || err)) {
+		struct loop_op *op = s->wr;
+
+		if (ep_try(op)) {
+			s->wr = NULL;
+			ready_push(l, op, op->res);
+		}
+	}
+	if (ep_update(l, fd, s) < 0) {
+		/* fd gone: fail whatever still waits on it. */
+		if (s->rd != NULL)
+			ready_push(l, s->rd, -EBADF);
+		if (s->wr != NULL)
+			ready_push(l, s->wr, -EBADF);
+		s->rd = s->wr = NULL;
+		s->added = false;
+	}
+}
+
+/* ---- submission --------------------------------------------------------- */
+
+static void
+op_init(struct loop_op *op, enum loop_op_kind kind, int fd)
+{
+	op->kind = (uint8_t)kind;
+	op->fd = fd;
+	op->done = 0;
+	op->next = NULL;
+}
+
+static void
+uring_submit_op(struct loop *l, struct loop_op *op)
+{
+	struct io_uring_sqe *sqe = loop_sqe(l);
+
+	switch (op->kind) {
+	case LOOP_OP_RECV:
+		io_uring_prep_recv(sqe, op->fd, op->buf, op->len, 0);
+		break;
+	case LOOP_OP_SEND:
+		io_uring_prep_send(sqe, op->fd, (char *)op->buf + op->done,
+		    op->len - op->done, MSG_NOSIGNAL | MSG_WAITALL);
+		break;
+	case LOOP_OP_SENDMSG: {
+		struct msghdr *msg = &op->msg;
+
+		memset(msg, 0, sizeof(*msg));
+		msg->msg_iov = op->iov;
+		msg->msg_iovlen = (size_t)op->iovcnt;
+		io_uring_prep_sendmsg(sqe, op->fd, msg, MSG_NOSIGNAL | MSG_WAITALL);
+		break;
+	}
+	case LOOP_OP_ACCEPT:
+		io_uring_prep_accept(sqe, op->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		break;
+	case LOOP_OP_POLL:
+		io_uring_prep_poll_add(sqe, op->fd, (unsigned)op->poll_events);
+		break;
+	}
+	loop_sqe_set_op(sqe, op);
+}
+
+static void
+submit(struct loop *l, struct loop_op *op)
+{
+	if (l->uring)
+		uring_submit_op(l, op);
+	else
+		ep_submit(l, op);
+}
+
+void
+loop_recv(struct loop *l, struct loop_op *op, int fd, void *buf, size_t len)
+{
+	op_init(op, LOOP_OP_RECV, fd);
+	op->buf = buf;
+	op->len = len;
+	submit(l, op);
+}
+
+void
+loop_send(struct loop *l, struct loop_op *op, int fd, const void *buf, size_t len)
+{
+	op_init(op, LOOP_OP_SEND, fd);
+	op->buf = (void *)buf;
+	op->len = len;
+	submit(l, op);
+}
+
+void
+loop_sendmsg(struct loop *l, struct loop_op *op, int fd, struct iovec *iov, int iovcnt)
+{
+	op_init(op, LOOP_OP_SENDMSG, fd);
+	op->iov = iov;
+	op->iovcnt = iovcnt;
+	submit(l, op);
+}
+
+void
+loop_accept(struct loop *l, struct loop_op *op, int fd)
+{
+	op_init(op, LOOP_OP_ACCEPT, fd);
+	submit(l, op);
+}
+
+void
+loop_poll(struct loop *l, struct loop_op *op, int fd, short events)
+{
+	op_init(op, LOOP_OP_POLL, fd);
+	op->poll_events = events;
+	submit(l, op);
+}
+
+void
+loop_defer(struct loop *l, struct loop_op *op, int res)
+{
+	op->kind = LOOP_OP_DEFER;
+	ready_push(l, op, res);
+}
+
+/* ---- timers --------------------------------------------------------------- */
+
+void
+loop_timer_arm_ns(struct loop *l, struct loop_timer *t, uint64_t ns)
+{
+	struct loop_timer **pp;
+
+	loop_timer_cancel(l, t);
+	t->deadline = now_ns() + ns;
+	for (pp = &l->timers; *pp != NULL && (*pp)->deadline <= t->deadline;
+	    pp = &(*pp)->next)
+		;
+	t->next = *pp;
+	*pp = t;
+	t->armed = true;
+}
+
+void
+loop_timer_arm(struct loop *l, struct loop_timer *t, uint64_t ms)
+{
+	loop_timer_arm_ns(l, t, ms * 1000000ull);
+}
+
+void
+loop_timer_cancel(struct loop *l, struct loop_timer *t)
+{
+	struct loop_timer **pp;
+
+	if (!t->armed)
+		return;
+	for (pp = &l->timers; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	}
+	t->armed = false;
+}
+
+static void
+run_timers(struct loop *l)
+{
+	uint64_t now = now_ns();
+
+	while (l->timers != NULL && l->timers->deadline <= now) {
+		struct loop_timer *t = l->timers;
+
+		l->timers = t->next;
+		t->armed = false;
+		t->cb(t);
+	}
+}
+
+/* ---- running ---------------------------------------------------------------- */
+
+/* Completion of an io_uring op: requeue short sends, else run the callback. */
+static void
+uring_complete(struct loop *l, struct loop_op *op, int res)
+{
+	if (res > 0 && op->kind == LOOP_OP_SEND) {
+		op->done += (size_t)res;
+		if (op->done < op->len) {
+			uring_submit_op(l, op);
+			return;
+		}
+		res = (int)MIN(op->done, (size_t)INT_MAX);
+	} else if (res > 0 && op->kind == LOOP_OP_SENDMSG) {
+		size_t left = (size_t)res;
+
+		op->done += left;
+		while (op->iovcnt > 0 && left >= op->iov->iov_len) {
+			left -= op->iov->iov_len;
+			op->iov++;
+			op->iovcnt--;
+		}
+		if (op->iovcnt > 0) {
+			op->iov->iov_base = (char *)op->iov->iov_base + left;
+			op->iov->iov_len -= left;
+			uring_submit_op(l, op);
+			return;
+		}
+		res = (int)MIN(op->done, (size_t)INT_MAX);
+	} else if (res == -EAGAIN && op->kind != LOOP_OP_RAW) {
+		uring_submit_op(l, op);
+		return;
+	}
+	op->in_flight = false;
+	l->stats.completions++;
+	op->cb(op, res);
+}
+
+static void
+run_ready(struct loop *l)
+{
+	struct loop_op *op = l->ready_head;
+
+	/* Callbacks may queue more; those run on the next turn. */
+	l->ready_head = l->ready_tail = NULL;
+	while (op != NULL) {
+		struct loop_op *next = op->next;
+
+		op->in_flight = false;
+		l->stats.completions++;
+		op->cb(op, op->res);
+		op = next;
+	}
+}
+
+static int
+wait_ms(struct loop *l, int timeout_ms)
+{
+	if (l->ready_head != NULL)
+		return 0;
+	if (l->timers != NULL) {
+		uint64_t now = now_ns();
+		uint64_t left = l->timers->deadline > now ?
+		    (l->timers->deadline - now + 999999) / 1000000 : 0;
+
+		if (timeout_ms < 0 || left < (uint64_t)timeout_ms)
+			timeout_ms = (int)MIN(left, (uint64_t)INT_MAX);
+	}
+	return timeout_ms;
+}
+
+static int
+uring_turn(struct loop *l, int timeout_ms)
+{
+	struct io_uring_cqe *cqe;
+	struct __kernel_timespec ts;
+	unsigned head, n = 0;
+	int ret;
+
+	if (timeout_ms == 0) {
+		ret = io_uring_submit(&l->ring);
+	} else if (timeout_ms > 0) {
+		ts.tv_sec = timeout_ms / 1000;
+		ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+		ret = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, &ts, NULL);
+	} else {
+		ret = io_uring_submit_and_wait(&l->ring, 1);
+	}
+	l->stats.submits++;
+	if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN)
+		return ret;
+	io_uring_for_each_cqe(&l->ring, head, cqe) {
+		struct loop_op *op = io_uring_cqe_get_data(cqe);
+
+		n++;
+		if (op != NULL)
+			uring_complete(l, op, cqe->res);
+	}
+	io_uring_cq_advance(&l->ring, n);
+	return 0;
+}
+
+static int
+epoll_turn(struct loop *l, int timeout_ms)
+{
+	struct epoll_event evs[64];
+	int n;
+
+	n = epoll_wait(l->epfd, evs, ARRAY_SIZE(evs), timeout_ms);
+	l->stats.submits++;
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (int i = 0; i < n; i++)
+		ep_dispatch(l, evs[i].data.fd, evs[i].events);
+	return 0;
+}
+
+int
+loop_run_once(struct loop *l, int timeout_ms)
+{
+	int ret;
+
+	l->stats.iterations++;
+	run_ready(l);
+	timeout_ms = wait_ms(l, timeout_ms);
+	ret = l->uring ? uring_turn(l, timeout_ms) : epoll_turn(l, timeout_ms);
+	if (ret < 0)
+		return ret;
+	run_timers(l);
+	return 0;
+}
+
+int
+loop_run(struct loop *l)
+{
+	int ret = 0;
+
+	while (!l->stop && ret == 0)
+		ret = loop_run_once(l, -1);
+	return ret;
+}
+
+void
+loop_stop(struct loop *l)
+{
+	l->stop = true;
+}
+
+bool
+loop_stopping(struct loop *l)
+{
+	return l->stop;
+}
+
+const struct loop_stats *
+loop_get_stats(struct loop *l)
+{
+	return &l->stats;
+}

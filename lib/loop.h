@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The event loop: one per daemon, one thread.  Everything the daemon does is
+ * an operation submitted here and finished by a completion callback:
+ * socket receive/send/accept, fd polls, disk I/O prepared by the io engine,
+ * and timers.
+ *
+ * Two backends give the same completion semantics:
+ *  - io_uring (default): every operation is an SQE, user_data points at the
+ *    struct loop_op, completions are reaped in one batch per iteration;
+ *  - epoll (only where io_uring is unavailable: ENOSYS, EPERM,
+ *    kernel.io_uring_disabled): socket operations are tried non-blocking and
+ *    parked on the fd until epoll says it is ready.  Disk I/O then goes
+ *    through the libaio or sync engines, which complete through a polled fd.
+ *
+ * Rules for users:
+ *  - A struct loop_op belongs to the loop from submission until its callback
+ *    runs; the callback may resubmit it.  Callbacks never run from inside a
+ *    submit call.
+ *  - Sockets handed to the loop must be non-blocking (loop_set_nonblock()).
+ *  - To abandon a socket with operations in flight, shutdown(2) it: pending
+ *    receives complete with 0, sends with -EPIPE; close it once the last
+ *    callback ran.
+ */
+#ifndef BLKMIRROR_LOOP_H
+#define BLKMIRROR_LOOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include <sys/socket.h>
+
+struct io_uring;
+struct io_uring_sqe;
+struct loop;
+struct loop_op;
+
+/* Completion callback.  res: bytes transferred, a new fd (accept), poll
+ * revents, or a negative errno. */
+typedef void (*loop_cb)(struct loop_op *op, int res);
+
+enum loop_op_kind {
+	LOOP_OP_NONE = 0,
+	LOOP_OP_RECV,		/* one recv(2); res = bytes (0 = EOF) */
+	LOOP_OP_SEND,		/* send all of buf; res = len or -errno */
+	LOOP_OP_SENDMSG,	/* send all of iov[]; res = total or -errno */
+	LOOP_OP_ACCEPT,		/* accept4 non-blocking; res = fd */
+	LOOP_OP_POLL,		/* one-shot poll; res = revents */
+	LOOP_OP_RAW,		/* SQE prepared by the caller (io engine) */
+	LOOP_OP_DEFER,		/* run the callback on the next iteration */
+};
+
+struct loop_op {
+	loop_cb cb;			/* completion callback */
+	void *data;			/* owner's context, untouched by the loop */
+	struct loop_op *next;		/* loop-private list link */
+	int fd;				/* socket or fd being polled */
+	uint8_t kind;			/* enum loop_op_kind */
+	bool in_flight;			/* submitted, callback not yet run */
+	short poll_events;		/* LOOP_OP_POLL: POLLIN/POLLOUT */
+	void *buf;			/* RECV/SEND buffer */
+	size_t len;			/* RECV capacity / SEND length */
+	size_t done;			/* SEND/SENDMSG bytes sent so far */
+	struct iovec *iov;		/* SENDMSG vector (advanced in place) */
+	int iovcnt;			/* SENDMSG entries left */
+	struct msghdr msg;		/* SENDMSG header while in flight */
+	int res;			/* DEFER: value passed to the callback */
+};
+
+/* A one-shot timer; the callback runs from the loop after the deadline. */
+struct loop_timer {
+	void (*cb)(struct loop_timer *t);	/* expiry callback */
+	void *data;				/* owner's context */
+	uint64_t deadline;			/* now_ns() value, loop-private */
+	struct loop_timer *next;		/* sorted list, loop-private */
+	bool armed;				/* on the timer list */
+};
+
+/* Loop statistics, for status output and tests. */
+struct loop_stats {
+	uint64_t iterations;		/* loop turns */
+	uint64_t completions;		/* callbacks run */
+	uint64_t submits;		/* io_uring_enter / epoll_wait calls */
+};
+
+/*
+ * Create a loop.  want_uring = false forces the epoll backend.  When io_uring
+ * cannot be set up, the epoll backend is used and *uring_err (if non-NULL)
+ * gets the negative errno io_uring failed with (0 when io_uring works).
+ * The environment variable BLKMIRROR_NO_IO_URING=1 makes io_uring setup fail
+ * with -EPERM, as kernel.io_uring_disabled=2 would (for tests).
+ */
+int loop_new(struct loop **out, unsigned entries, bool want_uring, int *uring_err);
+void loop_free(struct loop *l);
+
+/* The io_uring behind the loop, or NULL for the epoll backend. */
+struct io_uring *loop_ring(struct loop *l);
+/* A free SQE (submitting the queue first if it is full); io_uring only.
+ * The caller sets user_data with loop_sqe_set_op(). */
+struct io_uring_sqe *loop_sqe(struct loop *l);
+void loop_sqe_set_op(struct io_uring_sqe *sqe, struct loop_op *op);
+
+void loop_recv(struct loop *l, struct loop_op *op, int fd, void *buf, size_t len);
+void loop_send(struct loop *l, struct loop_op *op, int fd, const void *buf, size_t len);
+void loop_sendmsg(struct loop *l, struct loop_op *op, int fd, struct iovec *iov, int iovcnt);
+void loop_accept(struct loop *l, struct loop_op *op, int fd);
+void loop_poll(struct loop *l, struct loop_op *op, int fd, short events);
+/* Run op->cb(op, res) on the next loop iteration. */
+void loop_defer(struct loop *l, struct loop_op *op, int res);
+
+void loop_timer_arm(struct loop *l, struct loop_timer *t, uint64_t ms);
+void loop_timer_arm_ns(struct loop *l, struct loop_timer *t, uint64_t ns);
+void loop_timer_cancel(struct loop *l, struct loop_timer *t);
+
+/* Run until loop_stop(); returns 0 or a negative errno on a fatal error. */
+int loop_run(struct loop *l);
+/* One iteration: wait at most timeout_ms (-1: until something happens). */
+int loop_run_once(struct loop *l, int timeout_ms);
+void loop_stop(struct loop *l);
+bool loop_stopping(struct loop *l);
+const struct loop_stats *loop_get_stats(struct loop *l);
+
+int loop_set_nonblock(int fd);
+
+#endif

@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* Unit tests for lib/util.c and lib/loop.c (both backends). */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <CUnit/Basic.h>
+
+#include "loop.h"
+#include "util.h"
+
+static void
+test_parse_size(void)
+{
+	uint64_t v;
+
+	CU_ASSERT_EQUAL(parse_size("4096", &v), 0);
+	CU_ASSERT_EQUAL(v, 4096);
+	CU_ASSERT_EQUAL(parse_size("4K", &v), 0);
+	CU_ASSERT_EQUAL(v, 4096);
+	CU_ASSERT_EQUAL(parse_size("64M", &v), 0);
+	CU_ASSERT_EQUAL(v, 64ull << 20);
+	CU_ASSERT_EQUAL(parse_size("2GiB", &v), 0);
+	CU_ASSERT_EQUAL(v, 2ull << 30);
+	CU_ASSERT_EQUAL(parse_size("1t", &v), 0);
+	CU_ASSERT_EQUAL(v, 1ull << 40);
+	CU_ASSERT_EQUAL(parse_size("", &v), -EINVAL);
+	CU_ASSERT_EQUAL(parse_size("-1", &v), -EINVAL);
+	CU_ASSERT_EQUAL(parse_size("4X", &v), -EINVAL);
+	CU_ASSERT_EQUAL(parse_size("4K5", &v), -EINVAL);
+	CU_ASSERT_EQUAL(parse_size("99999999999999999999", &v), -ERANGE);
+	CU_ASSERT_EQUAL(parse_size("99999999999T", &v), -ERANGE);
+}
+
+static void
+test_parse_duration(void)
+{
+	uint64_t v;
+
+	CU_ASSERT_EQUAL(parse_duration_ms("6s", &v), 0);
+	CU_ASSERT_EQUAL(v, 6000);
+	CU_ASSERT_EQUAL(parse_duration_ms("500ms", &v), 0);
+	CU_ASSERT_EQUAL(v, 500);
+	CU_ASSERT_EQUAL(parse_duration_ms("3", &v), 0);
+	CU_ASSERT_EQUAL(v, 3000);
+	CU_ASSERT_EQUAL(parse_duration_ms("3m", &v), -EINVAL);
+	CU_ASSERT_EQUAL(parse_duration_ms("s", &v), -EINVAL);
+}
+
+static void
+test_parse_sockaddr(void)
+{
+	struct sockaddr_storage ss;
+	unsigned len;
+	char buf[200];
+
+	CU_ASSERT_EQUAL(parse_sockaddr("192.0.2.1:7789", &ss, &len), 0);
+	CU_ASSERT_EQUAL(ss.ss_family, AF_INET);
+	CU_ASSERT_STRING_EQUAL(sockaddr_str(&ss, buf, sizeof(buf)), "192.0.2.1:7789");
+	CU_ASSERT_EQUAL(parse_sockaddr("0.0.0.0:10809", &ss, &len), 0);
+	CU_ASSERT_EQUAL(parse_sockaddr("*:10809", &ss, &len), 0);
+	CU_ASSERT_EQUAL(parse_sockaddr("[::1]:10809", &ss, &len), 0);
+	CU_ASSERT_EQUAL(ss.ss_family, AF_INET6);
+	CU_ASSERT_STRING_EQUAL(sockaddr_str(&ss, buf, sizeof(buf)), "[::1]:10809");
+	CU_ASSERT_EQUAL(parse_sockaddr("unix:/run/x.sock", &ss, &len), 0);
+	CU_ASSERT_EQUAL(ss.ss_family, AF_UNIX);
+	CU_ASSERT_EQUAL(parse_sockaddr("192.0.2.1", &ss, &len), -EINVAL);
+	CU_ASSERT_EQUAL(parse_sockaddr("192.0.2.1:70000", &ss, &len), -EINVAL);
+	CU_ASSERT_EQUAL(parse_sockaddr("192.0.2.1:", &ss, &len), -EINVAL);
+	CU_ASSERT_EQUAL(parse_sockaddr("host.example:80", &ss, &len), -EINVAL);
+	CU_ASSERT_EQUAL(parse_sockaddr("[::1:80", &ss, &len), -EINVAL);
+	CU_ASSERT_EQUAL(parse_sockaddr("unix:", &ss, &len), -ENAMETOOLONG);
+}
+
+/* ---- loop ---- */
+
+struct ctx {
+	struct loop *l;
+	int results[8];
+	int n;
+};
+
+static void
+record_cb(struct loop_op *op, int res)
+{
+	struct ctx *c = op->data;
+
+	c->results[c->n++] = res;
+}
+
+static void
+timer_cb(struct loop_timer *t)
+{
+	struct ctx *c = t->data;
+
+	c->results[c->n++] = 1000;
+	loop_stop(c->l);
+}
+
+/* Send 1 MiB through a socketpair with one SEND op, receive it with RECVs. */
+static void
+loop_roundtrip(bool uring)
+{
+	struct loop *l;
+	struct ctx c = { 0 };
+	struct loop_op sop = { .cb = record_cb, .data = &c };
+	struct loop_op rop = { .cb = record_cb, .data = &c };
+	struct loop_timer t = { .cb = timer_cb, .data = &c };
+	int sv[2], err;
+	size_t len = 1 << 20, got = 0;
+	char *out = malloc(len), *in = malloc(len);
+
+	CU_ASSERT_EQUAL_FATAL(loop_new(&l, 64, uring, &err), 0);
+	CU_ASSERT_EQUAL(loop_ring(l) != NULL, uring);
+	c.l = l;
+	CU_ASSERT_EQUAL_FATAL(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	loop_set_nonblock(sv[0]);
+	loop_set_nonblock(sv[1]);
+	for (size_t i = 0; i < len; i++)
+		out[i] = (char)(i * 7 + 3);
+	loop_send(l, &sop, sv[0], out, len);
+	/* Receive until everything arrived; the send completes once all left. */
+	while (got < len) {
+		int before = c.n;
+
+		loop_recv(l, &rop, sv[1], in + got, len - got);
+		while (c.n == before)
+			CU_ASSERT_EQUAL_FATAL(loop_run_once(l, 1000), 0);
+		for (int i = before; i < c.n; i++) {
+			if (c.results[i] != (int)len) {
+				CU_ASSERT_FATAL(c.results[i] > 0);
+				got += (size_t)c.results[i];
+			}
+		}
+		c.n = 0;
+		if (got == len)
+			break;
+	}
+	CU_ASSERT_EQUAL(memcmp(in, out, len), 0);
+	/* Drain the send completion if it has not been seen. */
+	for (int i = 0; i < 20 && sop.in_flight; i++)
+		loop_run_once(l, 100);
+	CU_ASSERT_FALSE(sop.in_flight);
+
+	/* EOF: closing the writer completes a pending recv with 0. */
+	c.n = 0;
+	loop_recv(l, &rop, sv[1], in, 16);
+	close(sv[0]);
+	while (c.n == 0)
+		CU_ASSERT_EQUAL_FATAL(loop_run_once(l, 1000), 0);
+	CU_ASSERT_EQUAL(c.results[0], 0);
+
+	/* Timer fires and stops the loop. */
+	c.n = 0;
+	loop_timer_arm(l, &t, 20);
+	CU_ASSERT_EQUAL(loop_run(l), 0);
+	CU_ASSERT_EQUAL(c.n, 1);
+	CU_ASSERT_EQUAL(c.results[0], 1000);
+
+	close(sv[1]);
+	loop_free(l);
+	free(out);
+	free(in);
+}
+
+static void test_loop_uring(void) { loop_roundtrip(true); }
+static void test_loop_epoll(void) { loop_roundtrip(false); }
+
+static void
+test_loop_no_uring_env(void)
+{
+	struct loop *l;
+	int err = 0;
+
+	setenv("BLKMIRROR_NO_IO_URING", "1", 1);
+	CU_ASSERT_EQUAL_FATAL(loop_new(&l, 8, true, &err), 0);
+	unsetenv("BLKMIRROR_NO_IO_URING");
+	CU_ASSERT_EQUAL(err, -EPERM);
+	CU_ASSERT_PTR_NULL(loop_ring(l));
+	loop_free(l);
+}
+
+/* Deferred callbacks run on the next turn, in order, never re-entrantly. */
+static void
+test_loop_defer(void)
+{
+	struct loop *l;
+	struct ctx c = { 0 };
+	struct loop_op a = { .cb = record_cb, .data = &c };
+	struct loop_op b = { .cb = record_cb, .data = &c };
+
+	CU_ASSERT_EQUAL_FATAL(loop_new(&l, 8, true, NULL), 0);
+	loop_defer(l, &a, 7);
+	loop_defer(l, &b, 9);
+	CU_ASSERT_EQUAL(c.n, 0);
+	CU_ASSERT_EQUAL(loop_run_once(l, 0), 0);
+	CU_ASSERT_EQUAL(c.n, 2);
+	CU_ASSERT_EQUAL(c.results[0], 7);
+	CU_ASSERT_EQUAL(c.results[1], 9);
+	loop_free(l);
+}
+
+int
+main(void)
+{
+	CU_pSuite s;
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return CU_get_error();
+	s = CU_add_suite("util", NULL, NULL);
+	CU_add_test(s, "parse_size", test_parse_size);
+	CU_add_test(s, "parse_duration", test_parse_duration);
+	CU_add_test(s, "parse_sockaddr", test_parse_sockaddr);
+	CU_add_test(s, "loop_uring", test_loop_uring);
+	CU_add_test(s, "loop_epoll", test_loop_epoll);
+	CU_add_test(s, "loop_no_uring_env", test_loop_no_uring_env);
+	CU_add_test(s, "loop_defer", test_loop_defer);
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	int failed = (int)CU_get_number_of_failures();
+	CU_cleanup_registry();
+	return failed ? 1 : 0;
+}
