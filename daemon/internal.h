@@ -58,7 +58,7 @@ struct listener {
 
 /* One in-flight request on the volume, from any frontend. */
 struct vol_req {
-	struct io_req io;		/* disk request; io.op.data = this */
+	struct io_req io;		/* disk request; io.data = this */
 	void (*done)(struct vol_req *vr, int res);	/* completion, res 0 or -errno */
 	void *owner;			/* frontend's context */
 	struct vol_req *next;		/* in-flight write list link (conflicts) */

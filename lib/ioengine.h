@@ -15,8 +15,8 @@
  * Every engine gives the same semantics:
  *  - read/write transfer exactly len bytes or fail; short transfers and
  *    -EAGAIN are retried inside the engine, in one place;
- *  - the completion callback runs from the loop, never from inside
- *    ioeng_submit(); res is 0 or a negative errno;
+ *  - r->cb(r, res) runs from the loop, never from inside ioeng_submit();
+ *    res is 0 or a negative errno;
  *  - IO_F_FUA on a write makes that write durable before completion
  *    (RWF_DSYNC where supported, else write + fdatasync);
  *  - IO_FLUSH is fdatasync(2) of the backing fd;
@@ -62,16 +62,19 @@ enum io_opcode {
 
 /* One disk request.  Owned by the engine from submit to callback. */
 struct io_req {
-	struct loop_op op;	/* op.cb(&op, res) on completion; op.data is the
-				 * caller's; the rest of op is the engine's */
+	void (*cb)(struct io_req *r, int res);	/* completion: 0 or -errno */
+	void *data;		/* caller's context, untouched by the engine */
 	uint8_t opcode;		/* enum io_opcode */
 	uint32_t flags;		/* IO_F_* */
 	uint64_t offset;	/* byte offset on the device */
 	uint64_t len;		/* bytes (0 for FLUSH) */
 	void *buf;		/* READ/WRITE data, len bytes */
 	int buf_index;		/* registered buffer index, or -1 */
-	uint64_t done;		/* engine-private: bytes transferred so far */
-	struct io_req *next;	/* engine-private queue link */
+	/* engine-private from here */
+	struct loop_op op;	/* the loop operation carrying the request */
+	uint64_t done;		/* bytes transferred so far */
+	int stage;		/* multi-step requests (FUA fallback, zero fill) */
+	struct io_req *next;	/* engine queue link */
 };
 
 /* Options for ioeng_open(). */
@@ -79,6 +82,9 @@ struct ioeng_opts {
 	enum ioeng_kind kind;	/* requested engine */
 	bool direct;		/* try O_DIRECT (falls back silently if refused) */
 	bool read_only;		/* open O_RDONLY */
+	unsigned io_align;	/* smallest I/O the caller will issue (512 or
+				 * 4096); O_DIRECT is used only if the device's
+				 * DIO alignment divides it */
 	unsigned queue_depth;	/* max requests in flight (default 256) */
 	unsigned threads;	/* sync engine: offload threads (default 4) */
 };
