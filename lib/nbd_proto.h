@@ -158,6 +158,13 @@ struct nbd_limits {
 const char *nbd_cmd_name(uint32_t type);
 const char *nbd_opt_name(uint32_t opt);
 const char *nbd_rep_name(uint32_t rep);
+const char *nbd_info_name(uint32_t info);
+/* Name of an NBD_E* transmission error (0 gives "OK"). */
+const char *nbd_err_name(uint32_t err);
+/*
+ * Unknown values give "NBD_CMD_<n>" etc., formatted into one of four
+ * per-thread slots: valid until four more unknown values are named.
+ */
 
 /*
  * Decode a 16-byte option header.  Returns 0, -EAGAIN when len < 16,
@@ -181,6 +188,26 @@ int nbd_request_decode(const void *buf, size_t len, struct nbd_request *out);
  * DF without structured replies -> EINVAL.
  */
 int nbd_request_validate(const struct nbd_request *req, const struct nbd_limits *lim);
+/*
+ * Details of nbd_request_validate (nbd_codec.c has the check order):
+ * - DISC is always accepted (0): it has no reply to carry an error.
+ * - FUA is accepted on every command when NBD_FLAG_SEND_FUA is in tflags;
+ *   NO_HOLE and FAST_ZERO only on WRITE_ZEROES (FAST_ZERO only with
+ *   SEND_FAST_ZERO); REQ_ONE only on BLOCK_STATUS; DF only on READ with
+ *   SEND_DF advertised and structured replies negotiated.
+ * - FLUSH, TRIM, WRITE_ZEROES, CACHE need SEND_FLUSH, SEND_TRIM,
+ *   SEND_WRITE_ZEROES, SEND_CACHE in tflags; FLUSH needs offset = length = 0.
+ * - BLOCK_STATUS needs structured and meta_allocation.
+ * - WRITE, TRIM, WRITE_ZEROES with read_only or NBD_FLAG_READ_ONLY -> EPERM.
+ * - Ranges: READ/WRITE length > max_payload (0 means NBD_MAX_PAYLOAD) ->
+ *   EINVAL; offset or length not a multiple of min_block (0 means 1) ->
+ *   EINVAL; offset + length wrapping past 2^64 -> EINVAL for every command;
+ *   past the export size -> ENOSPC for WRITE/WRITE_ZEROES, else EINVAL.
+ *   Zero-length requests inside the export are valid.
+ * - A refused WRITE's payload still follows on the wire: the caller reads
+ *   and discards it when length <= NBD_MAX_PAYLOAD, and drops the
+ *   connection when it is larger (the spec allows a hard disconnect there).
+ */
 
 /* Encoders return the bytes written into buf (which must be large enough). */
 size_t nbd_simple_reply_encode(void *buf, uint32_t error, uint64_t cookie);
