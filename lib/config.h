@@ -81,7 +81,9 @@ struct conf {
 /*
  * Parse path into *c (zeroed and filled with defaults first).  On error
  * returns a negative errno and writes one "FILE:LINE: key: message" line
- * into err (NUL-terminated, truncated to errlen).
+ * into err (NUL-terminated, truncated to errlen; err may be NULL).  Errors
+ * about a whole section name it as the key ("FILE:LINE: [node b]: ...");
+ * an unreadable file gives "FILE: cannot open: strerror" and -errno.
  */
 int conf_load(const char *path, struct conf *c, char *err, size_t errlen);
 /* Same, from a string (tests); name is used as FILE in messages. */
@@ -92,6 +94,9 @@ const struct conf_node *conf_node(const struct conf *c, const char *name);
 /* The other node (the peer of name), or NULL when standalone. */
 const struct conf_node *conf_peer(const struct conf *c, const char *name);
 
+/* Names as written in the file ("sync", "pull-ahead", "xxh3"...). */
 const char *conf_protocol_name(enum repl_protocol p);
+const char *conf_on_congestion_name(enum on_congestion oc);
+const char *conf_csums_name(enum csums_alg a);
 
 #endif
