@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "bufpool.h"
 #include "config.h"
 #include "ioengine.h"
 #include "loop.h"
@@ -54,17 +55,20 @@ struct listener {
 	bool is_control;		/* control socket (else NBD) */
 	bool from_systemd;		/* came from LISTEN_FDS */
 	uint64_t accept_errors;		/* accept failures seen */
+	struct loop_timer retry;	/* re-arms accept after a failure */
+	bool closed;			/* fd closed (daemon stopping) */
 };
 
 /* One in-flight request on the volume, from any frontend. */
 struct vol_req {
 	struct io_req io;		/* disk request; io.data = this */
+	struct daemon *d;		/* the volume's daemon */
 	void (*done)(struct vol_req *vr, int res);	/* completion, res 0 or -errno */
 	void *owner;			/* frontend's context */
 	struct vol_req *next;		/* in-flight write list link (conflicts) */
 	struct vol_req *waiters;	/* requests blocked behind this one */
 	struct vol_req *wait_next;	/* link in the blocker's waiters list */
-	uint64_t submitted_ns;		/* for latency accounting */
+	uint64_t seq;			/* volume order of submission */
 	bool is_write;			/* modifies data: takes part in conflicts */
 };
 
@@ -88,10 +92,17 @@ struct daemon {
 	unsigned n_conns;		/* entries on conns */
 	uint64_t conns_total;		/* accepted since start */
 
-	struct vol_req *inflight_writes;	/* for conflict detection */
+	struct vol_req *inflight_writes;	/* writes running or waiting, newest
+					 * first (conflict detection) */
+	uint64_t vol_seq;		/* last vol_req seq handed out */
 	unsigned inflight;		/* requests submitted to the volume */
 
 	struct op_counters ops;		/* volume-level counters */
+	struct bufpool pool;		/* I/O buffers (registered with the engine) */
+	uint32_t block_size;		/* exported minimum block size */
+	const char *refuse;		/* why NBD clients are refused now, or NULL */
+	struct loop_timer stop_timer;	/* polls for the end of a clean shutdown */
+	uint64_t stop_deadline;		/* now_ns() after which shutdown is forced */
 	struct control *ctl;		/* control socket state */
 };
 
@@ -105,10 +116,13 @@ const char *conn_state_name(enum conn_state s);
 /* Submit vr (io fields filled in); vr->done runs from the loop. */
 void vol_submit(struct daemon *d, struct vol_req *vr);
 
-/* nbd_server.c: listeners and connection lifecycle. */
+/* nbd_server.c: listeners, accept, connection lifecycle and handshake. */
 int nbd_server_start(struct daemon *d);
+/* Stop accepting; every connection finishes its requests and closes. */
 void nbd_server_stop(struct daemon *d);
-void nbd_conn_accepted(struct daemon *d, int fd, const char *peer);
+/* Listening socket helper shared with control.c: bind+listen addr (unix
+ * sockets: mode applied, stale file removed); returns fd or -errno. */
+int listen_on(const struct sockaddr_storage *ss, unsigned sslen, int mode);
 
 /* control.c: control socket (line-delimited JSON). */
 int control_start(struct daemon *d);

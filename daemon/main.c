@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * blkmirrord: serves one resource (volume).  Start-up order: config, node,
+ * event loop, io engine on the backing device, buffers, NBD listeners,
+ * control socket, signals, then READY=1 to systemd and the loop.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <systemd/sd-daemon.h>
+
+#include "config-build.h"
+#include "internal.h"
+#include "log.h"
+#include "util.h"
+
+#define LOOP_ENTRIES		1024	/* io_uring submission queue size */
+#define ENGINE_QUEUE_DEPTH	512	/* disk requests in flight */
+#define SHUTDOWN_GRACE_MS	10000	/* clean-shutdown limit before forcing */
+
+/* Buffer pool classes: many small, some medium, a few full-size payloads. */
+static const size_t pool_sizes[BUFPOOL_CLASSES] = { 4096, 128 << 10, 1 << 20 };
+static const unsigned pool_counts[BUFPOOL_CLASSES] = { 1024, 128, 32 };
+
+static struct daemon daemon_state;
+
+static const char *const role_names[] = {
+	[ROLE_SECONDARY] = "secondary", [ROLE_PRIMARY] = "primary",
+};
+static const char *const disk_names[] = {
+	[DISK_DISKLESS] = "diskless", [DISK_INCONSISTENT] = "inconsistent",
+	[DISK_OUTDATED] = "outdated", [DISK_CONSISTENT] = "consistent",
+	[DISK_UPTODATE] = "uptodate", [DISK_FAILED] = "failed",
+};
+static const char *const conn_names[] = {
+	[CONN_STANDALONE] = "standalone", [CONN_CONNECTING] = "connecting",
+	[CONN_CONNECTED] = "connected",
+};
+
+const char *role_name(enum role r) { return role_names[r]; }
+const char *disk_state_name(enum disk_state s) { return disk_names[s]; }
+const char *conn_state_name(enum conn_state s) { return conn_names[s]; }
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: blkmirrord -c FILE [-n NODE] [-f] [-v]\n"
+	    "  -c FILE   resource configuration (see blkmirror.conf(5))\n"
+	    "  -n NODE   this node's [node NAME] section (default: the hostname)\n"
+	    "  -f        stay in the foreground, log to stderr\n"
+	    "  -v        debug logging\n"
+	    "  -V        print the version\n");
+}
+
+/* ---- shutdown ------------------------------------------------------------------ */
+
+static void
+stop_poll(struct loop_timer *t)
+{
+	struct daemon *d = t->data;
+
+	if ((d->n_conns == 0 && d->inflight == 0) || now_ns() > d->stop_deadline) {
+		if (d->n_conns > 0)
+			log_warn("shutdown: %u connection(s) still busy after %d s; forcing",
+			    d->n_conns, SHUTDOWN_GRACE_MS / 1000);
+		loop_stop(d->loop);
+		return;
+	}
+	loop_timer_arm(d->loop, t, 10);
+}
+
+void
+daemon_request_stop(struct daemon *d, const char *why)
+{
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	log_notice("shutting down: %s", why);
+	sd_notify(0, "STOPPING=1");
+	nbd_server_stop(d);
+	d->stop_deadline = now_ns() + SHUTDOWN_GRACE_MS * 1000000ull;
+	d->stop_timer.cb = stop_poll;
+	d->stop_timer.data = d;
+	loop_timer_arm(d->loop, &d->stop_timer, 0);
+}
+
+/* ---- signals through the loop ------------------------------------------------------ */
+
+static struct loop_op sig_op;
+static int sig_fd = -1;
+
+static void
+sig_ready(struct loop_op *op, int res)
+{
+	struct daemon *d = op->data;
+	struct signalfd_siginfo si;
+
+	while (read(sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGTERM:
+		case SIGINT:
+			daemon_request_stop(d, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+			break;
+		case SIGHUP:
+			log_info("SIGHUP ignored: the configuration is read at start");
+			break;
+		}
+	}
+	if (res >= 0 || res == -EINTR)
+		loop_poll(d->loop, &sig_op, sig_fd, POLLIN);
+}
+
+static int
+signals_setup(struct daemon *d)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return -errno;
+	signal(SIGPIPE, SIG_IGN);
+	sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (sig_fd < 0)
+		return -errno;
+	sig_op.cb = sig_ready;
+	sig_op.data = d;
+	loop_poll(d->loop, &sig_op, sig_fd, POLLIN);
+	return 0;
+}
+
+/* ---- start-up -------------------------------------------------------------------- */
+
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/* Open the backing device and size the export; exits on failure. */
+static void
+disk_open(struct daemon *d)
+{
+	struct ioeng_opts o = {
+		.kind = d->conf.io_engine,
+		.direct = true,
+		.io_align = d->conf.block_size,
+		.queue_depth = ENGINE_QUEUE_DEPTH,
+		.threads = 4,
+	};
+	struct iovec iov[BUFPOOL_CLASSES];
+	int ret;
+
+	ret = ioeng_open(d->loop, d->self->disk, &o, &d->eng);
+	if (ret < 0)
+		die_errno(EX_NOINPUT, ret, "cannot open disk %s", d->self->disk);
+	d->block_size = d->conf.block_size;
+	d->size = ioeng_size(d->eng) / d->block_size * d->block_size;
+	if (d->size == 0)
+		die(EX_DATAERR, "disk %s is smaller than one %u-byte block",
+		    d->self->disk, d->block_size);
+	if (ioeng_alignment(d->eng) > d->block_size)
+		die(EX_CONFIG, "disk %s needs %u-byte aligned I/O; set block-size = 4096",
+		    d->self->disk, ioeng_alignment(d->eng));
+	if (bufpool_init(&d->pool, pool_sizes, pool_counts) < 0)
+		die(EX_OSERR, "cannot allocate I/O buffers");
+	bufpool_iovecs(&d->pool, iov);
+	ret = ioeng_register_buffers(d->eng, iov, BUFPOOL_CLASSES);
+	if (ret < 0)
+		log_errno(LOG_INFO, ret, "disk: buffers not registered (plain I/O buffers used)");
+	log_info("disk %s: %" PRIu64 " bytes, engine %s%s, block size %u",
+	    d->self->disk, d->size, ioeng_kind_name(ioeng_get_kind(d->eng)),
+	    ioeng_is_direct(d->eng) ? " (O_DIRECT)" : "", d->block_size);
+}
+
+static void
+load_config(struct daemon *d, const char *path, const char *node)
+{
+	char err[512], host[256];
+	int ret;
+
+	ret = conf_load(path, &d->conf, err, sizeof(err));
+	if (ret < 0) {
+		fprintf(stderr, "blkmirrord: %s\n", err);
+		exit(EX_CONFIG);
+	}
+	if (node == NULL) {
+		if (gethostname(host, sizeof(host)) < 0)
+			die_errno(EX_OSERR, -errno, "gethostname");
+		host[sizeof(host) - 1] = '\0';
+		node = host;
+	}
+	d->self = conf_node(&d->conf, node);
+	if (d->self == NULL) {
+		fprintf(stderr, "blkmirrord: %s: no [node %s] section (use -n NODE)\n",
+		    path, node);
+		exit(EX_CONFIG);
+	}
+	d->peer = conf_peer(&d->conf, node);
+}
+
+/* Become a daemon: fork, new session, stdio to /dev/null, log to syslog. */
+static void
+daemonize(void)
+{
+	pid_t pid = fork();
+	int fd;
+
+	if (pid < 0)
+		die_errno(EX_OSERR, -errno, "fork");
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	if (chdir("/") < 0)
+		die_errno(EX_OSERR, -errno, "chdir /");
+	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	log_init(LOG_TO_SYSLOG, log_get_level());
+}
+
+static void
+setup_roles(struct daemon *d)
+{
+	if (d->peer == NULL) {
+		/* Standalone: the local disk is the volume. */
+		d->role = ROLE_PRIMARY;
+		d->disk = DISK_UPTODATE;
+		d->conn = CONN_STANDALONE;
+		d->refuse = NULL;
+	} else {
+		/* Replication is not wired into this build's daemon yet: a
+		 * two-node resource refuses to start rather than pretend. */
+		die(EX_CONFIG, "%s: two-node resources are not supported by this version "
+		    "of blkmirrord yet (remove [node %s] to run standalone)",
+		    d->conf.path, d->peer->name);
+	}
+	log_set_prefix(d->conf.name, role_name(d->role));
+}
+
+int
+main(int argc, char **argv)
+{
+	struct daemon *d = &daemon_state;
+	const char *conf_path = NULL, *node = NULL;
+	bool foreground = false;
+	int level = LOG_INFO, opt, ret, uring_err = 0;
+
+	while ((opt = getopt(argc, argv, "c:n:fvVh")) != -1) {
+		switch (opt) {
+		case 'c': conf_path = optarg; break;
+		case 'n': node = optarg; break;
+		case 'f': foreground = true; break;
+		case 'v': level = LOG_DEBUG; break;
+		case 'V': printf("blkmirrord %s\n", BLKMIRROR_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return EX_USAGE;
+		}
+	}
+	if (conf_path == NULL || optind != argc) {
+		usage(stderr);
+		return EX_USAGE;
+	}
+	log_init(LOG_TO_STDERR, level);
+	load_config(d, conf_path, node);
+	setup_roles(d);
+	raise_nofile();
+	if (!foreground && getenv("NOTIFY_SOCKET") == NULL)
+		daemonize();
+	d->started_ns = now_ns();
+
+	ret = loop_new(&d->loop, LOOP_ENTRIES, true, &uring_err);
+	if (ret < 0)
+		die_errno(EX_OSERR, ret, "cannot create the event loop");
+	if (uring_err < 0)
+		log_errno(LOG_WARNING, uring_err, "io_uring unavailable; event loop uses epoll");
+	disk_open(d);
+	if ((ret = nbd_server_start(d)) < 0)
+		die_errno(EX_UNAVAILABLE, ret, "cannot start the NBD server");
+	if ((ret = control_start(d)) < 0)
+		die_errno(EX_UNAVAILABLE, ret, "cannot open the control socket %s", d->self->control);
+	if ((ret = signals_setup(d)) < 0)
+		die_errno(EX_OSERR, ret, "cannot set up signal handling");
+	sd_notifyf(0, "READY=1\nSTATUS=%s %s, serving %" PRIu64 " bytes",
+	    role_name(d->role), disk_state_name(d->disk), d->size);
+	log_notice("ready: %s %s, %" PRIu64 " bytes", role_name(d->role),
+	    disk_state_name(d->disk), d->size);
+
+	ret = loop_run(d->loop);
+	if (ret < 0)
+		log_errno(LOG_ERR, ret, "event loop failed");
+	control_stop(d);
+	ioeng_close(d->eng);
+	bufpool_destroy(&d->pool);
+	loop_free(d->loop);
+	free(d->listeners);
+	if (sig_fd >= 0)
+		close(sig_fd);
+	log_notice("stopped");
+	return ret < 0 ? EX_SOFTWARE : 0;
+}

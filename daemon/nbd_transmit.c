@@ -1,0 +1,486 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * NBD transmission phase: decode requests from the receive buffer, validate
+ * each before any side effect (lib/nbd_codec.c), hand it to the volume, and
+ * send replies in batches, one sendmsg for as many as are ready.
+ *
+ * Receive contract: headers and small payloads are parsed out of c->rx;
+ * the rest of a WRITE payload that did not fit is received straight into the
+ * request's buffer (c->rx_req).  A rejected WRITE still has its payload read
+ * and dropped (c->drain) so the stream stays in sync.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "nbd.h"
+#include "util.h"
+
+static struct nbd_req *req_free_list;	/* recycled request structs */
+
+static struct nbd_req *
+req_alloc(struct nbd_conn *c)
+{
+	struct nbd_req *q = req_free_list;
+
+	if (q != NULL)
+		req_free_list = q->next;
+	else if ((q = malloc(sizeof(*q))) == NULL)
+		return NULL;
+	memset(q, 0, offsetof(struct nbd_req, hdr));
+	q->c = c;
+	q->vr.owner = q;
+	q->vr.d = c->d;
+	c->inflight++;
+	c->requests++;
+	return q;
+}
+
+/* The reply was sent (or dropped): release everything the request held. */
+static void
+req_release(struct nbd_req *q)
+{
+	struct nbd_conn *c = q->c;
+
+	bufpool_put(&c->d->pool, &q->data);
+	q->next = req_free_list;
+	req_free_list = q;
+	c->inflight--;
+}
+
+/* Map a negative errno from the disk to the NBD error on the wire. */
+static uint32_t
+errno_to_nbd(int err)
+{
+	switch (-err) {
+	case 0:			return 0;
+	case EPERM: case EROFS:	return NBD_EPERM;
+	case ENOSPC: case EDQUOT: return NBD_ENOSPC;
+	case EINVAL:		return NBD_EINVAL;
+	case ENOMEM:		return NBD_ENOMEM;
+	case EOVERFLOW:		return NBD_EOVERFLOW;
+	case ENOTSUP:		return NBD_ENOTSUP;
+	case ESHUTDOWN:		return NBD_ESHUTDOWN;
+	default:		return NBD_EIO;
+	}
+}
+
+/* ---- replies --------------------------------------------------------------- */
+
+/* Encode q's reply header for its result; data_len is set for READ. */
+static void
+reply_encode(struct nbd_req *q)
+{
+	struct nbd_conn *c = q->c;
+	uint8_t *h = q->hdr;
+	bool is_read = q->r.type == NBD_CMD_READ;
+	bool is_bs = q->r.type == NBD_CMD_BLOCK_STATUS;
+
+	if (q->error != 0 || !(is_read || is_bs))
+		q->data_len = 0;
+	if (!c->lim.structured) {
+		q->hdr_len = (uint8_t)nbd_simple_reply_encode(h, q->error, q->r.cookie);
+		return;
+	}
+	if (q->error != 0) {
+		size_t n = nbd_structured_hdr_encode(h, NBD_REPLY_FLAG_DONE,
+		    NBD_REPLY_TYPE_ERROR, q->r.cookie, 6);
+
+		put_be32(h + n, q->error);
+		put_be16(h + n + 4, 0);		/* no message */
+		q->hdr_len = (uint8_t)(n + 6);
+	} else if (is_read && q->data_len > 0) {
+		size_t n = nbd_structured_hdr_encode(h, NBD_REPLY_FLAG_DONE,
+		    NBD_REPLY_TYPE_OFFSET_DATA, q->r.cookie, 8 + q->data_len);
+
+		put_be64(h + n, q->r.offset);
+		q->hdr_len = (uint8_t)(n + 8);
+	} else if (is_bs) {
+		size_t n = nbd_structured_hdr_encode(h, NBD_REPLY_FLAG_DONE,
+		    NBD_REPLY_TYPE_BLOCK_STATUS, q->r.cookie, 4 + q->data_len);
+
+		put_be32(h + n, NBD_META_ALLOCATION_ID);
+		q->hdr_len = (uint8_t)(n + 4);
+	} else {
+		q->hdr_len = (uint8_t)nbd_structured_hdr_encode(h, NBD_REPLY_FLAG_DONE,
+		    NBD_REPLY_TYPE_NONE, q->r.cookie, 0);
+	}
+}
+
+/* Queue q's reply and start sending if idle. */
+static void
+reply(struct nbd_req *q, uint32_t error)
+{
+	struct nbd_conn *c = q->c;
+
+	q->error = error;
+	if (error != 0)
+		c->d->ops.errors++;
+	reply_encode(q);
+	q->next = NULL;
+	if (c->txq_tail != NULL)
+		c->txq_tail->next = q;
+	else
+		c->txq_head = q;
+	c->txq_tail = q;
+	nbd_tx_kick(c);
+}
+
+static void
+tx_done(struct loop_op *op, int res)
+{
+	struct nbd_conn *c = op->data;
+	struct nbd_req *q = c->tx_batch, *next;
+
+	c->tx_busy = false;
+	c->tx_batch = NULL;
+	if (res < 0 && !c->dead) {
+		log_notice("nbd: %s: sending replies failed: %s", c->peer, strerror(-res));
+		c->dead = true;
+	}
+	for (; q != NULL; q = next) {
+		next = q->next;
+		req_release(q);
+	}
+	if (c->dead && c->state != NC_CLOSING)
+		nbd_conn_close(c, "connection lost");
+	nbd_tx_kick(c);
+	nbd_conn_rx_post(c);	/* reading may have been throttled */
+	nbd_conn_maybe_free(c);
+}
+
+/* Send as many queued replies as fit in one sendmsg. */
+void
+nbd_tx_kick(struct nbd_conn *c)
+{
+	struct nbd_req *q, **tail = &c->tx_batch;
+	int n = 0, k = 0;
+
+	if (c->tx_busy || c->txq_head == NULL)
+		return;
+	if (c->dead) {
+		/* Nobody to tell: drop the replies. */
+		while ((q = c->txq_head) != NULL) {
+			c->txq_head = q->next;
+			req_release(q);
+		}
+		c->txq_tail = NULL;
+		nbd_conn_maybe_free(c);
+		return;
+	}
+	while ((q = c->txq_head) != NULL && n < NBD_TX_BATCH) {
+		c->txq_head = q->next;
+		c->iov[k].iov_base = q->hdr;
+		c->iov[k++].iov_len = q->hdr_len;
+		if (q->data_len > 0) {
+			c->iov[k].iov_base = q->data.p;
+			c->iov[k++].iov_len = q->data_len;
+		}
+		q->next = NULL;
+		*tail = q;
+		tail = &q->next;
+		n++;
+	}
+	if (c->txq_head == NULL)
+		c->txq_tail = NULL;
+	c->tx_busy = true;
+	c->tx_op.cb = tx_done;
+	c->tx_op.data = c;
+	loop_sendmsg(c->d->loop, &c->tx_op, c->fd, c->iov, k);
+}
+
+/* ---- requests ---------------------------------------------------------------- */
+
+static void
+vol_done(struct vol_req *vr, int res)
+{
+	struct nbd_req *q = vr->owner;
+
+	if (res == -EOPNOTSUPP && q->r.type == NBD_CMD_TRIM)
+		res = 0;	/* TRIM is advisory: unsupported discard is fine */
+	if (res < 0)
+		log_debug("nbd: %s: %s offset %" PRIu64 " length %" PRIu32 ": %s",
+		    q->c->peer, nbd_cmd_name(q->r.type), q->r.offset, q->r.length,
+		    strerror(-res));
+	reply(q, errno_to_nbd(res));
+}
+
+/* Hand a validated data request to the volume. */
+static void
+submit(struct nbd_req *q, uint8_t opcode, uint32_t flags)
+{
+	struct vol_req *vr = &q->vr;
+
+	vr->io.opcode = opcode;
+	vr->io.flags = flags;
+	vr->io.offset = q->r.offset;
+	vr->io.len = q->r.length;
+	vr->io.buf = q->data.p;
+	vr->io.buf_index = q->data.p != NULL ? q->data.index : -1;
+	vr->done = vol_done;
+	vr->is_write = opcode == IO_WRITE || opcode == IO_TRIM || opcode == IO_WRITE_ZEROES;
+	vol_submit(q->c->d, vr);
+}
+
+/*
+ * BLOCK_STATUS for base:allocation: holes and data from SEEK_HOLE/SEEK_DATA
+ * on regular files; block devices report everything as data.
+ */
+static void
+block_status(struct nbd_req *q)
+{
+	struct daemon *d = q->c->d;
+	uint64_t pos = q->r.offset, end = q->r.offset + q->r.length;
+	unsigned max = (q->r.flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NBD_BS_DESCRIPTORS;
+	unsigned n = 0;
+	uint8_t *p;
+	int fd = ioeng_fd(d->eng);
+
+	if (bufpool_get(&d->pool, max * 8, &q->data) < 0) {
+		reply(q, NBD_ENOMEM);
+		return;
+	}
+	p = q->data.p;
+	while (pos < end && n < max) {
+		off_t data = ioeng_is_blockdev(d->eng) ? (off_t)pos : lseek(fd, (off_t)pos, SEEK_DATA);
+		uint64_t len;
+		uint32_t flags;
+
+		if (data < 0 || (uint64_t)data > pos) {
+			/* A hole up to the next data (or the end). */
+			uint64_t next = data < 0 ? end : MIN((uint64_t)data, end);
+
+			len = next - pos;
+			flags = NBD_STATE_HOLE | NBD_STATE_ZERO;
+		} else {
+			off_t hole = ioeng_is_blockdev(d->eng) ? (off_t)end :
+			    lseek(fd, (off_t)pos, SEEK_HOLE);
+			uint64_t next = hole < 0 ? end : MIN((uint64_t)hole, end);
+
+			len = next - pos;
+			flags = 0;
+		}
+		/* Keep extents aligned to the block size (filesystem holes
+		 * are page aligned; a tail past the export end is cut). */
+		if (len == 0)
+			break;
+		if (len > UINT32_MAX - d->block_size)
+			len = (UINT32_MAX / d->block_size) * d->block_size;
+		put_be32(p + n * 8, (uint32_t)len);
+		put_be32(p + n * 8 + 4, flags);
+		n++;
+		pos += len;
+	}
+	q->data_len = n * 8;
+	d->ops.block_status++;
+	reply(q, 0);
+}
+
+/* Start a request whose header (and WRITE payload) is complete. */
+static void
+dispatch(struct nbd_req *q)
+{
+	struct daemon *d = q->c->d;
+	uint32_t fua = (q->r.flags & NBD_CMD_FLAG_FUA) ? IO_F_FUA : 0;
+
+	switch (q->r.type) {
+	case NBD_CMD_READ:
+		d->ops.reads++;
+		d->ops.read_bytes += q->r.length;
+		q->data_len = q->r.length;
+		if (q->r.length == 0) {
+			reply(q, 0);
+			return;
+		}
+		submit(q, IO_READ, 0);
+		return;
+	case NBD_CMD_WRITE:
+		d->ops.writes++;
+		d->ops.write_bytes += q->r.length;
+		if (q->r.length == 0) {
+			reply(q, 0);
+			return;
+		}
+		submit(q, IO_WRITE, fua);
+		return;
+	case NBD_CMD_FLUSH:
+		d->ops.flushes++;
+		submit(q, IO_FLUSH, 0);
+		return;
+	case NBD_CMD_TRIM:
+		d->ops.trims++;
+		d->ops.trim_bytes += q->r.length;
+		if (q->r.length == 0) {
+			reply(q, 0);
+			return;
+		}
+		submit(q, IO_TRIM, fua);
+		return;
+	case NBD_CMD_WRITE_ZEROES:
+		d->ops.zeroes++;
+		d->ops.zero_bytes += q->r.length;
+		if (q->r.length == 0) {
+			reply(q, 0);
+			return;
+		}
+		submit(q, IO_WRITE_ZEROES, fua |
+		    ((q->r.flags & NBD_CMD_FLAG_NO_HOLE) ? IO_F_NO_HOLE : 0) |
+		    ((q->r.flags & NBD_CMD_FLAG_FAST_ZERO) ? IO_F_FAST_ZERO : 0));
+		return;
+	case NBD_CMD_CACHE:
+		/* Reads are served from the backing device directly (O_DIRECT):
+		 * there is no cache of ours to fill. */
+		d->ops.caches++;
+		reply(q, 0);
+		return;
+	case NBD_CMD_BLOCK_STATUS:
+		block_status(q);
+		return;
+	}
+	reply(q, NBD_EINVAL);
+}
+
+/*
+ * Take one request header at c->rx + c->rx_off.  Returns false when the
+ * connection must stop parsing (closed, or waiting for a payload).
+ */
+static bool
+take_request(struct nbd_conn *c)
+{
+	struct daemon *d = c->d;
+	struct nbd_request r;
+	struct nbd_req *q;
+	uint32_t err;
+	size_t avail;
+
+	if (nbd_request_decode(c->rx + c->rx_off, c->rx_len - c->rx_off, &r) < 0) {
+		log_notice("nbd: %s: bad request magic 0x%08" PRIx32 "; closing",
+		    c->peer, get_be32(c->rx + c->rx_off));
+		c->dead = true;
+		nbd_conn_close(c, "protocol error");
+		return false;
+	}
+	c->rx_off += NBD_REQUEST_LEN;
+	if (r.type == NBD_CMD_DISC) {
+		nbd_conn_close(c, "client disconnected");
+		return false;
+	}
+	if (r.type == NBD_CMD_WRITE && r.length > NBD_MAX_PAYLOAD) {
+		log_notice("nbd: %s: WRITE payload of %" PRIu32 " bytes exceeds the %u MiB maximum; closing",
+		    c->peer, r.length, NBD_MAX_PAYLOAD >> 20);
+		c->dead = true;
+		nbd_conn_close(c, "oversize payload");
+		return false;
+	}
+	if ((q = req_alloc(c)) == NULL) {
+		c->dead = true;
+		nbd_conn_close(c, "out of memory");
+		return false;
+	}
+	q->r = r;
+	err = (uint32_t)nbd_request_validate(&r, &c->lim);
+	if (err != 0) {
+		d->ops.rejected++;
+		log_notice("nbd: %s: rejected %s offset %" PRIu64 " length %" PRIu32
+		    " flags 0x%x: error %" PRIu32, c->peer, nbd_cmd_name(r.type),
+		    r.offset, r.length, r.flags, err);
+		if (r.type == NBD_CMD_WRITE)
+			c->drain = r.length;
+		reply(q, err);
+		return true;
+	}
+	if (r.type == NBD_CMD_READ || r.type == NBD_CMD_WRITE) {
+		if (r.length > 0 && bufpool_get(&d->pool, r.length, &q->data) < 0) {
+			if (r.type == NBD_CMD_WRITE)
+				c->drain = r.length;
+			reply(q, NBD_ENOMEM);
+			return true;
+		}
+	}
+	if (r.type != NBD_CMD_WRITE || r.length == 0) {
+		dispatch(q);
+		return true;
+	}
+	/* WRITE: take what is buffered, receive the rest in place. */
+	avail = MIN(c->rx_len - c->rx_off, (size_t)r.length);
+	memcpy(q->data.p, c->rx + c->rx_off, avail);
+	c->rx_off += avail;
+	q->got = (uint32_t)avail;
+	if (q->got == r.length) {
+		dispatch(q);
+		return true;
+	}
+	c->rx_req = q;
+	return false;
+}
+
+void
+nbd_transmit_input(struct nbd_conn *c)
+{
+	while (c->state == NC_TRANSMIT) {
+		size_t avail = c->rx_len - c->rx_off;
+
+		if (c->drain > 0) {
+			size_t n = MIN((uint64_t)avail, c->drain);
+
+			c->rx_off += n;
+			c->drain -= n;
+			if (c->drain > 0)
+				break;
+			continue;
+		}
+		if (avail < NBD_REQUEST_LEN || !take_request(c))
+			break;
+	}
+	if (c->rx_off == c->rx_len)
+		c->rx_off = c->rx_len = 0;
+	if (c->state == NC_TRANSMIT)
+		nbd_conn_rx_post(c);
+}
+
+void
+nbd_transmit_payload(struct nbd_conn *c, int res)
+{
+	struct nbd_req *q = c->rx_req;
+
+	if (res <= 0) {
+		/* Client vanished mid-payload: the partial write is dropped. */
+		log_notice("nbd: %s: connection lost after %" PRIu32 " of %" PRIu32
+		    " bytes of a WRITE payload", c->peer, q->got, q->r.length);
+		c->rx_req = NULL;
+		req_release(q);
+		c->dead = true;
+		nbd_conn_close(c, "incomplete WRITE");
+		return;
+	}
+	q->got += (uint32_t)res;
+	if (q->got < q->r.length) {
+		nbd_conn_rx_post(c);
+		return;
+	}
+	c->rx_req = NULL;
+	dispatch(q);
+	nbd_transmit_input(c);
+}
+
+void
+nbd_transmit_start(struct nbd_conn *c)
+{
+	struct daemon *d = c->d;
+
+	c->state = NC_TRANSMIT;
+	c->lim.size = d->size;
+	c->lim.min_block = d->block_size;
+	c->lim.max_payload = NBD_MAX_PAYLOAD;
+	c->lim.tflags = NBD_EXPORT_TFLAGS;
+	c->lim.structured = c->hs.structured;
+	c->lim.meta_allocation = c->hs.meta_allocation;
+	c->lim.read_only = false;
+	log_info("nbd: %s: connected (%s replies%s)", c->peer,
+	    c->hs.structured ? "structured" : "simple",
+	    c->hs.meta_allocation ? ", base:allocation" : "");
+	nbd_transmit_input(c);
+}

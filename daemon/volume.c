@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The volume: the I/O path every frontend uses.  It orders writes (two
+ * writes that overlap are never in flight together: the later one waits for
+ * the earlier, so the disk ends with the bytes of the last one submitted —
+ * the rule the replication keeps on the peer too) and hands requests to the
+ * io engine.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "internal.h"
+#include "log.h"
+#include "util.h"
+
+static bool
+overlaps(const struct vol_req *a, const struct vol_req *b)
+{
+	return a->io.offset < b->io.offset + b->io.len &&
+	    b->io.offset < a->io.offset + a->io.len;
+}
+
+/* Park vr behind blocker; it is resubmitted when blocker completes. */
+static void
+wait_behind(struct vol_req *blocker, struct vol_req *vr)
+{
+	struct vol_req **pp = &blocker->waiters;
+
+	while (*pp != NULL)
+		pp = &(*pp)->wait_next;
+	vr->wait_next = NULL;
+	*pp = vr;
+}
+
+static void
+unlink_write(struct daemon *d, struct vol_req *vr)
+{
+	struct vol_req **pp;
+
+	for (pp = &d->inflight_writes; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == vr) {
+			*pp = vr->next;
+			return;
+		}
+	}
+}
+
+static void try_start(struct daemon *d, struct vol_req *vr);
+
+static void
+io_done(struct io_req *io, int res)
+{
+	struct vol_req *vr = io->data;
+	struct daemon *d = vr->d;
+	struct vol_req *w = vr->waiters, *next;
+
+	d->inflight--;
+	if (vr->is_write)
+		unlink_write(d, vr);
+	if (res < 0 && res != -ENOTSUP && res != -EOPNOTSUPP) {
+		static uint64_t disk_errors;
+
+		if (disk_errors++ % 1000 == 0)
+			log_errno(LOG_ERR, res, "disk: %s at offset %" PRIu64 " length %" PRIu64
+			    " failed (%" PRIu64 " disk errors so far)",
+			    io->opcode == IO_READ ? "read" : io->opcode == IO_FLUSH ? "flush" :
+			    "write", io->offset, io->len, disk_errors);
+	}
+	vr->waiters = NULL;
+	/* Release the waiters in arrival order; each re-checks conflicts. */
+	for (; w != NULL; w = next) {
+		next = w->wait_next;
+		try_start(d, w);
+	}
+	vr->done(vr, res);
+}
+
+/*
+ * Start vr unless an older write that overlaps it is still running or
+ * waiting: then wait behind that one.  The oldest of any overlapping group
+ * always runs, so the group drains in submission order.
+ */
+static void
+try_start(struct daemon *d, struct vol_req *vr)
+{
+	if (vr->is_write) {
+		for (struct vol_req *o = d->inflight_writes; o != NULL; o = o->next) {
+			if (o->seq < vr->seq && overlaps(o, vr)) {
+				wait_behind(o, vr);
+				return;
+			}
+		}
+	}
+	vr->io.cb = io_done;
+	vr->io.data = vr;
+	d->inflight++;
+	ioeng_submit(d->eng, &vr->io);
+}
+
+void
+vol_submit(struct daemon *d, struct vol_req *vr)
+{
+	vr->seq = ++d->vol_seq;
+	vr->waiters = NULL;
+	if (vr->is_write) {
+		vr->next = d->inflight_writes;
+		d->inflight_writes = vr;
+	}
+	try_start(d, vr);
+}

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "bufpool.h"
+
+int
+bufpool_init(struct bufpool *bp, const size_t sizes[BUFPOOL_CLASSES],
+    const unsigned counts[BUFPOOL_CLASSES])
+{
+	memset(bp, 0, sizeof(*bp));
+	for (int i = 0; i < BUFPOOL_CLASSES; i++) {
+		struct bufpool_class *c = &bp->cls[i];
+		size_t bytes = sizes[i] * counts[i];
+
+		c->size = sizes[i];
+		c->count = counts[i];
+		/* mmap: page aligned, and untouched pages cost nothing. */
+		c->base = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		c->free = calloc(counts[i], sizeof(void *));
+		if (c->base == MAP_FAILED || c->free == NULL) {
+			if (c->base == MAP_FAILED)
+				c->base = NULL;
+			bufpool_destroy(bp);
+			return -ENOMEM;
+		}
+		for (unsigned j = 0; j < counts[i]; j++)
+			c->free[c->nfree++] = c->base + (size_t)(counts[i] - 1 - j) * sizes[i];
+	}
+	return 0;
+}
+
+void
+bufpool_destroy(struct bufpool *bp)
+{
+	for (int i = 0; i < BUFPOOL_CLASSES; i++) {
+		struct bufpool_class *c = &bp->cls[i];
+
+		if (c->base != NULL)
+			munmap(c->base, c->size * c->count);
+		free(c->free);
+		c->base = NULL;
+		c->free = NULL;
+	}
+}
+
+void
+bufpool_iovecs(const struct bufpool *bp, struct iovec iov[BUFPOOL_CLASSES])
+{
+	for (int i = 0; i < BUFPOOL_CLASSES; i++) {
+		iov[i].iov_base = bp->cls[i].base;
+		iov[i].iov_len = bp->cls[i].size * bp->cls[i].count;
+	}
+}
+
+int
+bufpool_get(struct bufpool *bp, size_t len, struct buf *out)
+{
+	for (int i = 0; i < BUFPOOL_CLASSES; i++) {
+		struct bufpool_class *c = &bp->cls[i];
+
+		if (len <= c->size && c->nfree > 0) {
+			out->p = c->free[--c->nfree];
+			out->index = i;
+			out->cls = i;
+			return 0;
+		}
+	}
+	/* Larger than every class, or the class ran dry: allocate. */
+	if (posix_memalign(&out->p, 4096, len == 0 ? 4096 : ((len + 4095) & ~(size_t)4095)) != 0)
+		return -ENOMEM;
+	out->index = -1;
+	out->cls = -1;
+	bp->fallback_allocs++;
+	return 0;
+}
+
+void
+bufpool_put(struct bufpool *bp, struct buf *b)
+{
+	if (b->p == NULL)
+		return;
+	if (b->cls < 0)
+		free(b->p);
+	else
+		bp->cls[b->cls].free[bp->cls[b->cls].nfree++] = b->p;
+	b->p = NULL;
+}
