@@ -475,7 +475,7 @@ nbd_transmit_start(struct nbd_conn *c)
 	c->lim.size = d->size;
 	c->lim.min_block = d->block_size;
 	c->lim.max_payload = NBD_MAX_PAYLOAD;
-	c->lim.tflags = NBD_EXPORT_TFLAGS;
+	c->lim.tflags = c->hs.tflags;
 	c->lim.structured = c->hs.structured;
 	c->lim.meta_allocation = c->hs.meta_allocation;
 	c->lim.read_only = false;
