@@ -79,7 +79,7 @@ queue_reply(struct nbd_hs *hs, uint32_t type, const void *data, size_t len)
 static void
 queue_error(struct nbd_hs *hs, uint32_t type, const char *msg)
 {
-	queue_reply(hs, type, msg, strnlen(msg, NBD_MAX_STRING));
+	queue_reply(hs, type, msg, MIN(strlen(msg), (size_t)NBD_MAX_STRING));
 }
 
 /* Queue NBD_REP_INFO of type info whose payload is data[0..len). */
