@@ -309,7 +309,7 @@ status_result(const struct daemon *d)
 	add_str(o, "io_engine", d->eng != NULL ?
 	    ioeng_kind_name(ioeng_get_kind(d->eng)) : NULL);
 	add_u64(o, "size_bytes", d->size);
-	add_u64(o, "block_size", d->conf.block_size);
+	add_u64(o, "block_size", d->block_size != 0 ? d->block_size : d->conf.block_size);
 	add_str(o, "protocol", conf_protocol_name(d->conf.protocol));
 	add_u64(o, "clients", d->n_conns);
 	add_u64(o, "clients_total", d->conns_total);
@@ -317,6 +317,7 @@ status_result(const struct daemon *d)
 	json_object_object_add(o, "listeners", status_listeners(d));
 	json_object_object_add(o, "ops", status_ops(&d->ops));
 	add_u64(o, "in_flight", d->inflight);
+	json_object_object_add(o, "stopping", json_object_new_boolean(d->stopping));
 	return o;
 }
 

@@ -95,6 +95,7 @@ setup(bool uring)
 	CU_ASSERT_EQUAL_FATAL(loop_ring(D.loop) != NULL, uring);
 	snprintf(D.conf.name, sizeof(D.conf.name), "r0");
 	D.conf.block_size = 4096;
+	D.block_size = 512;
 	D.conf.protocol = PROTO_MEMSYNC;
 	memset(&self_node, 0, sizeof(self_node));
 	snprintf(self_node.name, sizeof(self_node.name), "alpha");
@@ -245,7 +246,9 @@ check_status_result(struct json_object *r)
 	CU_ASSERT_STRING_EQUAL(jstr(r, "io_engine"), "sync");
 	CU_ASSERT_STRING_EQUAL(jstr(r, "protocol"), "memsync");
 	CU_ASSERT_EQUAL(jint(r, "size_bytes"), 64 << 20);
-	CU_ASSERT_EQUAL(jint(r, "block_size"), 4096);
+	CU_ASSERT_EQUAL(jint(r, "block_size"), 512);
+	CU_ASSERT_TRUE_FATAL(json_object_object_get_ex(r, "stopping", &o));
+	CU_ASSERT_FALSE(json_object_get_boolean(o));
 	CU_ASSERT_EQUAL(jint(r, "clients"), 2);
 	CU_ASSERT_EQUAL(jint(r, "clients_total"), 7);
 	CU_ASSERT_EQUAL(jint(r, "in_flight"), 1);
