@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * io_uring engine: primitives are SQEs on the loop's own ring, so one
+ * io_uring_enter per loop turn submits disk I/O and socket I/O together.
+ * user_data is the request's loop_op; its callback is ioeng_prim_cb().
+ * BLKDISCARD has no io_uring opcode here and runs on the offload pool.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <liburing.h>
+
+#include "ioeng_internal.h"
+#include "log.h"
+
+struct uring_eng {
+	struct io_uring *ring;		/* the loop's ring */
+	struct iovec *bufs;		/* registered buffers, NULL if none */
+	unsigned nbufs;			/* entries in bufs */
+};
+
+static int
+uring_init(struct ioeng *e)
+{
+	struct uring_eng *u;
+	struct io_uring *ring = loop_ring(e->l);
+
+	if (ring == NULL)
+		return -ENOSYS;
+	u = calloc(1, sizeof(*u));
+	if (u == NULL)
+		return -ENOMEM;
+	u->ring = ring;
+	e->priv = u;
+	return 0;
+}
+
+static void
+uring_fini(struct ioeng *e)
+{
+	struct uring_eng *u = e->priv;
+
+	if (u->bufs != NULL)
+		io_uring_unregister_buffers(u->ring);
+	free(u->bufs);
+	free(u);
+}
+
+static bool
+uring_busy(const struct ioeng *e)
+{
+	return false;
+}
+
+/* Registered buffer index usable for p, or -1 (plain read/write). */
+static int
+fixed_index(const struct uring_eng *u, const struct ioprim *p)
+{
+	const struct iovec *v;
+	uintptr_t b = (uintptr_t)p->buf, base;
+
+	if (p->buf_index < 0 || (unsigned)p->buf_index >= u->nbufs)
+		return -1;
+	v = &u->bufs[p->buf_index];
+	base = (uintptr_t)v->iov_base;
+	if (b < base || b + p->len > base + v->iov_len)
+		return -1;
+	return p->buf_index;
+}
+
+static void
+uring_issue(struct ioeng *e, struct io_req *r, const struct ioprim *p)
+{
+	struct uring_eng *u = e->priv;
+	struct io_uring_sqe *sqe;
+	int idx;
+
+	if (p->kind == PRIM_DISCARD) {
+		ioeng_offload(e, r, p);
+		return;
+	}
+	sqe = loop_sqe(e->l);
+	switch (p->kind) {
+	case PRIM_READ:
+	case PRIM_WRITE:
+		idx = fixed_index(u, p);
+		if (p->kind == PRIM_READ && idx >= 0)
+			io_uring_prep_read_fixed(sqe, e->fd, p->buf, (unsigned)p->len, p->off, idx);
+		else if (p->kind == PRIM_READ)
+			io_uring_prep_read(sqe, e->fd, p->buf, (unsigned)p->len, p->off);
+		else if (idx >= 0)
+			io_uring_prep_write_fixed(sqe, e->fd, p->buf, (unsigned)p->len, p->off, idx);
+		else
+			io_uring_prep_write(sqe, e->fd, p->buf, (unsigned)p->len, p->off);
+		sqe->rw_flags = p->rw_flags;
+		break;
+	case PRIM_FSYNC:
+		io_uring_prep_fsync(sqe, e->fd, IORING_FSYNC_DATASYNC);
+		break;
+	case PRIM_FALLOC:
+		io_uring_prep_fallocate(sqe, e->fd, p->mode, (off_t)p->off, (off_t)p->len);
+		break;
+	}
+	r->op.cb = ioeng_prim_cb;
+	r->op.data = e;
+	r->op.kind = LOOP_OP_RAW;
+	loop_sqe_set_op(sqe, &r->op);
+}
+
+/*
+ * Register the caller's buffer pool with the ring (one set per ring).  The
+ * iovecs are kept so each request can be checked against its buffer.
+ */
+static int
+uring_register(struct ioeng *e, const struct iovec *iov, unsigned n)
+{
+	struct uring_eng *u = e->priv;
+	int ret;
+
+	if (u->bufs != NULL)
+		return -EBUSY;
+	if (n == 0)
+		return -EINVAL;
+	u->bufs = calloc(n, sizeof(*iov));
+	if (u->bufs == NULL)
+		return -ENOMEM;
+	ret = io_uring_register_buffers(u->ring, iov, n);
+	if (ret < 0) {
+		log_errno(LOG_INFO, ret, "%s: io_uring buffer registration", e->path);
+		free(u->bufs);
+		u->bufs = NULL;
+		return ret;
+	}
+	memcpy(u->bufs, iov, n * sizeof(*iov));
+	u->nbufs = n;
+	return 0;
+}
+
+const struct ioeng_ops ioeng_uring_ops = {
+	.name = "io_uring",
+	.init = uring_init,
+	.fini = uring_fini,
+	.issue = uring_issue,
+	.busy = uring_busy,
+	.register_buffers = uring_register,
+};
