@@ -616,18 +616,24 @@ begin_node(struct parser *p, const char *name)
 	return 0;
 }
 
-/* A "[...]" line (comments and blanks already stripped). */
+/*
+ * A "[...]" line (comments and blanks already stripped; at most the line
+ * length inih takes).  The line itself is left intact for inih.
+ */
 static int
-section_line(struct parser *p, char *s)
+section_line(struct parser *p, const char *s)
 {
 	size_t n = strlen(s);
-	char *inner, *end;
+	char copy[512], *inner, *end;
 
 	if (n < 2 || s[n - 1] != ']')
 		return conf_error(p, p->lineno, s,
 		    "section header must end with ']'");
-	s[n - 1] = '\0';
-	for (inner = s + 1; isspace((unsigned char)*inner); inner++)
+	if (n - 2 >= sizeof(copy))
+		return conf_error(p, p->lineno, "[...]", "section header too long");
+	memcpy(copy, s + 1, n - 2);
+	copy[n - 2] = '\0';
+	for (inner = copy; isspace((unsigned char)*inner); inner++)
 		;
 	for (end = inner + strlen(inner); end > inner &&
 	    isspace((unsigned char)end[-1]); end--)
@@ -641,7 +647,6 @@ section_line(struct parser *p, char *s)
 			;
 		return begin_node(p, inner);
 	}
-	s[n - 1] = ']';
 	return conf_error(p, p->lineno, s,
 	    "unknown section; expected [resource] or [node NAME]");
 }
@@ -849,11 +854,13 @@ conf_finish(struct parser *p)
 		return conf_error(p, 0, "[node NAME]", "missing section; add "
 		    "[node NAME] with disk = PATH (one node: standalone, two: "
 		    "mirrored)");
+	for (i = 0; i < c->n_nodes; i++)
+		if (c->nodes[i].disk[0] == '\0')
+			return conf_error(p, c->nodes[i].line, "disk",
+			    "missing; [node %s] needs disk = PATH",
+			    c->nodes[i].name);
 	for (i = 0; i < c->n_nodes; i++) {
 		n = &c->nodes[i];
-		if (n->disk[0] == '\0')
-			return conf_error(p, n->line, "disk",
-			    "missing; [node %s] needs disk = PATH", n->name);
 		if (c->n_nodes == 2 && !n->has_address)
 			return conf_error(p, n->line, "address", "missing; [node %s] "
 			    "needs address = HOST:PORT because the resource has "
