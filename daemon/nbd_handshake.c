@@ -120,11 +120,12 @@ name_matches(const struct nbd_hs *hs, const uint8_t *name, size_t len)
 	return len == 0 || (len == strlen(ours) && memcmp(name, ours, len) == 0);
 }
 
-/* A client string is usable: within the spec's bound and without NUL. */
+/* A client string is usable: within the spec's bound and without NUL.
+ * s may be NULL when len is 0 (an option without data). */
 static bool
 string_ok(const uint8_t *s, size_t len)
 {
-	return len <= NBD_MAX_STRING && memchr(s, 0, len) == NULL;
+	return len == 0 || (len <= NBD_MAX_STRING && memchr(s, 0, len) == NULL);
 }
 
 /* Transmission flags to advertise now: DF needs structured replies. */
