@@ -28,6 +28,7 @@
 
 #define EXPECT_PREFIX	"; expect: "
 #define MAX_FIXTURES	256
+#define MANPAGE		"../../../docs/blkmirror.conf.5"	/* from CONF_FIXTURE_DIR */
 
 static struct conf c;		/* result of the last load */
 static char err[512];		/* message of the last load */
@@ -531,6 +532,44 @@ test_names(void)
 	CU_ASSERT_STRING_EQUAL(conf_csums_name(c.csums), "xxh3");
 }
 
+/*
+ * The example files in docs/blkmirror.conf.5 (".nf" blocks that start with
+ * "[resource]") parse: one standalone, one with two nodes.
+ */
+static void
+test_manpage_examples(void)
+{
+	char *man = slurp(MANPAGE), *p, *end, *q;
+	char text[4096];
+	size_t n;
+	unsigned found = 0, nodes = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(man);
+	for (p = man; (p = strstr(p, "\n.nf\n[resource]\n")) != NULL; p = end) {
+		p += 5;
+		end = strstr(p, "\n.fi\n");
+		CU_ASSERT_PTR_NOT_NULL_FATAL(end);
+		/* undo the groff escapes the examples use: \- and \(aq */
+		for (n = 0, q = p; q < end + 1 && n < sizeof(text) - 1; q++) {
+			if (strncmp(q, "\\-", 2) == 0) {
+				text[n++] = '-';
+				q++;
+			} else if (strncmp(q, "\\(aq", 4) == 0) {
+				text[n++] = '\'';
+				q += 3;
+			} else
+				text[n++] = *q;
+		}
+		text[n] = '\0';
+		ASSERT_GOOD(text);
+		found++;
+		nodes |= 1u << c.n_nodes;
+	}
+	CU_ASSERT_EQUAL(found, 2);
+	CU_ASSERT_EQUAL(nodes, (1u << 1) | (1u << 2));
+	free(man);
+}
+
 /* ---- one test per fixture file ---- */
 
 static char *fixtures[MAX_FIXTURES];	/* fixture file names (test names) */
@@ -658,6 +697,7 @@ main(void)
 	CU_add_test(s, "open_errors", test_open_errors);
 	CU_add_test(s, "err_buffer", test_err_buffer);
 	CU_add_test(s, "names", test_names);
+	CU_add_test(s, "manpage_examples", test_manpage_examples);
 	n_good = add_fixture_tests(CU_add_suite("config good files", NULL, NULL),
 	    "good-", test_good_fixture);
 	n_bad = add_fixture_tests(CU_add_suite("config bad files", NULL, NULL),
