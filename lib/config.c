@@ -274,7 +274,11 @@ addr_set_text(struct parser *p, const char *key, const char *val,
 	return 0;
 }
 
-/* ---- [resource] keys ---- */
+/* ---- [resource] keys ----
+ *
+ * Each key_X parses the value of key X (non-empty, trimmed) into p->c, or
+ * for [node] keys into p->node, and returns 0 or the error it recorded.
+ */
 
 static int
 key_name(struct parser *p, const char *key, const char *val)
