@@ -291,6 +291,13 @@ md_sb_layout(const struct md_sb *sb, uint64_t disk_bytes,
 	return 0;
 }
 
+uint32_t
+md_node_id(const char *self, const char *peer)
+{
+
+	return peer != NULL && strcmp(self, peer) > 0 ? 1 : 0;
+}
+
 const char *
 md_disk_state_name(unsigned s)
 {

@@ -164,6 +164,13 @@ void md_sb_next(struct md_sb *sb, int *slot);
 int md_sb_layout(const struct md_sb *sb, uint64_t disk_bytes,
     struct md_layout *out);
 
+/*
+ * A node's id from the config: 0 for the node whose name sorts first
+ * (strcmp), 1 for the other; 0 when standalone (peer NULL).  The same on
+ * both nodes whatever the order of the [node] sections.
+ */
+uint32_t md_node_id(const char *self, const char *peer);
+
 const char *md_disk_state_name(unsigned s);
 const char *md_role_name(unsigned r);
 /* "consistent,primary,..." into buf; returns buf. */

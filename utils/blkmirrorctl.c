@@ -26,6 +26,8 @@ static const struct cmd_entry *const cmd_table[] = {
 	&cmd_status_entry,
 	&cmd_events_entry,
 	&cmd_down_entry,
+	&cmd_create_md_entry,
+	&cmd_dump_md_entry,
 };
 
 static void
@@ -275,5 +277,7 @@ main(int argc, char **argv)
 		sock = sockbuf;
 	}
 	ctx.socket = sock;
+	ctx.conf_path = conf_path;
+	ctx.node = node;
 	return e->exec(&ctx, argc - optind, argv + optind);
 }

@@ -33,6 +33,8 @@ struct json_object;
 /* What every command gets from the global options. */
 struct cmd_ctx {
 	const char *socket;		/* control socket path */
+	const char *conf_path;		/* -c FILE, or NULL */
+	const char *node;		/* -n NODE, or NULL (the hostname) */
 };
 
 /* One command. */
@@ -47,6 +49,8 @@ struct cmd_entry {
 extern const struct cmd_entry cmd_status_entry;
 extern const struct cmd_entry cmd_events_entry;
 extern const struct cmd_entry cmd_down_entry;
+extern const struct cmd_entry cmd_create_md_entry;
+extern const struct cmd_entry cmd_dump_md_entry;
 
 /* blkmirrorctl.c: helpers for commands. */
 
