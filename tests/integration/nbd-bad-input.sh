@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
+#
+# Every kind of bad NBD input (nbd_evil.py, raw sockets), in structured-reply
+# mode and in simple-reply mode.  Each case asserts the spec's error reply or
+# a clean close, a log line about it, and that a second, well-behaved client
+# still writes and reads back.  At the end the daemon must still answer
+# status, have counted the rejected requests, and shut down cleanly.
+
+source "$SRCDIR/tests/functions.sh"
+requires python3
+
+make_disk "$TESTDIR/disk.img" 64M
+standalone_conf "$TESTDIR/r0.conf" "$TESTDIR/disk.img" io_uring 4096
+start_daemon "$TESTDIR/r0.conf"
+
+for mode in structured simple; do
+	msg "nbd_evil.py --mode $mode"
+	python3 "$SRCDIR/tests/integration/nbd_evil.py" --unix "$NBD_SOCK" \
+	    --export "$RES" --pid "$DAEMON_PID" --log "$DAEMON_LOG" \
+	    --mode "$mode" || fail "bad-input cases failed in $mode mode"
+done
+
+pid_alive "$DAEMON_PID" || fail "daemon died"
+js=$(ctl status --json) || fail "status does not answer after the bad input"
+assert_eq "$(jget "$js" resource)" "$RES" "status resource"
+# Hundreds of clients came and went; none may be left over.
+for i in $(seq 50); do
+	[ "$(jget "$js" clients)" = 0 ] && break
+	sleep 0.1
+	js=$(ctl status --json) || fail "status failed"
+done
+assert_eq "$(jget "$js" clients)" 0 "clients connected after the test"
+assert_ge "$(jget "$js" clients_total)" 600 "clients_total"
+assert_ge "$(jget "$js" ops.rejected)" 20 "requests rejected by validation"
+
+stop_daemon

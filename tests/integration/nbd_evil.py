@@ -1,0 +1,922 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
+"""Feed an NBD server every kind of bad input, over raw sockets.
+
+Each case talks to the server like a broken or hostile client and asserts
+the answer the NBD spec asks for (an error reply with the right errno, or a
+clean close).  After every case a second, well-behaved client writes and
+reads back data, the server process must still be alive, and the server's
+log must have gained a line about the bad input.
+
+  nbd_evil.py --unix SOCK --export NAME --pid PID --log FILE
+              --mode structured|simple [--case NAME ...] [--list]
+
+Exit status: 0 when every case passed, 1 otherwise (each failure printed).
+"""
+
+import argparse
+import os
+import random
+import re
+import socket
+import struct
+import sys
+import threading
+import time
+
+# ---- protocol constants (NBD spec, doc/proto.md) ----
+NBDMAGIC = 0x4E42444D41474943
+IHAVEOPT = 0x49484156454F5054
+OPT_REPLY_MAGIC = 0x0003E889045565A9
+REQUEST_MAGIC = 0x25609513
+SIMPLE_REPLY_MAGIC = 0x67446698
+STRUCTURED_REPLY_MAGIC = 0x668E33EF
+
+FLAG_FIXED_NEWSTYLE = 1
+FLAG_NO_ZEROES = 2
+
+OPT_EXPORT_NAME = 1
+OPT_ABORT = 2
+OPT_LIST = 3
+OPT_INFO = 6
+OPT_GO = 7
+OPT_STRUCTURED_REPLY = 8
+OPT_LIST_META_CONTEXT = 9
+OPT_SET_META_CONTEXT = 10
+
+REP_ACK = 1
+REP_SERVER = 2
+REP_INFO = 3
+REP_META_CONTEXT = 4
+REP_ERR_UNSUP = 0x80000001
+REP_ERR_POLICY = 0x80000002
+REP_ERR_INVALID = 0x80000003
+REP_ERR_UNKNOWN = 0x80000006
+REP_ERR_TOO_BIG = 0x80000009
+
+INFO_EXPORT = 0
+INFO_BLOCK_SIZE = 3
+
+TFLAG_SEND_FLUSH = 1 << 2
+TFLAG_SEND_FUA = 1 << 3
+TFLAG_SEND_TRIM = 1 << 5
+TFLAG_SEND_WRITE_ZEROES = 1 << 6
+TFLAG_CAN_MULTI_CONN = 1 << 8
+TFLAG_SEND_CACHE = 1 << 10
+TFLAG_SEND_FAST_ZERO = 1 << 11
+
+CMD_READ = 0
+CMD_WRITE = 1
+CMD_DISC = 2
+CMD_FLUSH = 3
+CMD_TRIM = 4
+CMD_CACHE = 5
+CMD_WRITE_ZEROES = 6
+CMD_BLOCK_STATUS = 7
+
+CMD_FLAG_FUA = 1 << 0
+CMD_FLAG_DF = 1 << 2
+
+REPLY_FLAG_DONE = 1
+REPLY_TYPE_NONE = 0
+REPLY_TYPE_OFFSET_DATA = 1
+REPLY_TYPE_OFFSET_HOLE = 2
+REPLY_TYPE_BLOCK_STATUS = 5
+REPLY_TYPE_ERROR = 0x8001
+REPLY_TYPE_ERROR_OFFSET = 0x8002
+
+EPERM, EIO, ENOMEM, EINVAL, ENOSPC, EOVERFLOW, ENOTSUP = 1, 5, 12, 22, 28, 75, 95
+
+MAX_PAYLOAD = 32 << 20
+TIMEOUT = 20.0			# seconds any single expected answer may take
+
+
+class Closed(Exception):
+    """The server closed the connection (EOF or reset)."""
+
+
+class CaseFailed(Exception):
+    """A case saw something the spec does not allow."""
+
+
+def check(cond, what):
+    """Raise CaseFailed(what) unless cond holds."""
+    if not cond:
+        raise CaseFailed(what)
+
+
+class Conn:
+    """One raw NBD client connection."""
+
+    def __init__(self, args):
+        self.args = args
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(TIMEOUT)
+        self.sock.connect(args.unix)
+        self.structured = False
+        self.size = None
+        self.tflags = None
+        self.min_block = None
+        self.pending = {}	# cookie -> (command, offset, length)
+        self.next_cookie = 1
+
+    # ---- raw I/O ----
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def recv_exact(self, n):
+        """Exactly n bytes, or raise Closed."""
+        buf = bytearray()
+        while len(buf) < n:
+            try:
+                chunk = self.sock.recv(min(n - len(buf), 1 << 20))
+            except (ConnectionResetError, BrokenPipeError) as e:
+                raise Closed(str(e))
+            if not chunk:
+                raise Closed("EOF after %d of %d bytes" % (len(buf), n))
+            buf += chunk
+        return bytes(buf)
+
+    def expect_close(self, what, timeout=TIMEOUT):
+        """Read (and drop) whatever comes until EOF; fail on timeout."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                try:
+                    chunk = self.sock.recv(1 << 20)
+                except (ConnectionResetError, BrokenPipeError):
+                    return
+                if not chunk:
+                    return
+        except socket.timeout:
+            raise CaseFailed("%s: server did not close the connection "
+                             "within %.0f s" % (what, timeout))
+        finally:
+            self.sock.settimeout(TIMEOUT)
+
+    def close(self):
+        self.sock.close()
+
+    def reset(self):
+        """Close with SO_LINGER 0: the peer sees a TCP-style reset/abort."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                             struct.pack("ii", 1, 0))
+        self.sock.close()
+
+    # ---- handshake ----
+    def hello(self, client_flags=FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES):
+        """Read the server greeting and send our flags."""
+        magic, opt, hflags = struct.unpack(">QQH", self.recv_exact(18))
+        check(magic == NBDMAGIC, "bad server magic %#x" % magic)
+        check(opt == IHAVEOPT, "server is not newstyle (%#x)" % opt)
+        check(hflags & FLAG_FIXED_NEWSTYLE, "server is not fixed newstyle")
+        self.send(struct.pack(">I", client_flags))
+        return hflags
+
+    def send_opt(self, opt, data=b"", length=None):
+        if length is None:
+            length = len(data)
+        self.send(struct.pack(">QII", IHAVEOPT, opt, length) + data)
+
+    def opt_reply(self):
+        """One option reply: (option, type, data)."""
+        magic, opt, rtype, length = struct.unpack(">QIII", self.recv_exact(20))
+        check(magic == OPT_REPLY_MAGIC, "bad option reply magic %#x" % magic)
+        check(length <= 1 << 20, "option reply of %d bytes" % length)
+        return opt, rtype, self.recv_exact(length)
+
+    def opt_structured(self):
+        self.send_opt(OPT_STRUCTURED_REPLY)
+        opt, rtype, _ = self.opt_reply()
+        check(opt == OPT_STRUCTURED_REPLY and rtype == REP_ACK,
+              "STRUCTURED_REPLY answered with %#x" % rtype)
+        self.structured = True
+
+    def opt_go(self, name=None, opt=OPT_GO, infos=(INFO_BLOCK_SIZE,)):
+        """GO/INFO: returns the final reply type; fills size/flags on ACK."""
+        if name is None:
+            name = self.args.export
+        nb = name.encode()
+        data = struct.pack(">I", len(nb)) + nb + struct.pack(">H", len(infos))
+        data += b"".join(struct.pack(">H", i) for i in infos)
+        self.send_opt(opt, data)
+        while True:
+            ropt, rtype, rdata = self.opt_reply()
+            check(ropt == opt, "reply for option %d, expected %d" % (ropt, opt))
+            if rtype != REP_INFO:
+                return rtype
+            itype = struct.unpack(">H", rdata[:2])[0]
+            if itype == INFO_EXPORT:
+                check(len(rdata) == 12, "INFO_EXPORT of %d bytes" % len(rdata))
+                self.size, self.tflags = struct.unpack(">QH", rdata[2:])
+            elif itype == INFO_BLOCK_SIZE:
+                check(len(rdata) == 14, "INFO_BLOCK_SIZE of %d bytes" % len(rdata))
+                self.min_block = struct.unpack(">III", rdata[2:])[0]
+
+    def connect_export(self, structured=None):
+        """Full handshake up to transmission."""
+        if structured is None:
+            structured = self.args.mode == "structured"
+        self.hello()
+        if structured:
+            self.opt_structured()
+        rtype = self.opt_go()
+        check(rtype == REP_ACK, "GO answered with %#x" % rtype)
+        check(self.size is not None, "GO gave no INFO_EXPORT")
+        if self.min_block is None:
+            self.min_block = 512
+        return self
+
+    # ---- transmission ----
+    def request(self, cmd, offset, length, flags=0, payload=b"", cookie=None,
+                magic=REQUEST_MAGIC):
+        """Send one request; returns its cookie."""
+        if cookie is None:
+            cookie = self.next_cookie
+            self.next_cookie += 1
+        self.pending[cookie] = (cmd, offset, length)
+        self.send(struct.pack(">IHHQQI", magic, flags, cmd, cookie,
+                              offset, length) + payload)
+        return cookie
+
+    def reply(self):
+        """The next complete reply: (cookie, error, data or None).  With
+        structured replies negotiated, a simple reply is still allowed for
+        everything but READ."""
+        magic = struct.unpack(">I", self.recv_exact(4))[0]
+        if self.structured and magic == STRUCTURED_REPLY_MAGIC:
+            return self._structured_reply()
+        check(magic == SIMPLE_REPLY_MAGIC, "bad reply magic %#x" % magic)
+        error, cookie = struct.unpack(">IQ", self.recv_exact(12))
+        check(cookie in self.pending, "reply for unknown cookie %d" % cookie)
+        cmd, _, length = self.pending.pop(cookie)
+        check(not (self.structured and cmd == CMD_READ),
+              "simple reply to a READ after structured replies were negotiated")
+        data = None
+        if cmd == CMD_READ and error == 0:
+            data = self.recv_exact(length)
+        return cookie, error, data
+
+    def _structured_reply(self):
+        """Chunks up to DONE (the first chunk's magic already read),
+        checking their shape."""
+        data = None
+        error = 0
+        first = True
+        while True:
+            if first:
+                magic = STRUCTURED_REPLY_MAGIC
+                hdr = self.recv_exact(16)
+            else:
+                hdr = self.recv_exact(20)
+                magic = struct.unpack(">I", hdr[:4])[0]
+                hdr = hdr[4:]
+            first = False
+            flags, rtype, cookie, length = struct.unpack(">HHQI", hdr)
+            check(magic == STRUCTURED_REPLY_MAGIC,
+                  "bad structured reply magic %#x" % magic)
+            check(cookie in self.pending, "chunk for unknown cookie %d" % cookie)
+            cmd, roff, rlen = self.pending[cookie]
+            check(length <= MAX_PAYLOAD + 64, "chunk of %d bytes" % length)
+            body = self.recv_exact(length)
+            if rtype in (REPLY_TYPE_ERROR, REPLY_TYPE_ERROR_OFFSET):
+                check(length >= 6, "error chunk of %d bytes" % length)
+                err, mlen = struct.unpack(">IH", body[:6])
+                extra = 8 if rtype == REPLY_TYPE_ERROR_OFFSET else 0
+                check(length == 6 + mlen + extra,
+                      "error chunk length %d, message %d" % (length, mlen))
+                check(err != 0, "error chunk with error 0")
+                error = err
+            elif rtype == REPLY_TYPE_OFFSET_DATA:
+                check(cmd == CMD_READ, "data chunk for command %d" % cmd)
+                off = struct.unpack(">Q", body[:8])[0]
+                data = data if data is not None else {}
+                data[off] = body[8:]
+            elif rtype == REPLY_TYPE_OFFSET_HOLE:
+                off, hlen = struct.unpack(">QI", body)
+                data = data if data is not None else {}
+                data[off] = bytes(hlen)
+            elif rtype == REPLY_TYPE_BLOCK_STATUS:
+                data = body
+            else:
+                check(rtype == REPLY_TYPE_NONE, "unknown chunk type %#x" % rtype)
+            if flags & REPLY_FLAG_DONE:
+                break
+        del self.pending[cookie]
+        if cmd == CMD_READ and error == 0:
+            data = self._assemble(data or {}, roff, rlen)
+        return cookie, error, data
+
+    @staticmethod
+    def _assemble(pieces, offset, length):
+        """Join OFFSET_DATA/HOLE chunks into the read buffer, checking they
+        cover [offset, offset + length) exactly once."""
+        out = bytearray(length)
+        covered = 0
+        for off in sorted(pieces):
+            piece = pieces[off]
+            check(off >= offset and off + len(piece) <= offset + length,
+                  "chunk %d+%d outside the request" % (off, len(piece)))
+            out[off - offset:off - offset + len(piece)] = piece
+            covered += len(piece)
+        check(covered == length, "chunks cover %d of %d bytes" % (covered, length))
+        return bytes(out)
+
+    def read(self, offset, length, flags=0):
+        """READ and wait: (error, data)."""
+        cookie = self.request(CMD_READ, offset, length, flags)
+        c, err, data = self.reply()
+        check(c == cookie, "reply cookie %d for request %d" % (c, cookie))
+        return err, data
+
+    def simple_cmd(self, cmd, offset, length, flags=0, payload=b""):
+        """A non-read command; returns its error code."""
+        cookie = self.request(cmd, offset, length, flags, payload)
+        c, err, _ = self.reply()
+        check(c == cookie, "reply cookie %d for request %d" % (c, cookie))
+        return err
+
+    def write(self, offset, data, flags=0):
+        return self.simple_cmd(CMD_WRITE, offset, len(data), flags, data)
+
+
+# ---- the checks run after every case ----
+
+def daemon_alive(pid):
+    """True while the process runs (zombies count as dead)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def good_client(args, tag):
+    """A well-behaved client writes, flushes and reads back data."""
+    c = Conn(args).connect_export()
+    try:
+        bs = max(c.min_block, 4096)
+        slot = (hash(tag) & 0xFF) + 1
+        off = slot * 4 * bs
+        check(off + 4 * bs <= c.size, "export too small for the good client")
+        data = random.randbytes(4 * bs)
+        err = c.write(off, data)
+        check(err == 0, "good client: write failed with %d" % err)
+        err = c.simple_cmd(CMD_FLUSH, 0, 0)
+        check(err == 0, "good client: flush failed with %d" % err)
+        err, back = c.read(off, 4 * bs)
+        check(err == 0, "good client: read failed with %d" % err)
+        check(back == data, "good client: data read back differs")
+        c.request(CMD_DISC, 0, 0)
+        c.expect_close("good client DISC")
+    finally:
+        c.close()
+
+
+class LogWatch:
+    """Remembers where the daemon log ended, to look at what a case added."""
+
+    def __init__(self, path):
+        self.path = path
+        self.start = os.path.getsize(path)
+
+    def expect(self, regex, timeout=5.0):
+        """Fail unless a line matching regex (case-insensitive) shows up."""
+        pat = re.compile(regex, re.I)
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(self.path, "rb") as f:
+                f.seek(self.start)
+                text = f.read().decode(errors="replace")
+            if any(pat.search(line) for line in text.splitlines()):
+                return
+            if time.monotonic() > deadline:
+                raise CaseFailed("no daemon log line matching /%s/ (new "
+                                 "lines: %r)" % (regex, text[-600:]))
+            time.sleep(0.1)
+
+
+# ---- handshake-phase cases ----
+
+def case_bad_option_magic(args):
+    """An option header with a wrong magic: the server must close."""
+    c = Conn(args)
+    c.hello()
+    c.send(struct.pack(">QII", 0x1122334455667788, OPT_GO, 0))
+    c.expect_close("wrong option magic")
+    c.close()
+    return r"magic"
+
+
+def case_bad_request_magic(args):
+    """A transmission request with a wrong magic: the server must close."""
+    c = Conn(args).connect_export()
+    c.request(CMD_READ, 0, 4096, magic=0xDEADBEEF)
+    c.expect_close("wrong request magic")
+    c.close()
+    return r"magic"
+
+
+def case_unknown_client_flags(args):
+    """Client flags the server did not advertise: drop the connection."""
+    c = Conn(args)
+    c.hello(client_flags=FLAG_FIXED_NEWSTYLE | 0x80000000)
+    try:
+        c.send_opt(OPT_LIST)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    c.expect_close("unknown client flags")
+    c.close()
+    return r"flag"
+
+
+def case_oversize_option(args):
+    """A 1 MiB option (data sent): ERR_TOO_BIG or close, never a crash."""
+    c = Conn(args)
+    c.hello()
+    c.send_opt(OPT_GO, length=1 << 20)
+    try:
+        c.send(bytes(1 << 20))
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    try:
+        opt, rtype, _ = c.opt_reply()
+        check(rtype in (REP_ERR_TOO_BIG, REP_ERR_INVALID),
+              "oversize option answered with %#x" % rtype)
+        # Whatever it decided about the rest, it must stay sane: either
+        # the connection works for another option or it gets closed.
+        try:
+            c.send_opt(OPT_ABORT)
+            c.opt_reply()
+        except (Closed, BrokenPipeError, ConnectionResetError):
+            pass
+    except Closed:
+        pass
+    c.close()
+    # A huge length without data: the server must not allocate it or hang
+    # us up forever; an error, a close, or waiting for data are all fine.
+    c = Conn(args)
+    c.hello()
+    c.send_opt(OPT_GO, length=0xFFFFFFF0)
+    c.sock.settimeout(2)
+    try:
+        c.opt_reply()
+    except (Closed, socket.timeout):
+        pass
+    c.close()
+    return r"(too big|too large|too long|oversize|length|big)"
+
+
+def case_too_many_options(args):
+    """Thousands of options: the server answers a bounded number, closes."""
+    n = 4000
+    c = Conn(args)
+    c.hello()
+    burst = struct.pack(">QII", IHAVEOPT, 0x7777, 0) * n
+
+    def sender():
+        try:
+            c.sock.sendall(burst)
+        except OSError:
+            pass
+    t = threading.Thread(target=sender, daemon=True)
+    t.start()
+    replies = 0
+    try:
+        while True:
+            c.opt_reply()
+            replies += 1
+    except Closed:
+        pass
+    except socket.timeout:
+        raise CaseFailed("no close after %d options answered" % replies)
+    t.join(TIMEOUT)
+    c.close()
+    check(replies < n, "all %d options answered: no bound" % n)
+    return r"(too many|options)"
+
+
+def case_unknown_option(args):
+    """Unknown option: NBD_REP_ERR_UNSUP, then the handshake goes on."""
+    c = Conn(args)
+    c.hello()
+    c.send_opt(0x7777, b"hello")
+    opt, rtype, _ = c.opt_reply()
+    check(opt == 0x7777, "reply names option %#x" % opt)
+    check(rtype == REP_ERR_UNSUP, "unknown option answered with %#x" % rtype)
+    if args.mode == "structured":
+        c.opt_structured()
+    check(c.opt_go() == REP_ACK, "GO after unknown option failed")
+    err, _ = c.read(0, 4096)
+    check(err == 0, "read after unknown option failed with %d" % err)
+    c.close()
+    return r"(unsup|unknown|option)"
+
+
+def case_bad_option_data(args):
+    """GO/INFO whose name length overruns the option: ERR_INVALID."""
+    c = Conn(args)
+    c.hello()
+    for opt in (OPT_INFO, OPT_GO):
+        c.send_opt(opt, struct.pack(">I", 100) + b"r0")
+        ropt, rtype, _ = c.opt_reply()
+        check(rtype == REP_ERR_INVALID,
+              "inconsistent option %d answered with %#x" % (opt, rtype))
+    # the export name is a bounded string: 5000 bytes is over the limit
+    c.send_opt(OPT_GO, struct.pack(">I", 5000) + b"x" * 5000 + b"\0\0")
+    ropt, rtype, _ = c.opt_reply()
+    check(rtype & 0x80000000, "overlong export name accepted (%#x)" % rtype)
+    # LIST with data is invalid too
+    c.send_opt(OPT_LIST, b"junk")
+    ropt, rtype, _ = c.opt_reply()
+    check(rtype == REP_ERR_INVALID, "LIST with data answered with %#x" % rtype)
+    # ... and the connection still works
+    if args.mode == "structured":
+        c.opt_structured()
+    check(c.opt_go() == REP_ACK, "GO after invalid options failed")
+    c.close()
+    return r"(invalid|length|option|name)"
+
+
+def case_unknown_export(args):
+    """GO with an unknown name: ERR_UNKNOWN and go on; EXPORT_NAME: close."""
+    c = Conn(args)
+    c.hello()
+    check(c.opt_go(name="no-such-export") == REP_ERR_UNKNOWN,
+          "GO for an unknown export did not get NBD_REP_ERR_UNKNOWN")
+    check(c.opt_go(opt=OPT_INFO, name="no-such-export") == REP_ERR_UNKNOWN,
+          "INFO for an unknown export did not get NBD_REP_ERR_UNKNOWN")
+    check(c.opt_go() == REP_ACK, "GO after an unknown export failed")
+    c.close()
+    c = Conn(args)
+    c.hello()
+    c.send_opt(OPT_EXPORT_NAME, b"no-such-export")
+    c.expect_close("EXPORT_NAME of an unknown export")
+    c.close()
+    return r"(unknown|no such|export)"
+
+
+def case_meta_context(args):
+    """SET_META_CONTEXT before STRUCTURED_REPLY: ERR_INVALID (simple
+    mode); an unknown namespace is simply not selected (structured mode)."""
+    c = Conn(args)
+    c.hello()
+    name = args.export.encode()
+    query = b"base:allocation"
+    data = (struct.pack(">I", len(name)) + name + struct.pack(">I", 1) +
+            struct.pack(">I", len(query)) + query)
+    if args.mode == "simple":
+        c.send_opt(OPT_SET_META_CONTEXT, data)
+        _, rtype, _ = c.opt_reply()
+        check(rtype == REP_ERR_INVALID,
+              "SET_META_CONTEXT without structured replies got %#x" % rtype)
+        regex = r"(meta|context|structured)"
+    else:
+        c.opt_structured()
+        q = b"nosuchns:thing"
+        bad = (struct.pack(">I", len(name)) + name + struct.pack(">I", 1) +
+               struct.pack(">I", len(q)) + q)
+        c.send_opt(OPT_SET_META_CONTEXT, bad)
+        _, rtype, _ = c.opt_reply()
+        check(rtype == REP_ACK, "unknown meta context namespace got %#x" % rtype)
+        # the count overruns the data: invalid
+        c.send_opt(OPT_SET_META_CONTEXT, data[:-4])
+        _, rtype, _ = c.opt_reply()
+        check(rtype == REP_ERR_INVALID,
+              "truncated SET_META_CONTEXT answered with %#x" % rtype)
+        regex = r"(meta|context|invalid)"
+    check(c.opt_go() == REP_ACK, "GO after meta context errors failed")
+    # BLOCK_STATUS without a selected context: EINVAL
+    err = c.simple_cmd(CMD_BLOCK_STATUS, 0, 4096)
+    check(err == EINVAL, "BLOCK_STATUS without a context: error %d" % err)
+    c.close()
+    return regex
+
+
+def case_abort_and_vanish(args):
+    """ABORT gets an ACK (or a close); clients vanishing in the handshake."""
+    c = Conn(args)
+    c.hello()
+    c.send_opt(OPT_ABORT)
+    try:
+        _, rtype, _ = c.opt_reply()
+        check(rtype == REP_ACK, "ABORT answered with %#x" % rtype)
+    except Closed:
+        pass
+    c.expect_close("ABORT")
+    c.close()
+    Conn(args).close()				# connect and go
+    c = Conn(args)
+    c.recv_exact(18)
+    c.reset()					# reset after the greeting
+    c = Conn(args)
+    c.hello()
+    c.send(struct.pack(">QI", IHAVEOPT, OPT_GO))	# half a header
+    c.close()
+    c = Conn(args)
+    c.hello()
+    c.send_opt(OPT_GO, length=64)
+    c.send(b"\0" * 10)				# half the option data
+    c.reset()
+    return r"(abort|closed|disconnect|reset|eof|hang)"
+
+
+# ---- transmission-phase cases ----
+
+def case_unknown_command(args):
+    """Unknown command and unknown flag: EINVAL, connection usable."""
+    c = Conn(args).connect_export()
+    check(c.simple_cmd(99, 0, 4096) == EINVAL, "unknown command not EINVAL")
+    check(c.simple_cmd(CMD_FLUSH, 0, 0, flags=1 << 9) == EINVAL,
+          "unknown command flag not EINVAL")
+    err, _ = c.read(0, 4096, flags=1 << 12)
+    check(err == EINVAL, "READ with an unknown flag: %d, not EINVAL" % err)
+    if args.mode == "simple":
+        err, _ = c.read(0, 4096, flags=CMD_FLAG_DF)
+        check(err == EINVAL, "DF without structured replies: %d" % err)
+    err, _ = c.read(0, 4096)
+    check(err == 0, "read after unknown command failed with %d" % err)
+    c.close()
+    return r"(unknown|invalid|unsupported|command|flag)"
+
+
+def case_read_out_of_range(args):
+    """Reads, trims, caches past the end: EINVAL."""
+    c = Conn(args).connect_export()
+    bs = c.min_block
+    for off, ln in ((c.size, bs), (c.size - bs, 2 * bs), (c.size + (1 << 40), bs)):
+        err, _ = c.read(off, ln)
+        check(err == EINVAL, "read %d+%d past the end: %d" % (off, ln, err))
+        err = c.simple_cmd(CMD_TRIM, off, ln)
+        check(err == EINVAL, "trim %d+%d past the end: %d" % (off, ln, err))
+        err = c.simple_cmd(CMD_CACHE, off, ln)
+        check(err == EINVAL, "cache %d+%d past the end: %d" % (off, ln, err))
+    err, _ = c.read(c.size - bs, bs)
+    check(err == 0, "read of the last block failed with %d" % err)
+    c.close()
+    return r"(range|past|beyond|end|size|invalid|einval)"
+
+
+def case_write_out_of_range(args):
+    """Writes and write-zeroes past the end: ENOSPC, payload drained."""
+    c = Conn(args).connect_export()
+    bs = c.min_block
+    for off, ln in ((c.size, bs), (c.size - bs, 2 * bs)):
+        err = c.write(off, b"\xee" * ln)
+        check(err == ENOSPC, "write %d+%d past the end: %d" % (off, ln, err))
+        err = c.simple_cmd(CMD_WRITE_ZEROES, off, ln)
+        check(err == ENOSPC, "zero %d+%d past the end: %d" % (off, ln, err))
+    # the stream is still in sync: a write and read at the end work
+    data = random.randbytes(bs)
+    check(c.write(c.size - bs, data) == 0, "write of the last block failed")
+    err, back = c.read(c.size - bs, bs)
+    check(err == 0 and back == data, "last block read back wrong")
+    c.close()
+    return r"(range|past|beyond|end|size|space|enospc)"
+
+
+def case_wrap_around(args):
+    """offset + length wrapping past 2^64: EINVAL/ENOSPC, never success."""
+    c = Conn(args).connect_export()
+    bs = c.min_block
+    off = (1 << 64) - bs
+    err, _ = c.read(off, 2 * bs)
+    check(err == EINVAL, "wrapping read: %d" % err)
+    err = c.write(off, b"\x55" * (2 * bs))
+    check(err in (ENOSPC, EINVAL, EOVERFLOW), "wrapping write: %d" % err)
+    err = c.simple_cmd(CMD_TRIM, off, 2 * bs)
+    check(err in (EINVAL, ENOSPC), "wrapping trim: %d" % err)
+    err = c.simple_cmd(CMD_WRITE_ZEROES, off, 2 * bs)
+    check(err in (ENOSPC, EINVAL), "wrapping write-zeroes: %d" % err)
+    err, _ = c.read(0, bs)
+    check(err == 0, "read after wrapping requests failed with %d" % err)
+    c.close()
+    return r"(range|past|beyond|end|size|wrap|overflow|invalid|space)"
+
+
+def case_misaligned(args):
+    """Requests not aligned to the advertised minimum block: EINVAL."""
+    c = Conn(args).connect_export()
+    bs = c.min_block
+    err, _ = c.read(1, bs)
+    check(err == EINVAL, "read at offset 1: %d" % err)
+    err, _ = c.read(0, bs - 1 if bs > 1 else 3)
+    check(err == EINVAL, "read of %d bytes: %d" % (bs - 1, err))
+    err = c.write(bs // 2 if bs > 1 else 1, b"\x11" * bs)
+    check(err == EINVAL, "misaligned write: %d" % err)
+    err = c.simple_cmd(CMD_TRIM, 1, bs)
+    check(err == EINVAL, "misaligned trim: %d" % err)
+    data = random.randbytes(bs)
+    check(c.write(0, data) == 0, "aligned write after misaligned failed")
+    err, back = c.read(0, bs)
+    check(err == 0 and back == data, "aligned read back after misaligned wrong")
+    c.close()
+    return r"(align|invalid|einval)"
+
+
+def case_zero_length(args):
+    """Zero-length requests must not disconnect."""
+    c = Conn(args).connect_export()
+    # any answer will do (the spec leaves it open), as long as it comes
+    c.read(0, 0)
+    c.write(0, b"")
+    c.simple_cmd(CMD_TRIM, 0, 0)
+    c.simple_cmd(CMD_WRITE_ZEROES, 0, 0)
+    err, _ = c.read(0, 4096)
+    check(err == 0, "read after zero-length requests failed with %d" % err)
+    c.close()
+    return None
+
+
+def case_oversize_payload(args):
+    """Payload over 32 MiB: an error (payload drained) or a clean close."""
+    c = Conn(args).connect_export()
+    ln = MAX_PAYLOAD + 4096
+    cookie = c.request(CMD_WRITE, 0, ln)
+
+    def sender():
+        try:
+            c.sock.sendall(b"\x77" * ln)
+        except OSError:
+            pass
+    t = threading.Thread(target=sender, daemon=True)
+    t.start()
+    usable = True
+    try:
+        got, err, _ = c.reply()
+        check(got == cookie and err in (EINVAL, EOVERFLOW, ENOMEM, ENOSPC),
+              "over-size write answered with error %d" % err)
+    except Closed:
+        usable = False
+    t.join(TIMEOUT)
+    check(not t.is_alive(), "server neither read nor refused the payload")
+    if usable:
+        try:
+            err, _ = c.read(0, 4096)
+            check(err == 0, "read after over-size write failed with %d" % err)
+        except Closed:
+            pass		# closing after the error reply is allowed too
+    c.close()
+    # an over-size READ: an error reply or a close
+    c = Conn(args).connect_export()
+    try:
+        err, _ = c.read(0, 2 * MAX_PAYLOAD)
+        check(err in (EINVAL, EOVERFLOW, ENOMEM),
+              "over-size read answered with error %d" % err)
+    except Closed:
+        pass
+    c.close()
+    # a 4 GiB length with no payload: error, close or waiting are fine
+    c = Conn(args).connect_export()
+    c.request(CMD_WRITE, 0, 0xFFFFF000)
+    c.sock.settimeout(2)
+    try:
+        c.reply()
+    except (Closed, socket.timeout):
+        pass
+    c.close()
+    return r"(too big|too large|payload|length|max|size|invalid)"
+
+
+def case_vanish_mid_payload(args):
+    """Client gone halfway through a write payload (close and reset)."""
+    for how in ("close", "reset"):
+        c = Conn(args).connect_export()
+        c.request(CMD_WRITE, 0, 16 << 20)
+        c.send(b"\x33" * (1 << 20))
+        if how == "close":
+            c.close()
+        else:
+            c.reset()
+    return r"(closed|disconnect|reset|eof|hang|short|vanish|lost|error)"
+
+
+def case_reset_during_reads(args):
+    """Many 32 MiB reads in flight, then a reset: the server must cope."""
+    for rnd in range(4):
+        c = Conn(args).connect_export()
+        ln = min(MAX_PAYLOAD, c.size)
+        ln -= ln % c.min_block
+        for _ in range(16):
+            c.request(CMD_READ, 0, ln)
+        if rnd % 2:
+            c.recv_exact(1 << 16)	# let some reply data flow first
+        else:
+            time.sleep(0.05)
+        c.reset()
+    return r"(closed|disconnect|reset|eof|hang|broken|pipe|error)"
+
+
+def case_disc_in_flight(args):
+    """DISC after reads: their replies come, then the server closes."""
+    c = Conn(args).connect_export()
+    cookies = [c.request(CMD_READ, i * 65536, 65536) for i in range(8)]
+    c.request(CMD_DISC, 0, 0)
+    del c.pending[c.next_cookie - 1]
+    seen = set()
+    for _ in cookies:
+        got, err, _ = c.reply()
+        check(err == 0, "read before DISC failed with %d" % err)
+        seen.add(got)
+    check(seen == set(cookies), "missing replies before DISC")
+    c.expect_close("DISC")
+    c.close()
+    return None
+
+
+def case_many_idle(args):
+    """300 idle connections (in every phase) while a second client works."""
+    conns = []
+    try:
+        for i in range(300):
+            c = Conn(args)
+            if i % 3 == 1:
+                c.hello()
+            elif i % 3 == 2:
+                c.connect_export()
+            conns.append(c)
+        t0 = time.monotonic()
+        good_client(args, "idle")
+        dt = time.monotonic() - t0
+        check(dt < 10, "good client took %.1f s with 300 idle clients" % dt)
+    finally:
+        for c in conns:
+            c.close()
+    return None
+
+
+CASES = [
+    ("bad-option-magic", case_bad_option_magic),
+    ("bad-request-magic", case_bad_request_magic),
+    ("unknown-client-flags", case_unknown_client_flags),
+    ("oversize-option", case_oversize_option),
+    ("too-many-options", case_too_many_options),
+    ("unknown-option", case_unknown_option),
+    ("bad-option-data", case_bad_option_data),
+    ("unknown-export", case_unknown_export),
+    ("meta-context", case_meta_context),
+    ("abort-and-vanish", case_abort_and_vanish),
+    ("unknown-command", case_unknown_command),
+    ("read-out-of-range", case_read_out_of_range),
+    ("write-out-of-range", case_write_out_of_range),
+    ("wrap-around", case_wrap_around),
+    ("misaligned", case_misaligned),
+    ("zero-length", case_zero_length),
+    ("oversize-payload", case_oversize_payload),
+    ("vanish-mid-payload", case_vanish_mid_payload),
+    ("reset-during-reads", case_reset_during_reads),
+    ("disc-in-flight", case_disc_in_flight),
+    ("many-idle", case_many_idle),
+]
+
+
+def run_case(args, name, fn):
+    """One case, then the log, good-client and liveness checks."""
+    watch = LogWatch(args.log)
+    regex = fn(args)
+    if regex is not None:
+        watch.expect(regex)
+    check(daemon_alive(args.pid), "daemon died")
+    good_client(args, name)
+    check(daemon_alive(args.pid), "daemon died")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--unix", help="server UNIX socket")
+    p.add_argument("--export", default="r0")
+    p.add_argument("--pid", type=int, help="server process id")
+    p.add_argument("--log", help="server log file")
+    p.add_argument("--mode", choices=("structured", "simple"),
+                   default="structured")
+    p.add_argument("--case", action="append", help="run only these cases")
+    p.add_argument("--list", action="store_true", help="list the cases")
+    args = p.parse_args()
+    if args.list:
+        print("\n".join(n for n, _ in CASES))
+        return 0
+    if not (args.unix and args.pid and args.log):
+        p.error("--unix, --pid and --log are required")
+    random.seed(os.getpid())
+    failed = 0
+    for name, fn in CASES:
+        if args.case and name not in args.case:
+            continue
+        t0 = time.monotonic()
+        try:
+            run_case(args, name, fn)
+            print("ok   %-22s %-10s %.2fs" % (name, args.mode,
+                                              time.monotonic() - t0), flush=True)
+        except (CaseFailed, Closed, OSError) as e:
+            failed += 1
+            print("FAIL %-22s %-10s %s: %s" % (name, args.mode,
+                                               type(e).__name__, e), flush=True)
+        if not daemon_alive(args.pid):
+            print("FAIL the daemon is dead; stopping", flush=True)
+            return 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
