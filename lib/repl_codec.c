@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#define XXH_INLINE_ALL		/* header-only xxhash: no link dependency (fuzz targets) */
 #include <xxhash.h>
 
 #include "bitmap.h"
