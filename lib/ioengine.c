@@ -731,6 +731,10 @@ open_backing(struct ioeng *e, const char *path, const struct ioeng_opts *o)
 	int ret;
 
 	e->fd = open(path, (o->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (e->fd < 0 && errno == EISDIR) {
+		log_err("%s: not a block device or regular file", path);
+		return -EINVAL;
+	}
 	if (e->fd < 0) {
 		ret = -errno;
 		log_errno(LOG_ERR, ret, "%s: open", path);
@@ -870,10 +874,15 @@ ioeng_close(struct ioeng *e)
 
 	if (e == NULL)
 		return;
-	/* Run the loop until every request and internal operation is over. */
+	/*
+	 * Run the loop until every request and internal operation is over.
+	 * Callbacks made ready by a turn's wait (epoll backend, deferred ops)
+	 * only run at the start of the next turn, which may then block for its
+	 * whole timeout: keep the timeout short.
+	 */
 	while (e->in_flight > 0 || e->ops->busy(e) ||
 	    (e->off != NULL && offload_pending(e->off) > 0)) {
-		ret = loop_run_once(e->l, 100);
+		ret = loop_run_once(e->l, 5);
 		if (ret < 0) {
 			log_errno(LOG_CRIT, ret, "%s: loop failed while closing; "
 			    "leaking the engine", e->path);
