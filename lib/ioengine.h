@@ -96,9 +96,23 @@ struct ioeng_opts {
  */
 int ioeng_open(struct loop *l, const char *path, const struct ioeng_opts *opts,
     struct ioeng **out);
-/* Wait for in-flight requests (running the loop) and close everything. */
+/* Wait for in-flight requests (running the loop) and close everything.
+ * Not from inside one of this engine's callbacks. */
 void ioeng_close(struct ioeng *e);
 
+/*
+ * Start r.  Refused with r->cb(r, -EINVAL) on the next loop turn: unknown
+ * opcode or flag bits, offset + len beyond ioeng_size() (or wrapping),
+ * offset or len not a multiple of opts.io_align, a NULL buffer, or (with
+ * O_DIRECT) a buffer not aligned to the DIO memory alignment; -EROFS for
+ * modifications on a read-only engine.  len == 0 (except FLUSH) completes
+ * with 0.  Requests beyond queue_depth wait inside the engine, in order.
+ * IO_TRIM where the device or filesystem cannot discard completes with
+ * -EOPNOTSUPP; IO_F_FUA on TRIM and WRITE_ZEROES adds an fdatasync.
+ * Without IO_F_NO_HOLE, write-zeroes tries PUNCH_HOLE first (on block
+ * devices: hardware WRITE_ZEROES that may unmap), then ZERO_RANGE, then
+ * zero writes.
+ */
 void ioeng_submit(struct ioeng *e, struct io_req *r);
 
 enum ioeng_kind ioeng_get_kind(const struct ioeng *e);
@@ -124,6 +138,11 @@ int ioeng_register_buffers(struct ioeng *e, const struct iovec *iov, unsigned n)
  * BLKMIRROR_FAULT="op:offset-range:errno[:count]" e.g. "write:0-1048575:5:1"
  * makes the first count matching requests (default: all) fail with -errno;
  * ioeng_fault_set() does the same from code.  op is read|write|flush|trim|zero.
+ * The range is "LO-HI" (inclusive, decimal or 0x hex) or "*"; a request
+ * matches when it touches the range.  An optional fifth field lets that
+ * many matching requests through first: "write:*:5:1:2" fails the third
+ * write.  NULL or "" clears the fault; a bad spec returns -EINVAL.
+ * Faults complete through the callback like real errors.
  */
 int ioeng_fault_set(struct ioeng *e, const char *spec);
 
