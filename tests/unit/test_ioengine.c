@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <linux/loop.h>
 #include <linux/magic.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/uio.h>
@@ -151,24 +153,75 @@ is_zero(const void *buf, size_t len)
 	return true;
 }
 
-/* A size-byte sparse file in dir; the caller unlinks and frees it. */
+/*
+ * Temporary files still to delete: a fatal assertion jumps out of a test,
+ * so the suite's cleanup removes whatever the tests did not.
+ */
+static char *tmp_files[16];
+
+/* A size-byte sparse file in dir; remove it with rm_file(). */
 static char *
 make_file(const char *dir, uint64_t size)
 {
 	char *path;
+	size_t i;
 	int fd;
 
+	for (i = 0; i < ARRAY_SIZE(tmp_files) && tmp_files[i] != NULL; i++)
+		;
+	CU_ASSERT_FATAL(i < ARRAY_SIZE(tmp_files));
 	CU_ASSERT_FATAL(asprintf(&path, "%s/blkmirror-ioeng-XXXXXX", dir) > 0);
 	fd = mkstemp(path);
 	CU_ASSERT_FATAL(fd >= 0);
+	tmp_files[i] = path;
 	CU_ASSERT_FATAL(ftruncate(fd, (off_t)size) == 0);
 	close(fd);
 	return path;
 }
 
+static void
+rm_file(char *path)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(tmp_files); i++)
+		if (tmp_files[i] == path)
+			tmp_files[i] = NULL;
+	CU_ASSERT_EQUAL(unlink(path), 0);
+	free(path);
+}
+
+static int
+suite_cleanup(void)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(tmp_files); i++) {
+		if (tmp_files[i] != NULL) {
+			unlink(tmp_files[i]);
+			free(tmp_files[i]);
+			tmp_files[i] = NULL;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Mark the loop device autoclear and keep an fd on it: however the test
+ * ends, the device detaches when that fd closes (at the latest at exit).
+ */
+static int
+loop_hold(const char *dev)
+{
+	struct loop_info64 info;
+	int fd = open(dev, O_RDONLY | O_CLOEXEC);
+
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL(ioctl(fd, LOOP_GET_STATUS64, &info), 0);
+	info.lo_flags |= LO_FLAGS_AUTOCLEAR;
+	CU_ASSERT_EQUAL(ioctl(fd, LOOP_SET_STATUS64, &info), 0);
+	return fd;
+}
+
 /* Attach file to a free loop device; NULL (with a message) if impossible. */
 static char *
-loop_attach(const char *file)
+loop_attach(const char *file, int *hold)
 {
 	char cmd[512], line[128] = "";
 	FILE *p;
@@ -191,16 +244,23 @@ loop_attach(const char *file)
 		CU_PASS("loop device part skipped: losetup failed");
 		return NULL;
 	}
+	*hold = loop_hold(line);
 	return strdup(line);
 }
 
+/* Detach (deferred by the kernel until the hold fd closes) and check. */
 static void
-loop_detach(const char *dev)
+loop_detach(const char *dev, int hold)
 {
-	char cmd[128];
+	char cmd[128], sys[128];
 
 	snprintf(cmd, sizeof(cmd), "/usr/sbin/losetup -d %s", dev);
 	CU_ASSERT_EQUAL(system(cmd), 0);
+	close(hold);
+	snprintf(sys, sizeof(sys), "/sys/block/%s/loop/backing_file", dev + 5);
+	for (int i = 0; i < 100 && access(sys, F_OK) == 0; i++)
+		usleep(10000);
+	CU_ASSERT_NOT_EQUAL(access(sys, F_OK), 0);
 }
 
 static int
@@ -546,27 +606,26 @@ run_cfg(const struct cfg *c)
 {
 	struct target t = { .c = c };
 	char *file, *dev;
+	int hold = -1;
 
 	CU_ASSERT_EQUAL_FATAL(loop_new(&t.l, 64, c->uring_loop, NULL), 0);
 	CU_ASSERT_EQUAL_FATAL(loop_ring(t.l) != NULL, c->uring_loop);
 	file = make_file("/var/tmp", TSIZE);
 	t.path = t.file = file;
 	battery(&t);
-	unlink(file);
-	free(file);
+	rm_file(file);
 
 	file = make_file("/var/tmp", TSIZE);
-	dev = loop_attach(file);
+	dev = loop_attach(file, &hold);
 	if (dev != NULL) {
 		t.path = dev;
 		t.file = file;
 		t.dev = true;
 		battery(&t);
-		loop_detach(dev);
+		loop_detach(dev, hold);
 		free(dev);
 	}
-	unlink(file);
-	free(file);
+	rm_file(file);
 	loop_free(t.l);
 }
 
@@ -626,8 +685,7 @@ test_open_errors(void)
 	unsetenv("BLKMIRROR_FAULT");
 	CU_ASSERT_PTR_NULL(e);
 	loop_free(l);
-	unlink(file);
-	free(file);
+	rm_file(file);
 }
 
 /* BLKMIRROR_FAULT at open arms the fault; the next matching write heals. */
@@ -650,8 +708,7 @@ test_fault_env(void)
 	CU_ASSERT_EQUAL(ioeng_get_stats(t.e)->errors, 1);
 	ioeng_close(t.e);
 	loop_free(t.l);
-	unlink(file);
-	free(file);
+	rm_file(file);
 	free(buf);
 }
 
@@ -682,8 +739,7 @@ test_fallback(void)
 	CU_ASSERT_EQUAL(ioeng_register_buffers(t.e, &iov, 1), 0);
 	ioeng_close(t.e);
 	loop_free(t.l);
-	unlink(file);
-	free(file);
+	rm_file(file);
 	free(out);
 	free(in);
 }
@@ -710,8 +766,7 @@ test_direct_choice(void)
 	CU_ASSERT_EQUAL(fcntl(ioeng_fd(e), F_GETFL) & O_DIRECT, 0);
 	ioeng_close(e);
 	loop_free(l);
-	unlink(file);
-	free(file);
+	rm_file(file);
 }
 
 static const struct cfg all_engines[] = {
@@ -739,8 +794,7 @@ test_short_read(void)
 		CU_ASSERT_EQUAL(do_io(&t, IO_READ, 0, 0, MiB / 2, buf), 0);
 		ioeng_close(t.e);
 		loop_free(t.l);
-		unlink(file);
-		free(file);
+		rm_file(file);
 		free(buf);
 	}
 }
@@ -789,8 +843,7 @@ test_zero_fallback(void)
 		CU_ASSERT_TRUE(is_zero(in, len));
 		ioeng_close(t.e);
 		loop_free(t.l);
-		unlink(file);
-		free(file);
+		rm_file(file);
 		free(buf);
 		free(in);
 	}
@@ -804,7 +857,7 @@ main(void)
 	log_init(LOG_TO_STDERR, getenv("IOENG_TEST_DEBUG") ? LOG_DEBUG : LOG_INFO);
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return CU_get_error();
-	s = CU_add_suite("ioengine", NULL, NULL);
+	s = CU_add_suite("ioengine", NULL, suite_cleanup);
 	CU_add_test(s, "kind_names", test_kind_names);
 	CU_add_test(s, "open_errors", test_open_errors);
 	CU_add_test(s, "direct_choice", test_direct_choice);
