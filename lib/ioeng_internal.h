@@ -122,8 +122,6 @@ struct ioeng {
 void ioeng_prim_done(struct ioeng *e, struct io_req *r, int res);
 /* loop_op callback of r->op that calls ioeng_prim_done() (r->op.data = e). */
 void ioeng_prim_cb(struct loop_op *op, int res);
-/* Report res for r's current primitive from the next loop iteration. */
-void ioeng_prim_defer(struct ioeng *e, struct io_req *r, int res);
 /* Fail r with res now, without retries (from a loop callback only). */
 void ioeng_prim_fail(struct ioeng *e, struct io_req *r, int res);
 /* Run p on the offload pool; the result arrives via ioeng_prim_done(). */

@@ -467,14 +467,6 @@ ioeng_prim_cb(struct loop_op *op, int res)
 }
 
 void
-ioeng_prim_defer(struct ioeng *e, struct io_req *r, int res)
-{
-	r->op.cb = ioeng_prim_cb;
-	r->op.data = e;
-	loop_defer(e->l, &r->op, res);
-}
-
-void
 ioeng_prim_fail(struct ioeng *e, struct io_req *r, int res)
 {
 	finish(e, r, res);
@@ -600,7 +592,8 @@ ioeng_offload(struct ioeng *e, struct io_req *r, const struct ioprim *p)
 		ret = offload_new(e->l, e->kind == IOENG_SYNC ? e->threads : 2,
 		    &e->off);
 		if (ret < 0) {
-			ioeng_prim_defer(e, r, ret);
+			/* Final: a retried -EAGAIN would spin on thread limits. */
+			final_defer(e, r, ret == -EAGAIN ? -ENOMEM : ret);
 			return;
 		}
 	}
