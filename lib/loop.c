@@ -225,6 +225,21 @@ ep_try(struct loop_op *op)
 		case LOOP_OP_ACCEPT:
 			n = accept4(op->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 			break;
+		case LOOP_OP_CONNECT:
+			if (!op->connect_started) {
+				op->connect_started = true;
+				n = connect(op->fd, (struct sockaddr *)&op->addr, op->addrlen);
+				if (n < 0 && errno == EINPROGRESS)
+					errno = EAGAIN;
+			} else {
+				int err = 0;
+				socklen_t el = sizeof(err);
+
+				getsockopt(op->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+				errno = err;
+				n = err != 0 ? -1 : 0;
+			}
+			break;
 		case LOOP_OP_POLL: {
 			struct pollfd pfd = { .fd = op->fd, .events = op->poll_events };
 
@@ -279,6 +294,7 @@ static void
 ep_submit(struct loop *l, struct loop_op *op)
 {
 	struct ep_fd *s;
+	/* CONNECT waits for POLLOUT: it is a writer. */
 	bool reader = op->kind == LOOP_OP_RECV || op->kind == LOOP_OP_ACCEPT ||
 	    (op->kind == LOOP_OP_POLL && (op->poll_events & POLLIN));
 	int ret;
@@ -384,6 +400,9 @@ uring_submit_op(struct loop *l, struct loop_op *op)
 	case LOOP_OP_POLL:
 		io_uring_prep_poll_add(sqe, op->fd, (unsigned)op->poll_events);
 		break;
+	case LOOP_OP_CONNECT:
+		io_uring_prep_connect(sqe, op->fd, (struct sockaddr *)&op->addr, op->addrlen);
+		break;
 	}
 	loop_sqe_set_op(sqe, op);
 }
@@ -436,6 +455,17 @@ loop_poll(struct loop *l, struct loop_op *op, int fd, short events)
 {
 	op_init(op, LOOP_OP_POLL, fd);
 	op->poll_events = events;
+	submit(l, op);
+}
+
+void
+loop_connect(struct loop *l, struct loop_op *op, int fd,
+    const struct sockaddr_storage *ss, socklen_t len)
+{
+	op_init(op, LOOP_OP_CONNECT, fd);
+	memcpy(&op->addr, ss, len);
+	op->addrlen = len;
+	op->connect_started = false;
 	submit(l, op);
 }
 

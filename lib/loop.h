@@ -49,6 +49,7 @@ enum loop_op_kind {
 	LOOP_OP_POLL,		/* one-shot poll; res = revents */
 	LOOP_OP_RAW,		/* SQE prepared by the caller (io engine) */
 	LOOP_OP_DEFER,		/* run the callback on the next iteration */
+	LOOP_OP_CONNECT,	/* connect(2) a non-blocking socket; res = 0 */
 };
 
 struct loop_op {
@@ -65,6 +66,9 @@ struct loop_op {
 	struct iovec *iov;		/* SENDMSG vector (advanced in place) */
 	int iovcnt;			/* SENDMSG entries left */
 	struct msghdr msg;		/* SENDMSG header while in flight */
+	struct sockaddr_storage addr;	/* CONNECT destination */
+	socklen_t addrlen;		/* CONNECT: bytes of addr */
+	bool connect_started;		/* epoll CONNECT: connect(2) issued */
 	int res;			/* DEFER: value passed to the callback */
 };
 
@@ -106,6 +110,8 @@ void loop_send(struct loop *l, struct loop_op *op, int fd, const void *buf, size
 void loop_sendmsg(struct loop *l, struct loop_op *op, int fd, struct iovec *iov, int iovcnt);
 void loop_accept(struct loop *l, struct loop_op *op, int fd);
 void loop_poll(struct loop *l, struct loop_op *op, int fd, short events);
+void loop_connect(struct loop *l, struct loop_op *op, int fd,
+    const struct sockaddr_storage *ss, socklen_t len);
 /* Run op->cb(op, res) on the next loop iteration. */
 void loop_defer(struct loop *l, struct loop_op *op, int res);
 

@@ -205,6 +205,48 @@ test_loop_defer(void)
 	loop_free(l);
 }
 
+/* CONNECT: succeeds against a listener, fails with ECONNREFUSED without. */
+static void
+loop_connect_case(bool uring)
+{
+	struct loop *l;
+	struct ctx c = { 0 };
+	struct loop_op op = { .cb = record_cb, .data = &c };
+	struct sockaddr_storage ss;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+	socklen_t sl = sizeof(*sin);
+	int lfd, fd;
+
+	CU_ASSERT_EQUAL_FATAL(loop_new(&l, 16, uring, NULL), 0);
+	memset(&ss, 0, sizeof(ss));
+	sin->sin_family = AF_INET;
+	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	CU_ASSERT_EQUAL_FATAL(bind(lfd, (struct sockaddr *)sin, sl), 0);
+	CU_ASSERT_EQUAL_FATAL(listen(lfd, 4), 0);
+	CU_ASSERT_EQUAL_FATAL(getsockname(lfd, (struct sockaddr *)sin, &sl), 0);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	loop_connect(l, &op, fd, &ss, sizeof(*sin));
+	for (int i = 0; i < 50 && c.n == 0; i++)
+		loop_run_once(l, 100);
+	CU_ASSERT_EQUAL(c.n, 1);
+	CU_ASSERT_EQUAL(c.results[0], 0);
+	close(fd);
+	close(lfd);		/* the port is now closed: refused */
+	c.n = 0;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	loop_connect(l, &op, fd, &ss, sizeof(*sin));
+	for (int i = 0; i < 50 && c.n == 0; i++)
+		loop_run_once(l, 100);
+	CU_ASSERT_EQUAL(c.n, 1);
+	CU_ASSERT_EQUAL(c.results[0], -ECONNREFUSED);
+	close(fd);
+	loop_free(l);
+}
+
+static void test_loop_connect_uring(void) { loop_connect_case(true); }
+static void test_loop_connect_epoll(void) { loop_connect_case(false); }
+
 int
 main(void)
 {
@@ -220,6 +262,8 @@ main(void)
 	CU_add_test(s, "loop_epoll", test_loop_epoll);
 	CU_add_test(s, "loop_no_uring_env", test_loop_no_uring_env);
 	CU_add_test(s, "loop_defer", test_loop_defer);
+	CU_add_test(s, "loop_connect_uring", test_loop_connect_uring);
+	CU_add_test(s, "loop_connect_epoll", test_loop_connect_epoll);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	int failed = (int)CU_get_number_of_failures();
