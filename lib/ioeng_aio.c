@@ -35,7 +35,6 @@ struct aio_eng {
 	unsigned nbatch;		/* entries in batch */
 	unsigned submitted;		/* in the kernel, not yet reaped */
 	struct io_event *events;	/* reap buffer, queue_depth entries */
-	bool no_fdsync;			/* IOCB_CMD_FDSYNC refused: offload */
 };
 
 static void aio_poll_cb(struct loop_op *op, int res);
@@ -121,7 +120,7 @@ aio_issue(struct ioeng *e, struct io_req *r, const struct ioprim *p)
 	struct iocb *cb;
 
 	if (p->kind == PRIM_FALLOC || p->kind == PRIM_DISCARD ||
-	    (p->kind == PRIM_FSYNC && a->no_fdsync)) {
+	    (p->kind == PRIM_FSYNC && e->no_fdsync)) {
 		ioeng_offload(e, r, p);
 		return;
 	}
@@ -159,10 +158,10 @@ aio_done(struct ioeng *e, struct iocb *cb, int res)
 
 	a->free[a->nfree++] = cb;
 	if (fdsync && res == -EINVAL) {
-		if (!a->no_fdsync)
+		if (!e->no_fdsync)
 			log_info("%s: IOCB_CMD_FDSYNC refused: fdatasync on a thread",
 			    e->path);
-		a->no_fdsync = true;
+		e->no_fdsync = true;
 		ioeng_offload(e, r, &p);
 		return;
 	}

@@ -105,6 +105,7 @@ struct ioeng {
 	bool no_dsync;			/* RWF_DSYNC refused: write + fdatasync */
 	bool no_punch;			/* fallocate PUNCH_HOLE unsupported */
 	bool no_zero_range;		/* fallocate ZERO_RANGE unsupported */
+	bool no_fdsync;			/* libaio: IOCB_CMD_FDSYNC refused */
 	unsigned in_flight;		/* submitted, callback not yet run */
 	unsigned active;		/* issued to the engine (<= queue_depth) */
 	struct io_req *wait_head;	/* over queue_depth, FIFO */

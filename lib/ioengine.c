@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -789,6 +790,44 @@ opts_apply(struct ioeng *e, const struct ioeng_opts *o)
 	return 0;
 }
 
+/*
+ * BLKMIRROR_IOENG_QUIRKS="no_dsync,no_fdsync,no_punch,no_zero_range": act
+ * as if the kernel or filesystem refused that feature, so tests reach the
+ * fallbacks (write + fdatasync for FUA, fdatasync on a thread for libaio,
+ * the next write-zeroes stage) on any machine.
+ */
+static int
+quirks_apply(struct ioeng *e, const char *list)
+{
+	static const struct {
+		const char *name;		/* token in the list */
+		size_t off;			/* bool in struct ioeng */
+	} quirks[] = {
+		{ "no_dsync", offsetof(struct ioeng, no_dsync) },
+		{ "no_fdsync", offsetof(struct ioeng, no_fdsync) },
+		{ "no_punch", offsetof(struct ioeng, no_punch) },
+		{ "no_zero_range", offsetof(struct ioeng, no_zero_range) },
+	};
+	char buf[128], *save = NULL, *tok;
+	size_t i;
+
+	if (strlen(list) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, list);
+	for (tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+		for (i = 0; i < ARRAY_SIZE(quirks); i++)
+			if (strcmp(tok, quirks[i].name) == 0)
+				break;
+		if (i == ARRAY_SIZE(quirks)) {
+			log_err("BLKMIRROR_IOENG_QUIRKS: unknown quirk \"%s\"", tok);
+			return -EINVAL;
+		}
+		*(bool *)((char *)e + quirks[i].off) = true;
+	}
+	log_notice("%s: io engine quirks: %s", e->path, list);
+	return 0;
+}
+
 /* Slots, fault spec from the environment, engine init (libaio -> sync). */
 static int
 engine_init(struct ioeng *e, enum ioeng_kind kind)
@@ -805,6 +844,9 @@ engine_init(struct ioeng *e, enum ioeng_kind kind)
 		e->free_slots = &e->slots[i];
 	}
 	if (spec != NULL && (ret = ioeng_fault_set(e, spec)) < 0)
+		return ret;
+	spec = getenv("BLKMIRROR_IOENG_QUIRKS");
+	if (spec != NULL && (ret = quirks_apply(e, spec)) < 0)
 		return ret;
 	e->kind = kind;
 	e->ops = ops_of(kind);

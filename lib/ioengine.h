@@ -145,6 +145,13 @@ int ioeng_register_buffers(struct ioeng *e, const struct iovec *iov, unsigned n)
  * Faults complete through the callback like real errors.
  */
 int ioeng_fault_set(struct ioeng *e, const char *spec);
+/*
+ * Also for tests: BLKMIRROR_IOENG_QUIRKS="no_dsync,no_fdsync,no_punch,
+ * no_zero_range" (any subset) at ioeng_open() makes the engine act as if
+ * RWF_DSYNC, libaio's IOCB_CMD_FDSYNC, or fallocate PUNCH_HOLE / ZERO_RANGE
+ * were refused, so the fallbacks run on any machine.  Unknown names make
+ * ioeng_open() fail with -EINVAL.
+ */
 
 /* Per-engine counters for status output. */
 struct ioeng_stats {

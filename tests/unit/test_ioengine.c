@@ -849,6 +849,90 @@ test_zero_fallback(void)
 	}
 }
 
+/* The quirk checks on one target (engine already open). */
+static void
+check_quirks(struct target *t)
+{
+	size_t len = 3 * MiB;
+	char *buf = xalloc(len), *in = xalloc(len);
+	uint64_t b0;
+
+	/* FUA as write + fdatasync; libaio's fdatasync on a thread. */
+	fill(buf, 65536, 14);
+	CU_ASSERT_EQUAL(do_io(t, IO_WRITE, IO_F_FUA, 0, 65536, buf), 0);
+	CU_ASSERT_EQUAL(do_io(t, IO_READ, 0, 0, 65536, in), 0);
+	CU_ASSERT_EQUAL(memcmp(in, buf, 65536), 0);
+	CU_ASSERT_EQUAL(do_io(t, IO_FLUSH, 0, 0, 0, NULL), 0);
+	/* No fast zeroing at all: FAST_ZERO refuses and leaves the data. */
+	put_pattern(t, MiB, len, buf, 15);
+	CU_ASSERT_EQUAL(do_io(t, IO_WRITE_ZEROES, IO_F_FAST_ZERO, MiB, len, NULL), -ENOTSUP);
+	CU_ASSERT_EQUAL(do_io(t, IO_READ, 0, MiB, len, in), 0);
+	CU_ASSERT_EQUAL(memcmp(in, buf, len), 0);
+	/* Zero writes, in 1 MiB chunks, keep the blocks allocated. */
+	b0 = file_blocks(t->file);
+	CU_ASSERT_EQUAL(do_io(t, IO_WRITE_ZEROES, IO_F_FUA, MiB, len, NULL), 0);
+	CU_ASSERT_EQUAL(do_io(t, IO_READ, 0, MiB, len, in), 0);
+	CU_ASSERT_TRUE(is_zero(in, len));
+	CU_ASSERT_EQUAL(do_io(t, IO_FLUSH, 0, 0, 0, NULL), 0);
+	CU_ASSERT_TRUE(file_blocks(t->file) >= b0);
+	free(buf);
+	free(in);
+}
+
+/* Open t with the test quirks set in the environment, run check_quirks. */
+static void
+quirks_on(struct target *t)
+{
+	setenv("BLKMIRROR_IOENG_QUIRKS", "no_dsync,no_fdsync,no_punch,no_zero_range", 1);
+	CU_ASSERT_EQUAL_FATAL(open_engine(t, false, &t->e), 0);
+	unsetenv("BLKMIRROR_IOENG_QUIRKS");
+	check_quirks(t);
+	ioeng_close(t->e);
+}
+
+/*
+ * BLKMIRROR_IOENG_QUIRKS drives every fallback: on a file for each engine,
+ * and on a loop device with io_uring and libaio.
+ */
+static void
+test_quirks(void)
+{
+	struct target t = { 0 };
+	char *file, *dev;
+	int hold = -1;
+
+	for (size_t i = 0; i < ARRAY_SIZE(all_engines); i++) {
+		t.c = &all_engines[i];
+		CU_ASSERT_EQUAL_FATAL(loop_new(&t.l, 16, t.c->uring_loop, NULL), 0);
+		t.path = t.file = file = make_file("/var/tmp", TSIZE);
+		quirks_on(&t);
+		rm_file(file);
+		if (i < 2) {
+			file = make_file("/var/tmp", TSIZE);
+			dev = loop_attach(file, &hold);
+			if (dev != NULL) {
+				t.path = dev;
+				t.file = file;
+				t.dev = true;
+				quirks_on(&t);
+				t.dev = false;
+				loop_detach(dev, hold);
+				free(dev);
+			}
+			rm_file(file);
+		}
+		loop_free(t.l);
+	}
+	setenv("BLKMIRROR_IOENG_QUIRKS", "no_dsync,bogus", 1);
+	CU_ASSERT_EQUAL_FATAL(loop_new(&t.l, 16, true, NULL), 0);
+	t.c = &all_engines[0];
+	t.path = file = make_file("/var/tmp", MiB);
+	CU_ASSERT_EQUAL(open_engine(&t, false, &t.e), -EINVAL);
+	unsetenv("BLKMIRROR_IOENG_QUIRKS");
+	rm_file(file);
+	loop_free(t.l);
+}
+
 int
 main(void)
 {
@@ -865,6 +949,7 @@ main(void)
 	CU_add_test(s, "fallback_no_io_uring", test_fallback);
 	CU_add_test(s, "short_read", test_short_read);
 	CU_add_test(s, "zero_fallback_tmpfs", test_zero_fallback);
+	CU_add_test(s, "quirks_fallbacks", test_quirks);
 	CU_add_test(s, "io_uring_direct", test_uring_direct);
 	CU_add_test(s, "io_uring_buffered", test_uring_buffered);
 	CU_add_test(s, "libaio_uring_loop", test_aio_uring_loop);
