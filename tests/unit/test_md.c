@@ -106,6 +106,10 @@ test_layout(void)
 	CU_ASSERT_EQUAL(md_layout_compute(GiB, true, 2 * MiB, 1237, &l), -EINVAL);
 	CU_ASSERT_EQUAL(md_layout_compute(GiB, true, 4096, 6, &l), -EINVAL);
 	CU_ASSERT_EQUAL(md_layout_compute(GiB, true, 4096, 65535, &l), -EINVAL);
+	/* Node ids do not depend on the order of the [node] sections. */
+	CU_ASSERT_EQUAL(md_node_id("alpha", "beta"), 0);
+	CU_ASSERT_EQUAL(md_node_id("beta", "alpha"), 1);
+	CU_ASSERT_EQUAL(md_node_id("beta", NULL), 0);
 	/* Ring sizes: a full context cycle plus one. */
 	CU_ASSERT_EQUAL(md_al_ring_size(920 * 8), 9);
 	CU_ASSERT_EQUAL(md_al_ring_size(920 * 8 + 1), 10);
