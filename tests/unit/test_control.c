@@ -1,9 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Unit tests for daemon/control.c: the control socket on a real loop (both
- * backends) with a fake struct daemon.  This file stands in for main.c (the
- * state names, daemon_request_stop) and for the io engine and config
- * helpers the status reply names.
+ * backends) with a fake struct daemon around a real (sync) io engine.  This
+ * file stands in for main.c: the state names and daemon_request_stop.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +27,7 @@ static struct conf_node self_node;	/* its [node] section */
 static struct listener nbd_lst[1];	/* one NBD listener, for status */
 static char tmpdir[64];			/* per-test directory */
 static char sock_path[200];		/* control socket path */
+static char disk_path[200];		/* the engine's backing file */
 static int stop_calls;			/* daemon_request_stop() calls */
 static char stop_why[64];		/* its last reason */
 
@@ -61,29 +61,12 @@ conn_state_name(enum conn_state s)
 	return names[s];
 }
 
-enum ioeng_kind
-ioeng_get_kind(const struct ioeng *e)
-{
-	return IOENG_SYNC;
-}
-
-const char *
-ioeng_kind_name(enum ioeng_kind k)
-{
-	return k == IOENG_URING ? "io_uring" : k == IOENG_LIBAIO ? "libaio" : "sync";
-}
-
-const char *
-conf_protocol_name(enum repl_protocol p)
-{
-	return p == PROTO_SYNC ? "sync" : p == PROTO_MEMSYNC ? "memsync" : "async";
-}
-
 /* Fresh daemon state and a fresh directory for the socket. */
 static void
 setup(bool uring)
 {
-	static char fake_engine;
+	struct ioeng_opts eo = { .kind = IOENG_SYNC, .io_align = 4096, .threads = 1 };
+	int fd;
 
 	memset(&D, 0, sizeof(D));
 	stop_calls = 0;
@@ -101,7 +84,12 @@ setup(bool uring)
 	snprintf(self_node.name, sizeof(self_node.name), "alpha");
 	snprintf(self_node.control, sizeof(self_node.control), "%s", sock_path);
 	D.self = &self_node;
-	D.eng = (struct ioeng *)(void *)&fake_engine;	/* only named, never used */
+	snprintf(disk_path, sizeof(disk_path), "%s/disk.img", tmpdir);
+	fd = open(disk_path, O_CREAT | O_RDWR, 0600);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL_FATAL(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	CU_ASSERT_EQUAL_FATAL(ioeng_open(D.loop, disk_path, &eo, &D.eng), 0);
 	D.size = 64ull << 20;
 	D.role = ROLE_PRIMARY;
 	D.disk = DISK_UPTODATE;
@@ -123,6 +111,9 @@ teardown(void)
 {
 	char p[300];
 
+	ioeng_close(D.eng);
+	D.eng = NULL;
+	CU_ASSERT_EQUAL(unlink(disk_path), 0);
 	snprintf(p, sizeof(p), "%s/run/blkmirror", tmpdir);
 	CU_ASSERT_EQUAL(rmdir(p), 0);
 	snprintf(p, sizeof(p), "%s/run", tmpdir);
