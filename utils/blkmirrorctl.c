@@ -207,6 +207,25 @@ socket_from_config(const char *path, const char *node, char *sock, size_t len)
 	return 0;
 }
 
+/* The socket from -s, or from -c [-n]; 0 or an exit code (line printed). */
+static int
+resolve_socket(const char *sock, const char *conf_path, const char *node,
+    char *buf, size_t len)
+{
+	if (sock != NULL && conf_path != NULL)
+		return cmd_fail(EX_USAGE, "-s and -c exclude each other");
+	if (node != NULL && conf_path == NULL)
+		return cmd_fail(EX_USAGE, "-n needs -c FILE");
+	if (sock == NULL && conf_path == NULL)
+		return cmd_fail(EX_USAGE, "which daemon? give -s SOCKET or -c FILE");
+	if (conf_path != NULL)
+		return socket_from_config(conf_path, node, buf, len);
+	if (strlen(sock) >= len)
+		return cmd_fail(EX_USAGE, "socket path too long: %s", sock);
+	snprintf(buf, len, "%s", sock);
+	return 0;
+}
+
 static const struct cmd_entry *
 cmd_find(const char *name)
 {
@@ -264,19 +283,10 @@ main(int argc, char **argv)
 			return 0;
 		}
 	}
-	if (sock != NULL && conf_path != NULL)
-		return cmd_fail(EX_USAGE, "-s and -c exclude each other");
-	if (node != NULL && conf_path == NULL)
-		return cmd_fail(EX_USAGE, "-n needs -c FILE");
-	if (sock == NULL && conf_path == NULL)
-		return cmd_fail(EX_USAGE, "which daemon? give -s SOCKET or -c FILE");
-	if (conf_path != NULL) {
-		ret = socket_from_config(conf_path, node, sockbuf, sizeof(sockbuf));
-		if (ret != 0)
-			return ret;
-		sock = sockbuf;
-	}
-	ctx.socket = sock;
+	ret = resolve_socket(sock, conf_path, node, sockbuf, sizeof(sockbuf));
+	if (ret != 0)
+		return ret;
+	ctx.socket = sockbuf;
 	ctx.conf_path = conf_path;
 	ctx.node = node;
 	return e->exec(&ctx, argc - optind, argv + optind);
