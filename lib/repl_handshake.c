@@ -10,9 +10,6 @@
 #include "repl_handshake.h"
 #include "util.h"
 
-/* The tx of handshake frames: version 1, epoch 0 (no epoch before auth). */
-static const struct repl_tx hs_tx = { .version = REPL_PROTO_HANDSHAKE_VERSION, .epoch = 0 };
-
 /* Append a frame produced by an encoder call; -ENOSPC cannot happen by size. */
 #define HS_EMIT(hs, call) do {							\
 	int n_ = (call);							\
@@ -36,7 +33,7 @@ hs_fail(struct repl_hs *hs, int err, uint32_t reason, bool send_reject, const ch
 		memcpy(r.text, hs->why, n);	/* cut to the REJECT text bound */
 		r.text[n] = '\0';
 		HS_EMIT(hs, repl_reject_encode(hs->out + hs->out_len,
-		    sizeof(hs->out) - hs->out_len, &hs_tx, &r));
+		    sizeof(hs->out) - hs->out_len, &hs->tx, &r));
 	}
 	return err;
 }
@@ -44,23 +41,25 @@ hs_fail(struct repl_hs *hs, int err, uint32_t reason, bool send_reject, const ch
 int
 repl_hs_init(struct repl_hs *hs, const struct repl_hello *mine,
     const struct repl_secret *secret, const char *expected_peer,
-    const uint8_t nonce[REPL_NONCE_LEN])
+    const uint8_t nonce[REPL_NONCE_LEN], uint64_t epoch)
 {
 	struct repl_auth_challenge c;
 	int n;
 
 	memset(hs, 0, sizeof(*hs));
+	hs->tx.version = REPL_PROTO_HANDSHAKE_VERSION;
+	hs->tx.epoch = epoch;
 	hs->mine = *mine;
 	hs->secret = secret;
 	if (expected_peer != NULL)
 		snprintf(hs->expected_peer, sizeof(hs->expected_peer), "%s", expected_peer);
 	memcpy(hs->my_nonce, nonce, REPL_NONCE_LEN);
-	if ((n = repl_hello_encode(hs->out, sizeof(hs->out), &hs_tx, mine)) < 0)
+	if ((n = repl_hello_encode(hs->out, sizeof(hs->out), &hs->tx, mine)) < 0)
 		return n;
 	hs->out_len = (size_t)n;
 	memcpy(c.nonce, nonce, REPL_NONCE_LEN);
 	HS_EMIT(hs, repl_auth_challenge_encode(hs->out + hs->out_len,
-	    sizeof(hs->out) - hs->out_len, &hs_tx, &c));
+	    sizeof(hs->out) - hs->out_len, &hs->tx, &c));
 	hs->state = REPL_HS_WAIT_HELLO;
 	return 0;
 }
@@ -97,7 +96,7 @@ on_challenge(struct repl_hs *hs, const struct repl_auth_challenge *c)
 		return hs_fail(hs, -EPROTO, REPL_REJECT_PROTOCOL, true,
 		    "cannot compute the authentication response");
 	HS_EMIT(hs, repl_auth_response_encode(hs->out + hs->out_len,
-	    sizeof(hs->out) - hs->out_len, &hs_tx, &r));
+	    sizeof(hs->out) - hs->out_len, &hs->tx, &r));
 	hs->state = REPL_HS_WAIT_RESPONSE;
 	return 0;
 }
@@ -115,7 +114,7 @@ on_response(struct repl_hs *hs, const struct repl_auth_response *r)
 		return hs_fail(hs, -EACCES, REPL_REJECT_AUTH, true, hs->why);
 	}
 	HS_EMIT(hs, repl_auth_result_encode(hs->out + hs->out_len,
-	    sizeof(hs->out) - hs->out_len, &hs_tx, &res));
+	    sizeof(hs->out) - hs->out_len, &hs->tx, &res));
 	hs->state = REPL_HS_WAIT_RESULT;
 	return 0;
 }

@@ -50,6 +50,7 @@ struct repl_hs {
 	char expected_peer[REPL_NAME_LEN];	/* configured peer name, "" = any */
 	uint8_t my_nonce[REPL_NONCE_LEN];	/* our challenge */
 	uint8_t peer_nonce[REPL_NONCE_LEN];	/* the peer's challenge */
+	struct repl_tx tx;		/* header fields of what we send (version 1, our epoch) */
 	uint16_t version;		/* negotiated version, valid from WAIT_CHALLENGE on */
 	uint32_t reject;		/* on failure: REPL_REJECT_* (ours or the peer's) */
 	int error;			/* on failure: what repl_hs_feed() returns */
@@ -66,12 +67,13 @@ struct repl_hs {
  * Start the handshake: copy mine (with mine->conn the kind of this socket),
  * remember secret (must outlive hs) and expected_peer (the configured peer's
  * node name, or NULL for any), and queue HELLO + AUTH_CHALLENGE(nonce) in
- * hs->out.  nonce must come from repl_random().  Returns 0 or -EINVAL (a
+ * hs->out.  nonce must come from repl_random(); epoch is our current epoch,
+ * carried in the header of every frame we send.  Returns 0 or -EINVAL (a
  * HELLO field that cannot be encoded).
  */
 int repl_hs_init(struct repl_hs *hs, const struct repl_hello *mine,
     const struct repl_secret *secret, const char *expected_peer,
-    const uint8_t nonce[REPL_NONCE_LEN]);
+    const uint8_t nonce[REPL_NONCE_LEN], uint64_t epoch);
 
 /*
  * Feed len bytes received on the connection.  *consumed gets how many were

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * blkmirror replication protocol: the peer link between two blkmirrord.
- * docs/protocol.md explains it with layout tables and sequence diagrams;
- * this header is the reference.  ALL WIRE FIELDS ARE BIG-ENDIAN.  The codecs
+ * docs/protocol.md explains it with layout tables and sequence diagrams,
+ * ack rules and rejection reasons; this header is the reference.  ALL WIRE FIELDS ARE BIG-ENDIAN.  The codecs
  * in repl_codec.c convert at the edge with get_be*()/put_be*() and copy out
  * after checking lengths; nothing ever casts a pointer into a receive buffer,
  * which is why the structs below are decoded forms, not wire layouts (the
@@ -100,7 +100,7 @@
 #define REPL_MSG_CSUM_SAME	20	/* src->tgt [m]: digests equal, range in sync */
 #define REPL_MSG_VERIFY_REQUEST	21	/* src->tgt [d]: my digest, compare yours */
 #define REPL_MSG_VERIFY_REPLY	22	/* tgt->src [m]: your digest and the verdict */
-#define REPL_MSG_RESYNC_DONE	23	/* src->tgt [d]: resync / verify finished */
+#define REPL_MSG_RESYNC_DONE	23	/* driver->peer [d]: resync (tgt) / verify (src) finished */
 #define REPL_MSG_PROMOTE_NOTICE	24	/* new P->peer [m]: I became primary */
 #define REPL_MSG_DISCONNECT	25	/* both [dm]: closing, reason */
 #define REPL_MSG_RESYNC_ACK	26	/* tgt->src [m]: resync range written */

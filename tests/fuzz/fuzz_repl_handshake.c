@@ -64,7 +64,7 @@ run(struct result *r, const uint8_t *data, size_t size, unsigned max, unsigned s
 	size_t off = 0;
 
 	memset(r, 0, sizeof(*r));
-	if (repl_hs_init(&r->hs, &h, &secret, peer, nonce) != 0)
+	if (repl_hs_init(&r->hs, &h, &secret, peer, nonce, 3) != 0)
 		abort();
 	collect(r);
 	r->rc = repl_hs_result(&r->hs);

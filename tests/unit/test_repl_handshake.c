@@ -97,9 +97,17 @@ start(struct repl_hs *a, struct repl_hs *b, const struct repl_hello *ha,
 
 	CU_ASSERT_EQUAL_FATAL(repl_random(na, sizeof(na)), 0);
 	CU_ASSERT_EQUAL_FATAL(repl_random(nb, sizeof(nb)), 0);
-	CU_ASSERT_EQUAL_FATAL(repl_hs_init(a, ha, &sec_a, hb->node, na), 0);
-	CU_ASSERT_EQUAL_FATAL(repl_hs_init(b, hb, &sec_b, ha->node, nb), 0);
+	CU_ASSERT_EQUAL_FATAL(repl_hs_init(a, ha, &sec_a, hb->node, na, 3), 0);
+	CU_ASSERT_EQUAL_FATAL(repl_hs_init(b, hb, &sec_b, ha->node, nb, 3), 0);
 	CU_ASSERT_EQUAL(a->out_len, 2 * REPL_HDR_LEN + REPL_HELLO_LEN + REPL_NONCE_LEN);
+	{
+		struct repl_hdr h;
+
+		/* every frame carries the sender's epoch, handshake frames too */
+		CU_ASSERT_EQUAL(repl_hdr_decode(a->out, a->out_len, &h), 0);
+		CU_ASSERT_EQUAL(h.epoch, 3);
+		CU_ASSERT_EQUAL(h.type, REPL_MSG_HELLO);
+	}
 }
 
 static void
@@ -166,9 +174,9 @@ mismatch(struct repl_hello hb, const char *peer_name, int err, uint32_t reason)
 
 	set_secret(&sec_a, "k");
 	set_secret(&sec_b, "k");
-	CU_ASSERT_EQUAL_FATAL(repl_hs_init(&a, &ha, &sec_a, peer_name, n), 0);
+	CU_ASSERT_EQUAL_FATAL(repl_hs_init(&a, &ha, &sec_a, peer_name, n, 3), 0);
 	n[0] = 2;
-	CU_ASSERT_EQUAL_FATAL(repl_hs_init(&b, &hb, &sec_b, "alpha", n), 0);
+	CU_ASSERT_EQUAL_FATAL(repl_hs_init(&b, &hb, &sec_b, "alpha", n, 3), 0);
 	run(&a, &b, 4096, &ra, &rb);
 	CU_ASSERT_EQUAL(ra, err);
 	CU_ASSERT_EQUAL(a.reject, reason);
@@ -215,8 +223,8 @@ test_peer_refusal_text(void)
 
 	set_secret(&sec_a, "k");
 	set_secret(&sec_b, "k");
-	CU_ASSERT_EQUAL_FATAL(repl_hs_init(&a, &ha, &sec_a, "gamma", n), 0);
-	CU_ASSERT_EQUAL_FATAL(repl_hs_init(&b, &hb, &sec_b, "alpha", n), 0);
+	CU_ASSERT_EQUAL_FATAL(repl_hs_init(&a, &ha, &sec_a, "gamma", n, 3), 0);
+	CU_ASSERT_EQUAL_FATAL(repl_hs_init(&b, &hb, &sec_b, "alpha", n, 3), 0);
 	run(&a, &b, 4096, &ra, &rb);
 	CU_ASSERT_EQUAL(ra, -ECONNREFUSED);
 	CU_ASSERT_FALSE(a.peer_refused);
@@ -235,7 +243,7 @@ feed_raw(struct repl_hs *hs, const void *p, size_t len, size_t *used)
 	uint8_t n[REPL_NONCE_LEN] = { 0 };
 
 	set_secret(&sec_a, "k");
-	CU_ASSERT_EQUAL_FATAL(repl_hs_init(hs, &h, &sec_a, NULL, n), 0);
+	CU_ASSERT_EQUAL_FATAL(repl_hs_init(hs, &h, &sec_a, NULL, n, 3), 0);
 	hs->out_len = 0;
 	return repl_hs_feed(hs, p, len, used);
 }
