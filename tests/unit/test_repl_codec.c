@@ -107,6 +107,8 @@ test_hdr_rejects(void)
 	CU_ASSERT_EQUAL(hdr_try(1, REPL_MSG_HELLO, 0, REPL_HELLO_LEN - 1), -EBADMSG);
 	CU_ASSERT_EQUAL(hdr_try(1, REPL_MSG_REJECT, 0, REPL_REJECT_MAX_LEN + 1), -E2BIG);
 	CU_ASSERT_EQUAL(hdr_try(1, REPL_MSG_BITMAP, 0, REPL_BITMAP_MAX_LEN + 1), -E2BIG);
+	CU_ASSERT_EQUAL(hdr_try(1, REPL_MSG_BITMAP, 0, REPL_BITMAP_HDR_LEN + MD_BM_CHUNK_HDR - 1),
+	    -EBADMSG);
 	/* reserved word (bytes 24..27) must be zero */
 	CU_ASSERT_EQUAL(hdr_try(1, REPL_MSG_PING, 0, REPL_PING_LEN), 0);
 	buf[27] = 1;
