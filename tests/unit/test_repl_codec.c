@@ -215,7 +215,18 @@ test_rt_state_control(void)
 
 	n = repl_state_encode(buf, sizeof(buf), &TX, &s);
 	CU_ASSERT_EQUAL(frame_decode(n, REPL_MSG_STATE, REPL_STATE_LEN, &o), 0);
-	CU_ASSERT_EQUAL(memcmp(&o.state, &s, sizeof(s)), 0);
+	CU_ASSERT_EQUAL(o.state.role, REPL_ROLE_PRIMARY);
+	CU_ASSERT_EQUAL(o.state.disk, REPL_DISK_UPTODATE);
+	CU_ASSERT_EQUAL(o.state.repl, REPL_RS_SYNC_SOURCE);
+	CU_ASSERT_EQUAL(o.state.flags, REPL_STATE_F_DISCARD_MY_DATA);
+	CU_ASSERT_EQUAL(o.state.md_flags, MD_FL_CONSISTENT | MD_FL_CRASHED_PRIMARY);
+	CU_ASSERT_EQUAL(o.state.epoch, 9);
+	CU_ASSERT_EQUAL(o.state.current_uuid, 0x1111);
+	CU_ASSERT_EQUAL(o.state.bitmap_uuid, 0x2222);
+	for (unsigned i = 0; i < REPL_HISTORY_UUIDS; i++)
+		CU_ASSERT_EQUAL(o.state.history_uuid[i], s.history_uuid[i]);
+	CU_ASSERT_EQUAL(o.state.history_uuid[3], 0x6666);
+	CU_ASSERT_EQUAL(o.state.out_of_sync, 1ull << 40);
 
 	n = repl_promote_notice_encode(buf, sizeof(buf), &TX, &pn);
 	CU_ASSERT_EQUAL(frame_decode(n, REPL_MSG_PROMOTE_NOTICE, REPL_PROMOTE_NOTICE_LEN, &o), 0);
