@@ -31,6 +31,7 @@
 
 #include "ctl_proto.h"
 #include "internal.h"
+#include "repl.h"
 #include "log.h"
 #include "util.h"
 
@@ -318,6 +319,7 @@ status_result(const struct daemon *d)
 	json_object_object_add(o, "ops", status_ops(&d->ops));
 	add_u64(o, "in_flight", d->inflight);
 	json_object_object_add(o, "stopping", json_object_new_boolean(d->stopping));
+	admin_status((struct daemon *)d, o);
 	return o;
 }
 
@@ -359,6 +361,21 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "events", cmd_events },
 };
 
+/* Replication commands (admin.c), or an unknown command. */
+static void
+admin_request(struct ctl_client *c, const struct ctl_request *req)
+{
+	char err[CTL_ERR_MAX];
+	int ret = admin_exec(c->ctl->d, req->cmd, req->args, err, sizeof(err));
+
+	if (ret == -ENOENT)
+		reply_error(c, "unknown command '%s'", req->cmd);
+	else if (ret < 0)
+		reply_error(c, "%s", err);
+	else
+		reply_ok(c, NULL);
+}
+
 /* Decode and run one request line.  A decode error closes the client. */
 static void
 client_request(struct ctl_client *c, const char *line, size_t len)
@@ -386,7 +403,7 @@ client_request(struct ctl_client *c, const char *line, size_t len)
 		ctl_request_free(&req);
 		return;
 	}
-	reply_error(c, "unknown command '%s'", req.cmd);
+	admin_request(c, &req);
 	ctl_request_free(&req);
 }
 

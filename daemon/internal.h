@@ -70,6 +70,20 @@ struct vol_req {
 	struct vol_req *wait_next;	/* link in the blocker's waiters list */
 	uint64_t seq;			/* volume order of submission */
 	bool is_write;			/* modifies data: takes part in conflicts */
+	bool is_resync;			/* resync/verify I/O: no AL, not replicated */
+	void (*local_cb)(struct vol_req *vr, int res);	/* optional: the local
+					 * disk finished (before the peer) */
+	/* replication (primary: shipped to the peer; secondary: applied) */
+	bool al_pinned;			/* holds its AL extents */
+	bool shipped;			/* a frame for it went to the peer */
+	bool local_done;		/* the local disk finished */
+	bool peer_done;			/* the peer condition of the mode holds */
+	int local_res;			/* local result */
+	int peer_res;			/* peer result (sync) */
+	uint64_t peer_seq;		/* replication sequence number */
+	uint64_t shipped_ns;		/* when it went to the peer (ko-count) */
+	struct vol_req *pnext;		/* peer pending / apply list link */
+	void *repl_ctx;			/* replicate.c's per-request data */
 };
 
 struct daemon {
@@ -104,6 +118,10 @@ struct daemon {
 	struct loop_timer stop_timer;	/* polls for the end of a clean shutdown */
 	uint64_t stop_deadline;		/* now_ns() after which shutdown is forced */
 	struct control *ctl;		/* control socket state */
+	struct meta *md;		/* metadata (two-node resources), or NULL */
+	struct peer *link;		/* the peer link (two-node), or NULL */
+	uint64_t epoch;			/* current epoch (durable in the superblock) */
+	uint64_t transitions;		/* state changes since start */
 };
 
 /* main.c */

@@ -19,7 +19,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "config-build.h"
-#include "internal.h"
+#include "repl.h"
 #include "log.h"
 #include "util.h"
 
@@ -88,6 +88,7 @@ daemon_request_stop(struct daemon *d, const char *why)
 	log_notice("shutting down: %s", why);
 	sd_notify(0, "STOPPING=1");
 	nbd_server_stop(d);
+	peer_stop(d);
 	d->stop_deadline = now_ns() + SHUTDOWN_GRACE_MS * 1000000ull;
 	d->stop_timer.cb = stop_poll;
 	d->stop_timer.data = d;
@@ -198,7 +199,7 @@ load_config(struct daemon *d, const char *path, const char *node)
 
 	ret = conf_load(path, &d->conf, err, sizeof(err));
 	if (ret < 0) {
-		fprintf(stderr, "blkmirrord: %s\n", err);
+		fprintf(stderr, "%s\n", err);
 		exit(EX_CONFIG);
 	}
 	if (node == NULL) {
@@ -241,23 +242,33 @@ daemonize(void)
 	log_init(LOG_TO_SYSLOG, log_get_level());
 }
 
+/* Standalone: the local disk is the volume, primary at once. */
 static void
-setup_roles(struct daemon *d)
+setup_standalone(struct daemon *d)
 {
-	if (d->peer == NULL) {
-		/* Standalone: the local disk is the volume. */
-		d->role = ROLE_PRIMARY;
-		d->disk = DISK_UPTODATE;
-		d->conn = CONN_STANDALONE;
-		d->refuse = NULL;
-	} else {
-		/* Replication is not wired into this build's daemon yet: a
-		 * two-node resource refuses to start rather than pretend. */
-		die(EX_CONFIG, "%s: two-node resources are not supported by this version "
-		    "of blkmirrord yet (remove [node %s] to run standalone)",
-		    d->conf.path, d->peer->name);
-	}
-	log_set_prefix(d->conf.name, role_name(d->role));
+	d->role = ROLE_PRIMARY;
+	d->disk = DISK_UPTODATE;
+	d->conn = CONN_STANDALONE;
+	d->refuse = NULL;
+}
+
+/*
+ * Two nodes: the metadata says what the disk holds; the node starts as
+ * secondary (promotion is an explicit act, as in DRBD and HAST) and
+ * connects to its peer.
+ */
+static void
+setup_replicated(struct daemon *d)
+{
+	int ret;
+
+	if ((ret = meta_attach(d)) < 0)
+		exit(EX_CONFIG);
+	d->size = d->md->layout.data_bytes / d->block_size * d->block_size;
+	d->role = ROLE_SECONDARY;
+	d->disk = (enum disk_state)d->md->sb.disk_state;
+	d->conn = CONN_CONNECTING;
+	d->refuse = "not primary: this node is secondary (blkmirrorctl primary promotes it)";
 }
 
 int
@@ -285,7 +296,7 @@ main(int argc, char **argv)
 	}
 	log_init(LOG_TO_STDERR, level);
 	load_config(d, conf_path, node);
-	setup_roles(d);
+	log_set_prefix(d->conf.name, NULL);
 	raise_nofile();
 	if (!foreground && getenv("NOTIFY_SOCKET") == NULL)
 		daemonize();
@@ -297,8 +308,15 @@ main(int argc, char **argv)
 	if (uring_err < 0)
 		log_errno(LOG_WARNING, uring_err, "io_uring unavailable; event loop uses epoll");
 	disk_open(d);
+	if (d->peer != NULL)
+		setup_replicated(d);
+	else
+		setup_standalone(d);
+	log_set_prefix(d->conf.name, role_name(d->role));
 	if ((ret = nbd_server_start(d)) < 0)
 		die_errno(EX_UNAVAILABLE, ret, "cannot start the NBD server");
+	if (d->peer != NULL && (ret = peer_start(d)) < 0)
+		die_errno(EX_UNAVAILABLE, ret, "cannot start the peer link");
 	if ((ret = control_start(d)) < 0)
 		die_errno(EX_UNAVAILABLE, ret, "cannot open the control socket %s", d->self->control);
 	if ((ret = signals_setup(d)) < 0)
@@ -312,6 +330,7 @@ main(int argc, char **argv)
 	if (ret < 0)
 		log_errno(LOG_ERR, ret, "event loop failed");
 	control_stop(d);
+	meta_detach(d, true);
 	ioeng_close(d->eng);
 	bufpool_destroy(&d->pool);
 	loop_free(d->loop);

@@ -10,7 +10,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "internal.h"
+#include "repl.h"
 #include "log.h"
 #include "util.h"
 
@@ -48,16 +48,31 @@ unlink_write(struct daemon *d, struct vol_req *vr)
 
 static void try_start(struct daemon *d, struct vol_req *vr);
 
+/* Local disk and (if shipped) the peer are done: complete vr. */
+static void
+finish(struct daemon *d, struct vol_req *vr)
+{
+	struct vol_req *w = vr->waiters, *next;
+
+	if (vr->is_write)
+		unlink_write(d, vr);
+	meta_write_done(d, vr);
+	vr->waiters = NULL;
+	/* Release the waiters in arrival order; each re-checks conflicts. */
+	for (; w != NULL; w = next) {
+		next = w->wait_next;
+		try_start(d, w);
+	}
+	vr->done(vr, vr->local_res);
+}
+
 static void
 io_done(struct io_req *io, int res)
 {
 	struct vol_req *vr = io->data;
 	struct daemon *d = vr->d;
-	struct vol_req *w = vr->waiters, *next;
 
 	d->inflight--;
-	if (vr->is_write)
-		unlink_write(d, vr);
 	if (res < 0 && res != -ENOTSUP && res != -EOPNOTSUPP) {
 		static uint64_t disk_errors;
 
@@ -67,13 +82,35 @@ io_done(struct io_req *io, int res)
 			    io->opcode == IO_READ ? "read" : io->opcode == IO_FLUSH ? "flush" :
 			    "write", io->offset, io->len, disk_errors);
 	}
-	vr->waiters = NULL;
-	/* Release the waiters in arrival order; each re-checks conflicts. */
-	for (; w != NULL; w = next) {
-		next = w->wait_next;
-		try_start(d, w);
-	}
-	vr->done(vr, res);
+	vr->local_done = true;
+	vr->local_res = res;
+	if (vr->local_cb != NULL)
+		vr->local_cb(vr, res);
+	if (vr->shipped && !vr->peer_done)
+		return;		/* the peer's acknowledgement completes it */
+	finish(d, vr);
+}
+
+void
+vol_peer_done(struct daemon *d, struct vol_req *vr, int res)
+{
+	vr->peer_done = true;
+	vr->peer_res = res;
+	if (vr->local_done)
+		finish(d, vr);
+}
+
+/* Conflicts and metadata are settled: local I/O and replication together. */
+void
+vol_start(struct daemon *d, struct vol_req *vr)
+{
+	vr->io.cb = io_done;
+	vr->io.data = vr;
+	d->inflight++;
+	/* Resync I/O is held by its peer acknowledgement too (resync.c). */
+	vr->shipped = vr->is_resync ? vr->local_cb != NULL :
+	    d->link != NULL && repl_ship(d, vr);
+	ioeng_submit(d->eng, &vr->io);
 }
 
 /*
@@ -91,11 +128,13 @@ try_start(struct daemon *d, struct vol_req *vr)
 				return;
 			}
 		}
+		if (vr->is_resync)
+			vol_start(d, vr);
+		else
+			meta_prepare_write(d, vr);
+		return;
 	}
-	vr->io.cb = io_done;
-	vr->io.data = vr;
-	d->inflight++;
-	ioeng_submit(d->eng, &vr->io);
+	vol_start(d, vr);
 }
 
 void
@@ -103,6 +142,9 @@ vol_submit(struct daemon *d, struct vol_req *vr)
 {
 	vr->seq = ++d->vol_seq;
 	vr->waiters = NULL;
+	vr->al_pinned = vr->shipped = vr->local_done = vr->peer_done = false;
+	vr->local_res = vr->peer_res = 0;
+	vr->pnext = NULL;
 	if (vr->is_write) {
 		vr->next = d->inflight_writes;
 		d->inflight_writes = vr;

@@ -143,7 +143,10 @@
 /* STATE.flags (the superblock's MD_FL_* travel apart, in STATE.md_flags) */
 #define REPL_STATE_F_DISCARD_MY_DATA	(1u << 0)	/* connect --discard-my-data */
 #define REPL_STATE_F_SYNC_PAUSED	(1u << 1)	/* pause-sync given on this node */
-#define REPL_STATE_F_KNOWN		0x3u
+#define REPL_STATE_F_CLEAR_BITMAP	(1u << 2)	/* new-current-uuid --clear-bitmap: a
+							   just-created peer adopts my UUIDs
+							   without a sync (disks known equal) */
+#define REPL_STATE_F_KNOWN		0x7u
 
 /* BITMAP.flags */
 #define REPL_BITMAP_F_MORE	(1u << 0)	/* more chunks follow */

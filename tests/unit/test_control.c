@@ -2,7 +2,8 @@
 /*
  * Unit tests for daemon/control.c: the control socket on a real loop (both
  * backends) with a fake struct daemon around a real (sync) io engine.  This
- * file stands in for main.c: the state names and daemon_request_stop.
+ * file stands in for main.c (the state names and daemon_request_stop) and
+ * for admin.c (no replication commands).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +37,19 @@ daemon_request_stop(struct daemon *d, const char *why)
 {
 	stop_calls++;
 	snprintf(stop_why, sizeof(stop_why), "%s", why);
+}
+
+/* admin.c stands in too: no replication commands in this harness. */
+int
+admin_exec(struct daemon *d, const char *cmd, struct json_object *args, char *err,
+    size_t errlen)
+{
+	return -ENOENT;
+}
+
+void
+admin_status(struct daemon *d, struct json_object *o)
+{
 }
 
 const char *

@@ -1,0 +1,472 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Runtime metadata of a two-node resource: the superblock, the activity log
+ * and the dirty bitmap (formats in lib/md.c, docs/on-disk-format.md).
+ *
+ * Start-up and shutdown use plain synchronous I/O (the loop is not running);
+ * everything in between goes through the io engine as FUA writes, one per
+ * kind at a time:
+ *  - superblock: requests that arrive while a write is in flight are all
+ *    served by one more write;
+ *  - activity log: a primary's write to an extent that is not active waits
+ *    until the transaction naming it is durable (DESIGN.md write path 3);
+ *  - bitmap: a write the peer will not get waits until the bitmap blocks of
+ *    its range are durable with its bits set (write path 4).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "repl.h"
+#include "util.h"
+
+static void *
+aligned_block(void)
+{
+	void *p = NULL;
+
+	if (posix_memalign(&p, 4096, MD_BLOCK_SIZE) != 0)
+		die(EX_OSERR, "out of memory for metadata buffers");
+	memset(p, 0, MD_BLOCK_SIZE);
+	return p;
+}
+
+/* After a primary crash, every extent of the activity log is out of sync. */
+static void
+mark_crashed_primary(struct meta *m, const uint32_t *ext, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		md_bitmap_set_range(&m->bm, (uint64_t)ext[i] << MD_AL_EXTENT_SHIFT,
+		    MD_AL_EXTENT_SIZE);
+	m->sb.flags |= MD_FL_CRASHED_PRIMARY;
+	m->sb.flags &= ~MD_FL_PRIMARY;
+	log_warn("metadata: this node was primary and did not shut down cleanly: "
+	    "%" PRIu32 " activity-log extents (%" PRIu64 " MiB) marked out of sync",
+	    n, ((uint64_t)n << MD_AL_EXTENT_SHIFT) >> 20);
+}
+
+static int
+open_meta(struct daemon *d, struct meta *m)
+{
+	const char *md_path = strcmp(d->self->meta_disk, "internal") == 0 ?
+	    NULL : d->self->meta_disk;
+	struct ioeng_opts o = { .kind = d->conf.io_engine, .direct = true,
+	    .io_align = MD_BLOCK_SIZE, .queue_depth = 16, .threads = 1 };
+	int ret;
+
+	m->loc.internal = md_path == NULL;
+	m->loc.disk_bytes = ioeng_size(d->eng);
+	m->plain_fd = open(md_path ? md_path : d->self->disk, O_RDWR | O_CLOEXEC);
+	if (m->plain_fd < 0)
+		return -errno;
+	m->loc.fd = m->plain_fd;
+	if (md_path == NULL) {
+		m->eng = d->eng;
+		return 0;
+	}
+	ret = ioeng_open(d->loop, md_path, &o, &m->eng);
+	m->own_eng = ret == 0;
+	return ret;
+}
+
+int
+meta_attach(struct daemon *d)
+{
+	struct meta *m = calloc(1, sizeof(*m));
+	struct md_al_recovery rec;
+	uint32_t *ext = NULL;
+	int ret;
+
+	if (m == NULL)
+		return -ENOMEM;
+	d->md = m;
+	m->d = d;
+	if ((ret = open_meta(d, m)) < 0) {
+		log_errno(LOG_ERR, ret, "metadata: cannot open %s", d->self->meta_disk);
+		return ret;
+	}
+	ret = md_read(&m->loc, &m->sb, &m->slot, &m->layout, &m->bm, &rec, &ext);
+	if (ret == -ENOENT || ret == -ENODATA) {
+		log_err("metadata: none found on %s (meta-disk %s): create it with "
+		    "'blkmirrorctl -c %s -n %s create-md'", d->self->disk,
+		    d->self->meta_disk, d->conf.path, d->self->name);
+		return ret;
+	}
+	if (ret < 0) {
+		log_errno(LOG_ERR, ret, "metadata: cannot read it from %s", d->self->disk);
+		return ret;
+	}
+	if (m->sb.flags & MD_FL_PRIMARY)
+		mark_crashed_primary(m, ext, rec.n_extents);
+	free(ext);
+	if ((ret = md_al_init(&m->al, m->sb.al_extents, m->layout.al_tr_count)) < 0)
+		return ret;
+	md_al_set_position(&m->al, rec.next_tr, rec.next_index);
+	m->sb_buf = aligned_block();
+	m->al_buf = aligned_block();
+	m->bm_buf = aligned_block();
+	/* From here on the metadata says "running": no clean shutdown. */
+	m->sb.flags &= ~MD_FL_CLEAN_SHUTDOWN;
+	if ((ret = md_write_bitmap(&m->loc, &m->layout, &m->bm)) < 0 ||
+	    (ret = md_write_sb(&m->loc, &m->sb, &m->slot)) < 0) {
+		log_errno(LOG_ERR, ret, "metadata: cannot write it");
+		return ret;
+	}
+	d->epoch = m->sb.epoch;
+	log_info("metadata: %s, data %" PRIu64 " bytes, %" PRIu64 " bytes out of sync, "
+	    "current uuid %016" PRIx64 ", epoch %" PRIu64,
+	    m->loc.internal ? "internal" : d->self->meta_disk, m->layout.data_bytes,
+	    md_bitmap_set_bytes(&m->bm), m->sb.uuids.current, m->sb.epoch);
+	return 0;
+}
+
+void
+meta_detach(struct daemon *d, bool clean)
+{
+	struct meta *m = d->md;
+	int ret;
+
+	if (m == NULL)
+		return;
+	if (clean) {
+		m->sb.flags |= MD_FL_CLEAN_SHUTDOWN;
+		m->sb.flags &= ~MD_FL_PRIMARY;
+	}
+	if ((ret = md_write_bitmap(&m->loc, &m->layout, &m->bm)) < 0 ||
+	    (ret = md_write_sb(&m->loc, &m->sb, &m->slot)) < 0)
+		log_errno(LOG_ERR, ret, "metadata: final write failed");
+	if (m->own_eng)
+		ioeng_close(m->eng);
+	close(m->plain_fd);
+	md_bitmap_free(&m->bm);
+	md_al_free(&m->al);
+	free(m->sb_buf);
+	free(m->al_buf);
+	free(m->bm_buf);
+	free(m);
+	d->md = NULL;
+}
+
+/* ---- superblock ---------------------------------------------------------------- */
+
+static void sb_start(struct daemon *d);
+
+static void
+run_waiters(struct meta_wait *w, int res)
+{
+	while (w != NULL) {
+		struct meta_wait *next = w->next;
+
+		w->cb(w, res);
+		w = next;
+	}
+}
+
+static void
+sb_done(struct io_req *io, int res)
+{
+	struct daemon *d = io->data;
+	struct meta *m = d->md;
+	struct meta_wait *w = m->sb_waiting;
+
+	m->sb_busy = false;
+	m->sb_waiting = NULL;
+	if (res < 0)
+		log_errno(LOG_ERR, res, "metadata: superblock write failed");
+	else
+		m->slot ^= 1;
+	run_waiters(w, res);
+	if (m->sb_next != NULL || m->sb_again)
+		sb_start(d);
+}
+
+static void
+sb_start(struct daemon *d)
+{
+	struct meta *m = d->md;
+	int slot = m->slot;
+
+	m->sb_waiting = m->sb_next;
+	m->sb_next = NULL;
+	m->sb_again = false;
+	m->sb_busy = true;
+	md_sb_next(&m->sb, &slot);
+	md_sb_encode(&m->sb, m->sb_buf);
+	memset(&m->sb_io, 0, sizeof(m->sb_io));
+	m->sb_io.cb = sb_done;
+	m->sb_io.data = d;
+	m->sb_io.opcode = IO_WRITE;
+	m->sb_io.flags = IO_F_FUA;
+	m->sb_io.offset = m->layout.sb_offset[slot];
+	m->sb_io.len = MD_BLOCK_SIZE;
+	m->sb_io.buf = m->sb_buf;
+	m->sb_io.buf_index = -1;
+	ioeng_submit(m->eng, &m->sb_io);
+}
+
+/* Make the in-memory superblock durable; w->cb runs after (w may be NULL). */
+void
+meta_sb_write(struct daemon *d, struct meta_wait *w)
+{
+	struct meta *m = d->md;
+
+	if (w != NULL) {
+		w->next = m->sb_next;
+		m->sb_next = w;
+	}
+	if (m->sb_busy)
+		m->sb_again = true;	/* the write in flight may predate the change */
+	else
+		sb_start(d);
+}
+
+/* ---- activity log ------------------------------------------------------------- */
+
+static void al_kick(struct daemon *d);
+
+static void
+retry_list(struct daemon *d, struct vol_req *vr)
+{
+	while (vr != NULL) {
+		struct vol_req *next = vr->pnext;
+
+		vr->pnext = NULL;
+		meta_prepare_write(d, vr);
+		vr = next;
+	}
+}
+
+static void
+al_done(struct io_req *io, int res)
+{
+	struct daemon *d = io->data;
+	struct meta *m = d->md;
+	struct vol_req *w = m->al_waiting;
+
+	if (res < 0) {
+		log_errno(LOG_ERR, res, "metadata: activity log write failed");
+		md_al_abort(&m->al);
+	} else {
+		md_al_commit(&m->al);
+		m->al_writes++;
+	}
+	m->al_waiting = NULL;
+	retry_list(d, w);
+	al_kick(d);
+}
+
+static void
+al_kick(struct daemon *d)
+{
+	struct meta *m = d->md;
+	uint32_t index;
+	int n;
+
+	if (m->al.tr_busy || !md_al_need_tr(&m->al))
+		return;
+	n = md_al_make_tr(&m->al, m->al_buf, &index);
+	if (n < 0)
+		return;		/* every slot pinned: retried at the next put */
+	memset(&m->al_io, 0, sizeof(m->al_io));
+	m->al_io.cb = al_done;
+	m->al_io.data = d;
+	m->al_io.opcode = IO_WRITE;
+	m->al_io.flags = IO_F_FUA;
+	m->al_io.offset = m->layout.al_offset + (uint64_t)index * MD_AL_TR_SIZE;
+	m->al_io.len = MD_AL_TR_SIZE;
+	m->al_io.buf = m->al_buf;
+	m->al_io.buf_index = -1;
+	ioeng_submit(m->eng, &m->al_io);
+}
+
+/* Pin vr's extents if all are active; else queue them and return false. */
+static bool
+al_pin(struct daemon *d, struct vol_req *vr)
+{
+	struct meta *m = d->md;
+	uint32_t first = md_al_extent_of(vr->io.offset);
+	uint32_t last = md_al_extent_of(vr->io.offset + vr->io.len - 1);
+	bool wait = false;
+
+	for (uint32_t e = first; e <= last; e++) {
+		bool need = false;
+		int ret = md_al_touch(&m->al, e, &need);
+
+		if (ret < 0 || need)
+			wait = true;
+	}
+	if (wait)
+		return false;
+	for (uint32_t e = first; e <= last; e++)
+		md_al_get(&m->al, e);
+	vr->al_pinned = true;
+	return true;
+}
+
+/* ---- bitmap ------------------------------------------------------------------- */
+
+static void bm_kick(struct daemon *d);
+
+static void
+bm_done(struct io_req *io, int res)
+{
+	struct daemon *d = io->data;
+	struct meta *m = d->md;
+	struct vol_req *w = m->bm_waiting;
+
+	m->bm_busy = false;
+	if (res < 0) {
+		log_errno(LOG_ERR, res, "metadata: bitmap block %" PRIu64 " write failed",
+		    m->bm_blk);
+	} else {
+		md_bitmap_block_written(&m->bm, m->bm_blk, m->bm_gen);
+		m->bm_writes++;
+	}
+	m->bm_waiting = NULL;
+	retry_list(d, w);
+	bm_kick(d);
+}
+
+static void
+bm_kick(struct daemon *d)
+{
+	struct meta *m = d->md;
+	uint64_t blk;
+
+	if (m->bm_busy || (blk = md_bitmap_next_dirty_block(&m->bm, 0)) == MD_BM_NONE)
+		return;
+	m->bm_busy = true;
+	m->bm_blk = blk;
+	md_bitmap_encode_block(&m->bm, blk, m->bm_buf, &m->bm_gen);
+	memset(&m->bm_io, 0, sizeof(m->bm_io));
+	m->bm_io.cb = bm_done;
+	m->bm_io.data = d;
+	m->bm_io.opcode = IO_WRITE;
+	m->bm_io.flags = IO_F_FUA;
+	m->bm_io.offset = m->layout.bitmap_offset + blk * MD_BLOCK_SIZE;
+	m->bm_io.len = MD_BLOCK_SIZE;
+	m->bm_io.buf = m->bm_buf;
+	m->bm_io.buf_index = -1;
+	ioeng_submit(m->eng, &m->bm_io);
+}
+
+void
+meta_set_oos(struct daemon *d, uint64_t off, uint64_t len)
+{
+	md_bitmap_set_range(&d->md->bm, off, len);
+	bm_kick(d);
+}
+
+void
+meta_clear_oos(struct daemon *d, uint64_t off, uint64_t len)
+{
+	md_bitmap_clear_range(&d->md->bm, off, len);
+	bm_kick(d);
+}
+
+void
+meta_flush_bitmap(struct daemon *d)
+{
+	bm_kick(d);
+}
+
+uint64_t
+meta_oos_bytes(struct daemon *d)
+{
+	return d->md != NULL ? md_bitmap_set_bytes(&d->md->bm) : 0;
+}
+
+/* ---- the write path ------------------------------------------------------------ */
+
+static void
+rotated(struct meta_wait *w, int res)
+{
+	struct meta *m = container_of(w, struct meta, rot_wait);
+	struct vol_req *list = m->rot_waiting;
+
+	m->rotating = false;
+	m->rot_waiting = NULL;
+	if (res < 0)
+		log_err("metadata: the new generation uuid could not be written");
+	retry_list(m->d, list);
+}
+
+/*
+ * A primary writing without its peer starts a new data generation first
+ * (DESIGN.md "Generation UUIDs"): the current UUID moves to the bitmap UUID
+ * and a new current one is durable before the first such write.  Returns
+ * true when vr may go on, false when it waits for the superblock.
+ */
+static bool
+rotate_generation(struct daemon *d, struct vol_req *vr)
+{
+	struct meta *m = d->md;
+	uint64_t u;
+
+	if (!m->rotating && m->sb.uuids.bitmap != 0)
+		return true;
+	if (!m->rotating) {
+		if (md_uuid_random(&u) < 0)
+			return true;
+		md_uuid_new_current(&m->sb.uuids, u);
+		m->rotating = true;
+		m->rot_wait.cb = rotated;
+		log_notice("metadata: writing without the peer: new generation %016" PRIx64
+		    " (bitmap tracks from %016" PRIx64 ")", m->sb.uuids.current,
+		    m->sb.uuids.bitmap);
+		meta_sb_write(d, &m->rot_wait);
+	}
+	vr->pnext = m->rot_waiting;
+	m->rot_waiting = vr;
+	return false;
+}
+
+void
+meta_prepare_write(struct daemon *d, struct vol_req *vr)
+{
+	struct meta *m = d->md;
+
+	if (m == NULL || vr->io.len == 0) {
+		vol_start(d, vr);
+		return;
+	}
+	if (d->role == ROLE_PRIMARY && !vr->al_pinned && !al_pin(d, vr)) {
+		vr->pnext = m->al_waiting;
+		m->al_waiting = vr;
+		al_kick(d);
+		return;
+	}
+	if (!peer_connected(d) && d->role == ROLE_PRIMARY && !rotate_generation(d, vr))
+		return;
+	if (!peer_connected(d)) {
+		/* Degraded: the bits of the range are durable before the data. */
+		md_bitmap_set_range(&m->bm, vr->io.offset, vr->io.len);
+		if (!md_bitmap_range_durable(&m->bm, vr->io.offset, vr->io.len)) {
+			vr->pnext = m->bm_waiting;
+			m->bm_waiting = vr;
+			bm_kick(d);
+			return;
+		}
+	}
+	vol_start(d, vr);
+}
+
+void
+meta_write_done(struct daemon *d, struct vol_req *vr)
+{
+	struct meta *m = d->md;
+
+	if (m == NULL || !vr->al_pinned)
+		return;
+	for (uint32_t e = md_al_extent_of(vr->io.offset);
+	    e <= md_al_extent_of(vr->io.offset + vr->io.len - 1); e++)
+		md_al_put(&m->al, e);
+	vr->al_pinned = false;
+	/* An unpinned extent may let a waiting transaction through. */
+	if (m->al_waiting != NULL)
+		al_kick(d);
+}

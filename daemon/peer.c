@@ -1,0 +1,899 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The peer link: two TCP connections to the other node, data (writes,
+ * resync data) and meta (acknowledgements, pings, state), framed by the
+ * replication protocol (lib/repl_proto.h, docs/protocol.md).
+ *
+ * Both nodes listen on their data port and data port + 1 and connect to the
+ * peer's every PEER_CONNECT_MS while the link is not up.  On every new
+ * socket both sides send HELLO and AUTH_CHALLENGE at once, answer the
+ * other's challenge with AUTH_RESPONSE, and accept the other's response with
+ * AUTH_RESULT (or REJECT with the reason, then close).  A socket whose both
+ * proofs checked out is READY.  When two READY sockets of the same kind
+ * exist (both nodes connected at once), repl_arbitrate() picks the same
+ * survivor on both nodes.  The link is up when a READY data and a READY meta
+ * socket of the same peer daemon (HELLO nonce) exist.
+ *
+ * Any error on a link socket, a malformed frame, or silence for `timeout`
+ * takes the whole link down (peer_link_down); writes waiting for the peer
+ * are then handled by replicate.c and the node reconnects.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "log.h"
+#include "repl.h"
+#include "repl_handshake.h"
+#include "util.h"
+
+static struct peer_frame *frame_free_list;
+
+struct peer_frame *
+peer_frame_new(void)
+{
+	struct peer_frame *f = frame_free_list;
+
+	if (f != NULL)
+		frame_free_list = f->next;
+	else if ((f = malloc(sizeof(*f))) == NULL)
+		die(EX_OSERR, "out of memory for replication frames");
+	f->len = 0;
+	f->payload = NULL;
+	f->payload_len = 0;
+	f->free_payload = false;
+	f->sent = NULL;
+	f->ctx = NULL;
+	f->next = NULL;
+	return f;
+}
+
+static void
+frame_release(struct peer_frame *f, int res)
+{
+	if (f->sent != NULL)
+		f->sent(f, res);
+	if (f->free_payload)
+		free(f->payload);
+	f->next = frame_free_list;
+	frame_free_list = f;
+}
+
+struct repl_tx
+peer_tx(struct peer *p)
+{
+	struct repl_tx tx = { .version = p->version ? p->version : REPL_PROTO_VERSION,
+	    .epoch = p->d->epoch };
+
+	return tx;
+}
+
+bool
+peer_connected(struct daemon *d)
+{
+	struct peer *p = d->link;
+
+	if (p == NULL || p->data == NULL || p->meta == NULL)
+		return false;
+	return p->rs == RS_ESTABLISHED || p->rs == RS_SYNC_SOURCE ||
+	    p->rs == RS_PAUSED_SYNC_SOURCE || p->rs == RS_SYNC_TARGET ||
+	    p->rs == RS_PAUSED_SYNC_TARGET;
+}
+
+/* ---- socket lifecycle ------------------------------------------------------------ */
+
+static void sock_rx_post(struct peer_sock *s);
+static void sock_tx_kick(struct peer_sock *s);
+
+static void
+sock_maybe_free(struct peer_sock *s)
+{
+	struct peer *p = s->p;
+	struct peer_sock **pp;
+	struct peer_frame *f, *next;
+
+	if (s->phase != SP_CLOSING || s->rx_busy || s->tx_busy || s->connecting)
+		return;
+	for (pp = &p->socks; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	}
+	for (f = s->txq_head; f != NULL; f = next) {
+		next = f->next;
+		frame_release(f, -EPIPE);
+	}
+	p->bytes_sent += s->bytes_sent;
+	p->bytes_received += s->bytes_received;
+	bufpool_put(&p->d->pool, &s->payload);
+	free(s->big);
+	free(s->rx);
+	close(s->fd);
+	free(s);
+}
+
+/* Close one socket (not the link: see peer_link_down). */
+static void
+sock_close(struct peer_sock *s)
+{
+	struct peer *p = s->p;
+
+	if (s->phase == SP_CLOSING)
+		return;
+	s->phase = SP_CLOSING;
+	if (p->data == s)
+		p->data = NULL;
+	if (p->meta == s)
+		p->meta = NULL;
+	shutdown(s->fd, SHUT_RDWR);
+	sock_maybe_free(s);
+}
+
+/* A socket failed: a link socket takes the link down, others just close. */
+static void
+sock_fail(struct peer_sock *s, uint32_t reason, const char *fmt, ...)
+{
+	char why[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (s == s->p->data || s == s->p->meta) {
+		peer_link_down(s->p, reason, why);
+		return;
+	}
+	if (s->phase != SP_CLOSING)
+		log_notice("peer: %s: %s", s->name, why);
+	sock_close(s);
+}
+
+static void
+frames_sent(struct loop_op *op, int res)
+{
+	struct peer_sock *s = op->data;
+	struct peer_frame *f = s->tx_batch, *next;
+
+	s->tx_busy = false;
+	s->tx_batch = NULL;
+	if (res > 0)
+		s->bytes_sent += (uint64_t)res;
+	for (; f != NULL; f = next) {
+		next = f->next;
+		frame_release(f, res < 0 ? res : 0);
+	}
+	if (res < 0 && s->phase != SP_CLOSING)
+		sock_fail(s, REPL_DISC_PROTOCOL, "send failed: %s", strerror(-res));
+	if (s->phase == SP_CLOSING) {
+		sock_maybe_free(s);
+		return;
+	}
+	sock_tx_kick(s);
+}
+
+static void
+sock_tx_kick(struct peer_sock *s)
+{
+	struct peer_frame *f, **tail = &s->tx_batch;
+	int k = 0, n = 0;
+
+	if (s->tx_busy || s->txq_head == NULL || s->phase == SP_CLOSING)
+		return;
+	while ((f = s->txq_head) != NULL && n < PEER_TX_BATCH) {
+		s->txq_head = f->next;
+		if (f->len > 0) {
+			s->iov[k].iov_base = f->buf;
+			s->iov[k++].iov_len = f->len;
+		}
+		if (f->payload_len > 0) {
+			s->iov[k].iov_base = f->payload;
+			s->iov[k++].iov_len = f->payload_len;
+		}
+		f->next = NULL;
+		*tail = f;
+		tail = &f->next;
+		n++;
+	}
+	if (s->txq_head == NULL)
+		s->txq_tail = NULL;
+	s->tx_busy = true;
+	s->tx_op.cb = frames_sent;
+	s->tx_op.data = s;
+	loop_sendmsg(s->p->d->loop, &s->tx_op, s->fd, s->iov, k);
+}
+
+void
+peer_send(struct peer_sock *s, struct peer_frame *f)
+{
+	if (s == NULL || s->phase == SP_CLOSING) {
+		frame_release(f, -ENOTCONN);
+		return;
+	}
+	f->next = NULL;
+	if (s->txq_tail != NULL)
+		s->txq_tail->next = f;
+	else
+		s->txq_head = f;
+	s->txq_tail = f;
+	sock_tx_kick(s);
+}
+
+/* ---- handshake ------------------------------------------------------------------ */
+
+static void
+my_hello(struct peer *p, unsigned kind, struct repl_hello *h)
+{
+	struct daemon *d = p->d;
+
+	memset(h, 0, sizeof(*h));
+	h->version_min = REPL_PROTO_VERSION_MIN;
+	h->version_max = REPL_PROTO_VERSION;
+	h->conn = (uint16_t)kind;
+	h->mode = (uint16_t)d->conf.protocol;
+	h->block_size = d->block_size;
+	h->size = d->size;
+	h->bitmap_granularity = d->md->sb.granularity;
+	h->node_id = d->md->sb.node_id;
+	h->nonce = p->nonce;
+	h->current_uuid = d->md->sb.uuids.current;
+	memcpy(h->volume_uuid, d->md->sb.volume_uuid, REPL_UUID_LEN);
+	snprintf(h->resource, sizeof(h->resource), "%s", d->conf.name);
+	snprintf(h->node, sizeof(h->node), "%s", d->self->name);
+}
+
+/* Encode a frame with fn(buf, size, tx, msg) and send it on s. */
+#define SEND_MSG(s, fn, msg) do {					\
+	struct peer_frame *f_ = peer_frame_new();			\
+	struct repl_tx tx_ = peer_tx((s)->p);				\
+	int n_ = fn(f_->buf, sizeof(f_->buf), &tx_, (msg));		\
+	if (n_ < 0) {							\
+		log_errno(LOG_ERR, n_, "peer: cannot encode " #fn);	\
+		frame_release(f_, n_);					\
+	} else {							\
+		f_->len = (uint32_t)n_;					\
+		peer_send((s), f_);					\
+	}								\
+} while (0)
+
+static void
+close_after_send(struct peer_frame *f, int res)
+{
+	sock_close(f->ctx);
+}
+
+/* Send what the handshake machine queued; close afterwards if it failed. */
+static void
+hs_flush(struct peer_sock *s, bool then_close)
+{
+	struct peer_frame *f;
+
+	if (s->hs.out_len == 0) {
+		if (then_close)
+			sock_close(s);
+		return;
+	}
+	f = peer_frame_new();
+	f->payload = malloc(s->hs.out_len);
+	if (f->payload == NULL) {
+		frame_release(f, -ENOMEM);
+		sock_close(s);
+		return;
+	}
+	memcpy(f->payload, s->hs.out, s->hs.out_len);
+	f->payload_len = (uint32_t)s->hs.out_len;
+	f->free_payload = true;
+	s->hs.out_len = 0;
+	if (then_close) {
+		f->sent = close_after_send;
+		f->ctx = s;
+	}
+	peer_send(s, f);
+}
+
+static void link_maybe_up(struct peer *p, struct peer_sock *s);
+
+/*
+ * Feed received bytes to the handshake (lib/repl_handshake.c).  Returns
+ * true when the socket is authenticated and later bytes are frames.
+ */
+static bool
+hs_input(struct peer_sock *s)
+{
+	size_t used = 0;
+	int ret = repl_hs_feed(&s->hs, s->rx + s->rx_off, s->rx_len - s->rx_off, &used);
+
+	s->rx_off += used;
+	if (ret < 0) {
+		log_warn("peer: %s: %s (%s)", s->name, s->hs.why, repl_reject_name(s->hs.reject));
+		snprintf(s->p->last_error, sizeof(s->p->last_error), "%s", s->hs.why);
+		hs_flush(s, true);
+		return false;
+	}
+	hs_flush(s, false);
+	if (ret == 0)
+		return false;
+	s->hello = s->hs.peer;
+	s->p->version = s->hs.version;
+	link_maybe_up(s->p, s);
+	return s->phase == SP_READY;
+}
+
+/* ---- the link ------------------------------------------------------------------- */
+
+static void ping_tick(struct loop_timer *t);
+
+/*
+ * s just became authenticated: make it the link socket of its kind, settle
+ * a duplicate, and bring the link up once data and meta are there.
+ */
+static void
+link_maybe_up(struct peer *p, struct peer_sock *s)
+{
+	struct peer_sock **slot = s->kind == REPL_CONN_DATA ? &p->data : &p->meta;
+	struct peer_sock *other = s->kind == REPL_CONN_DATA ? p->meta : p->data;
+	struct repl_hello mine;
+
+	if (s->phase != SP_HANDSHAKE)
+		return;
+	s->phase = SP_READY;
+	if (*slot != NULL) {
+		struct peer_sock *old = *slot;
+
+		if (old->hello.nonce != s->hello.nonce) {
+			/* The peer restarted: everything of the old session goes. */
+			peer_link_down(p, REPL_DISC_SESSION, "peer restarted");
+		} else {
+			my_hello(p, s->kind, &mine);
+			bool keep_outgoing = repl_arbitrate(&mine, &s->hello) == REPL_SIDE_LOCAL;
+			struct peer_sock *loser = (old->outgoing == keep_outgoing) ? s : old;
+
+			log_info("peer: %s: duplicate %s connection, closing %s",
+			    s->name, s->kind == REPL_CONN_DATA ? "data" : "meta", loser->name);
+			if (loser == old)
+				*slot = NULL;
+			sock_close(loser);
+			if (loser == s)
+				return;
+		}
+	}
+	*slot = s;
+	log_info("peer: %s authenticated", s->name);
+	if (other != NULL && other->hello.nonce != s->hello.nonce) {
+		sock_close(other);
+		other = NULL;
+	}
+	if (p->data == NULL || p->meta == NULL || p->rs != RS_OFF)
+		return;
+	/* The link is up. */
+	p->peer_hello = s->hello;
+	p->connects++;
+	p->state_sent = p->state_received = false;
+	p->send_seq = 0;
+	p->data->last_rx_ns = p->meta->last_rx_ns = now_ns();
+	state_set(p->d, "connected", -1, -1, CONN_CONNECTED, RS_CONNECTING, NULL);
+	p->ping_timer.cb = ping_tick;
+	p->ping_timer.data = p;
+	loop_timer_arm(p->d->loop, &p->ping_timer, PEER_PING_MS);
+	state_send(p);
+}
+
+static void connect_tick(struct loop_timer *t);
+
+void
+peer_link_down(struct peer *p, uint32_t reason, const char *why)
+{
+	struct daemon *d = p->d;
+	struct peer_sock *data = p->data, *meta = p->meta;
+	bool was_up = p->rs != RS_OFF;
+
+	snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+	if (data == NULL && meta == NULL && !was_up)
+		return;
+	log_warn("peer: link down: %s", why);
+	/* Tell the peer why, best effort, before the sockets go. */
+	if (reason != 0 && meta != NULL) {
+		struct repl_disconnect m = { .reason = reason };
+
+		snprintf(m.text, sizeof(m.text), "%s", why);
+		SEND_MSG(meta, repl_disconnect_encode, &m);
+	}
+	p->data = p->meta = NULL;
+	loop_timer_cancel(d->loop, &p->ping_timer);
+	resync_stop(p);
+	if (data != NULL)
+		sock_close(data);
+	if (meta != NULL)
+		sock_close(meta);
+	if (was_up) {
+		p->disconnects++;
+		repl_link_lost(p);
+		state_set(d, "disconnected", -1, -1,
+		    p->want_connect ? CONN_CONNECTING : CONN_STANDALONE, RS_OFF, why);
+	}
+	if (p->want_connect && !d->stopping)
+		loop_timer_arm(d->loop, &p->connect_timer, PEER_CONNECT_MS);
+}
+
+static void
+ping_tick(struct loop_timer *t)
+{
+	struct peer *p = t->data;
+	struct daemon *d = p->d;
+	uint64_t now = now_ns(), timeout = d->conf.timeout_ms * 1000000ull;
+	struct repl_ping ping;
+
+	if (p->data == NULL || p->meta == NULL)
+		return;
+	if (now - p->meta->last_rx_ns > timeout) {
+		char why[96];
+
+		snprintf(why, sizeof(why), "peer silent for %" PRIu64 " ms (timeout)",
+		    (now - p->meta->last_rx_ns) / 1000000);
+		peer_link_down(p, REPL_DISC_TIMEOUT, why);
+		return;
+	}
+	if (p->pend_head != NULL &&
+	    now - p->pend_head->shipped_ns > timeout * d->conf.ko_count) {
+		peer_link_down(p, REPL_DISC_TIMEOUT,
+		    "peer did not complete a write within timeout x ko-count");
+		return;
+	}
+	ping.timestamp = now;
+	ping.nonce = ++p->ping_nonce;
+	SEND_MSG(p->meta, repl_ping_encode, &ping);
+	loop_timer_arm(d->loop, t, MIN((uint64_t)PEER_PING_MS, d->conf.timeout_ms / 3 + 1));
+}
+
+/* ---- receive ---------------------------------------------------------------------- */
+
+static bool
+frame_has_payload(uint16_t type)
+{
+	return type == REPL_MSG_DATA || type == REPL_MSG_RESYNC_DATA;
+}
+
+static size_t
+frame_fixed_len(uint16_t type)
+{
+	return type == REPL_MSG_DATA ? REPL_DATA_LEN : REPL_RESYNC_DATA_LEN;
+}
+
+/* One complete frame: body at body (len bytes), payload (if any) in s->payload. */
+static void
+dispatch(struct peer_sock *s, const uint8_t *body, size_t len)
+{
+	struct peer *p = s->p;
+	const struct repl_hdr *h = &s->hdr;
+	union repl_msg m;
+	int ret;
+
+	ret = repl_body_decode(h->type, body, len, &m);
+	if (ret < 0) {
+		sock_fail(s, REPL_DISC_PROTOCOL, "malformed %s frame (%s)",
+		    repl_type_name(h->type), strerror(-ret));
+		return;
+	}
+	switch (h->type) {
+	case REPL_MSG_HELLO:
+	case REPL_MSG_AUTH_CHALLENGE:
+	case REPL_MSG_AUTH_RESPONSE:
+	case REPL_MSG_AUTH_RESULT:
+	case REPL_MSG_REJECT:
+		sock_fail(s, REPL_DISC_PROTOCOL, "%s after the handshake",
+		    repl_type_name(h->type));
+		return;
+	case REPL_MSG_DISCONNECT:
+		if (s == p->data || s == p->meta) {
+			char why[REPL_TEXT_MAX + 64];
+
+			snprintf(why, sizeof(why), "peer disconnected: %s (%s)",
+			    m.disconnect.text, repl_disc_name(m.disconnect.reason));
+			peer_link_down(p, 0, why);
+		} else {
+			sock_close(s);
+		}
+		return;
+	case REPL_MSG_PING:
+		SEND_MSG(s, repl_ping_ack_encode, &m.ping);
+		return;
+	case REPL_MSG_PING_ACK:
+		return;
+	case REPL_MSG_STATE:
+		state_received(p, &m.state);
+		return;
+	}
+	if (s != p->data && s != p->meta) {
+		sock_fail(s, REPL_DISC_PROTOCOL, "%s on a socket that is not part of the link",
+		    repl_type_name(h->type));
+		return;
+	}
+	repl_handle(p, s, h, &m, &s->payload, body, len);
+}
+
+/*
+ * Parse frames out of s->rx.  Returns false when the socket went away or a
+ * large body is being received into s->big.
+ */
+static bool
+parse(struct peer_sock *s)
+{
+	while (s->phase != SP_CLOSING) {
+		size_t avail = s->rx_len - s->rx_off;
+		const uint8_t *p = s->rx + s->rx_off;
+		int ret;
+
+		if (!s->in_body) {
+			if (avail < REPL_HDR_LEN)
+				return true;
+			ret = repl_hdr_decode(p, avail, &s->hdr);
+			if (ret < 0) {
+				sock_fail(s, REPL_DISC_PROTOCOL, "bad frame header (%s)",
+				    ret == -E2BIG ? "oversize frame" : strerror(-ret));
+				return false;
+			}
+			s->in_body = true;
+			s->rx_off += REPL_HDR_LEN;
+			s->last_rx_ns = now_ns();
+			continue;
+		}
+		if (frame_has_payload(s->hdr.type) && s->hdr.length > frame_fixed_len(s->hdr.type)) {
+			size_t fixed = frame_fixed_len(s->hdr.type);
+			size_t plen = s->hdr.length - fixed;
+
+			if (avail < fixed)
+				return true;
+			memcpy(s->fixed, p, fixed);
+			s->rx_off += fixed;
+			if (bufpool_get(&s->p->d->pool, plen, &s->payload) < 0) {
+				sock_fail(s, REPL_DISC_PROTOCOL, "out of memory for a payload");
+				return false;
+			}
+			s->big_len = (uint32_t)plen;
+			s->big_got = (uint32_t)MIN(plen, s->rx_len - s->rx_off);
+			memcpy(s->payload.p, s->rx + s->rx_off, s->big_got);
+			s->rx_off += s->big_got;
+			if (s->big_got < s->big_len)
+				return false;
+			s->in_body = false;
+			s->big_len = 0;
+			dispatch(s, s->fixed, s->hdr.length);
+			bufpool_put(&s->p->d->pool, &s->payload);
+			continue;
+		}
+		if (s->hdr.length > PEER_RX_BUF / 2) {
+			/* Large inline body (BITMAP): receive it into its own buffer. */
+			s->big = malloc(s->hdr.length);
+			if (s->big == NULL) {
+				sock_fail(s, REPL_DISC_PROTOCOL, "out of memory for a frame");
+				return false;
+			}
+			s->big_len = s->hdr.length;
+			s->big_got = (uint32_t)MIN((size_t)s->big_len, avail);
+			memcpy(s->big, p, s->big_got);
+			s->rx_off += s->big_got;
+			if (s->big_got < s->big_len)
+				return false;
+			s->in_body = false;
+			s->big_len = 0;
+			dispatch(s, s->big, s->hdr.length);
+			free(s->big);
+			s->big = NULL;
+			continue;
+		}
+		if (avail < s->hdr.length)
+			return true;
+		s->in_body = false;
+		s->rx_off += s->hdr.length;
+		dispatch(s, p, s->hdr.length);
+	}
+	return false;
+}
+
+static void
+sock_rx_done(struct loop_op *op, int res)
+{
+	struct peer_sock *s = op->data;
+
+	s->rx_busy = false;
+	if (s->phase == SP_CLOSING) {
+		sock_maybe_free(s);
+		return;
+	}
+	if (res <= 0) {
+		sock_fail(s, REPL_DISC_PROTOCOL, "%s", res == 0 ? "connection closed by the peer" :
+		    strerror(-res));
+		return;
+	}
+	s->bytes_received += (uint64_t)res;
+	s->last_rx_ns = now_ns();
+	if (s->big_len > 0) {
+		s->big_got += (uint32_t)res;
+		if (s->big_got < s->big_len) {
+			sock_rx_post(s);
+			return;
+		}
+		s->in_body = false;
+		s->big_len = 0;
+		if (s->big != NULL) {
+			dispatch(s, s->big, s->hdr.length);
+			free(s->big);
+			s->big = NULL;
+		} else {
+			dispatch(s, s->fixed, s->hdr.length);
+			bufpool_put(&s->p->d->pool, &s->payload);
+		}
+	} else {
+		s->rx_len += (size_t)res;
+	}
+	if (s->phase == SP_HANDSHAKE && !hs_input(s)) {
+		sock_rx_post(s);
+		return;
+	}
+	if (s->phase != SP_CLOSING && parse(s) && s->rx_off > 0) {
+		memmove(s->rx, s->rx + s->rx_off, s->rx_len - s->rx_off);
+		s->rx_len -= s->rx_off;
+		s->rx_off = 0;
+	}
+	sock_rx_post(s);
+}
+
+static void
+sock_rx_post(struct peer_sock *s)
+{
+	if (s->rx_busy || s->phase == SP_CLOSING)
+		return;
+	s->rx_op.cb = sock_rx_done;
+	s->rx_op.data = s;
+	s->rx_busy = true;
+	if (s->big_len > 0) {
+		uint8_t *dst = s->big != NULL ? s->big : s->payload.p;
+
+		/* What is still in rx belongs to the big body (parse stopped there). */
+		loop_recv(s->p->d->loop, &s->rx_op, s->fd, dst + s->big_got,
+		    s->big_len - s->big_got);
+		return;
+	}
+	if (s->rx_off > 0) {
+		memmove(s->rx, s->rx + s->rx_off, s->rx_len - s->rx_off);
+		s->rx_len -= s->rx_off;
+		s->rx_off = 0;
+	}
+	loop_recv(s->p->d->loop, &s->rx_op, s->fd, s->rx + s->rx_len, PEER_RX_BUF - s->rx_len);
+}
+
+/* ---- new sockets -------------------------------------------------------------------- */
+
+static struct peer_sock *
+sock_new(struct peer *p, int fd, unsigned kind, bool outgoing)
+{
+	struct peer_sock *s = calloc(1, sizeof(*s));
+	int one = 1;
+
+	if (s == NULL || (s->rx = malloc(PEER_RX_BUF)) == NULL) {
+		free(s);
+		close(fd);
+		return NULL;
+	}
+	s->p = p;
+	s->fd = fd;
+	s->kind = kind;
+	s->outgoing = outgoing;
+	snprintf(s->name, sizeof(s->name), "%s %s %s", kind == REPL_CONN_DATA ? "data" : "meta",
+	    outgoing ? "to" : "from", p->d->peer->name);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	s->next = p->socks;
+	p->socks = s;
+	return s;
+}
+
+/* Start the handshake: HELLO and challenge go out at once, then read. */
+static void
+sock_begin(struct peer_sock *s)
+{
+	struct peer *p = s->p;
+	struct repl_hello h;
+	uint8_t nonce[REPL_NONCE_LEN];
+
+	my_hello(p, s->kind, &h);
+	if (repl_random(nonce, sizeof(nonce)) < 0 ||
+	    repl_hs_init(&s->hs, &h, &p->secret, p->d->peer->name, nonce, p->d->epoch) < 0) {
+		sock_close(s);
+		return;
+	}
+	hs_flush(s, false);
+	sock_rx_post(s);
+}
+
+static void
+connected(struct loop_op *op, int res)
+{
+	struct peer_sock *s = op->data;
+
+	s->connecting = false;
+	if (s->phase == SP_CLOSING) {
+		sock_maybe_free(s);
+		return;
+	}
+	if (res < 0) {
+		log_debug("peer: %s: connect failed: %s", s->name, strerror(-res));
+		snprintf(s->p->last_error, sizeof(s->p->last_error), "connect to %s: %s",
+		    s->p->d->peer->address.text, strerror(-res));
+		sock_close(s);
+		return;
+	}
+	sock_begin(s);
+}
+
+static bool
+have_sock(struct peer *p, unsigned kind, bool outgoing)
+{
+	for (struct peer_sock *s = p->socks; s != NULL; s = s->next)
+		if (s->kind == kind && s->outgoing == outgoing && s->phase != SP_CLOSING)
+			return true;
+	return false;
+}
+
+static void
+connect_tick(struct loop_timer *t)
+{
+	struct peer *p = t->data;
+	struct daemon *d = p->d;
+
+	if (!p->want_connect || d->stopping)
+		return;
+	for (unsigned i = 0; i < 2; i++) {
+		unsigned kind = i == 0 ? REPL_CONN_DATA : REPL_CONN_META;
+		struct peer_sock *s;
+		int fd;
+
+		if ((kind == REPL_CONN_DATA ? p->data : p->meta) != NULL ||
+		    have_sock(p, kind, true))
+			continue;
+		fd = socket(p->peer_addr[i].ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0);
+		if (fd < 0 || (s = sock_new(p, fd, kind, true)) == NULL)
+			continue;
+		s->connecting = true;
+		s->conn_op.cb = connected;
+		s->conn_op.data = s;
+		loop_connect(d->loop, &s->conn_op, fd, &p->peer_addr[i], p->peer_addrlen);
+	}
+	if (p->data == NULL || p->meta == NULL)
+		loop_timer_arm(d->loop, t, PEER_CONNECT_MS);
+}
+
+static void
+accepted(struct loop_op *op, int res)
+{
+	struct listener *ls = op->data;
+	struct peer *p = ls->d->link;
+	unsigned kind = ls == &p->lis[0] ? REPL_CONN_DATA : REPL_CONN_META;
+	struct peer_sock *s;
+
+	if (ls->closed) {
+		close(ls->fd);
+		return;
+	}
+	if (res >= 0) {
+		if (!p->want_connect) {
+			close(res);	/* disconnected by hand: refuse */
+		} else if ((s = sock_new(p, res, kind, false)) != NULL) {
+			sock_begin(s);
+		}
+	} else if (ls->accept_errors++ % 100 == 0) {
+		log_errno(LOG_WARNING, res, "peer: accept on %s failed", ls->name);
+	}
+	loop_accept(ls->d->loop, op, ls->fd);
+}
+
+int
+peer_start(struct daemon *d)
+{
+	struct peer *p = calloc(1, sizeof(*p));
+	char err[256];
+	int ret;
+
+	if (p == NULL)
+		return -ENOMEM;
+	d->link = p;
+	p->d = d;
+	if (d->conf.secret_file[0] != '\0') {
+		ret = repl_secret_load(d->conf.secret_file, &p->secret, err, sizeof(err));
+		if (ret < 0) {
+			log_err("%s", err);
+			return ret;
+		}
+	} else {
+		log_warn("peer: no secret-file configured: the peer is not authenticated");
+	}
+	if ((ret = repl_random(&p->nonce, sizeof(p->nonce))) < 0)
+		return ret;
+	for (unsigned i = 0; i < 2; i++) {
+		struct sockaddr_storage ss = d->self->address.ss;
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+		struct sockaddr_in *pin = (struct sockaddr_in *)&p->peer_addr[i];
+		struct listener *ls = &p->lis[i];
+
+		/* Meta is data port + 1 (same offset for IPv6: port is at the same place). */
+		sin->sin_port = htons((uint16_t)(ntohs(sin->sin_port) + i));
+		p->peer_addr[i] = d->peer->address.ss;
+		pin->sin_port = htons((uint16_t)(ntohs(pin->sin_port) + i));
+		p->peer_addrlen = d->peer->address.sslen;
+		ret = listen_on(&ss, d->self->address.sslen, -1);
+		if (ret < 0) {
+			log_errno(LOG_ERR, ret, "peer: cannot listen on %s (%s port)",
+			    d->self->address.text, i == 0 ? "data" : "meta");
+			return ret;
+		}
+		ls->d = d;
+		ls->fd = ret;
+		snprintf(ls->name, sizeof(ls->name), "%.120s+%u", d->self->address.text, i);
+		p->lis_op[i].cb = accepted;
+		p->lis_op[i].data = ls;
+		loop_accept(d->loop, &p->lis_op[i], ls->fd);
+	}
+	log_info("peer: listening on %s (data) and port+1 (meta); peer %s at %s",
+	    d->self->address.text, d->peer->name, d->peer->address.text);
+	p->want_connect = true;
+	p->connect_timer.cb = connect_tick;
+	p->connect_timer.data = p;
+	loop_timer_arm(d->loop, &p->connect_timer, 0);
+	return 0;
+}
+
+void
+peer_stop(struct daemon *d)
+{
+	struct peer *p = d->link;
+
+	if (p == NULL)
+		return;
+	p->want_connect = false;
+	loop_timer_cancel(d->loop, &p->connect_timer);
+	peer_link_down(p, REPL_DISC_SHUTDOWN, "daemon shutting down");
+	for (struct peer_sock *s = p->socks, *next; s != NULL; s = next) {
+		next = s->next;
+		sock_close(s);
+	}
+	for (unsigned i = 0; i < 2; i++) {
+		p->lis[i].closed = true;
+		shutdown(p->lis[i].fd, SHUT_RDWR);
+	}
+}
+
+void
+peer_connect_cmd(struct daemon *d, bool discard_my_data)
+{
+	struct peer *p = d->link;
+
+	p->discard_my_data = discard_my_data;
+	if (p->want_connect && p->rs != RS_OFF)
+		return;
+	p->want_connect = true;
+	state_set(d, "connect", -1, -1, CONN_CONNECTING, -1, "blkmirrorctl connect");
+	loop_timer_arm(d->loop, &p->connect_timer, 0);
+}
+
+void
+peer_disconnect_cmd(struct daemon *d)
+{
+	struct peer *p = d->link;
+
+	p->want_connect = false;
+	loop_timer_cancel(d->loop, &p->connect_timer);
+	peer_link_down(p, REPL_DISC_ADMIN, "disconnected by blkmirrorctl");
+	for (struct peer_sock *s = p->socks, *next; s != NULL; s = next) {
+		next = s->next;
+		sock_close(s);
+	}
+	state_set(d, "disconnect", -1, -1, CONN_STANDALONE, RS_OFF, "blkmirrorctl disconnect");
+}

@@ -1,0 +1,277 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Replication internals shared by meta.c (runtime metadata), peer.c (the
+ * peer link: sockets, framing, handshake, heartbeat), replicate.c (the write
+ * path on both sides), resync.c and state.c (roles, disk states, events).
+ */
+#ifndef BLKMIRRORD_REPL_H
+#define BLKMIRRORD_REPL_H
+
+#include "internal.h"
+
+struct json_object;
+#include "md.h"
+#include "repl_auth.h"
+#include "repl_handshake.h"
+#include "repl_proto.h"
+
+#define PEER_RX_BUF		(256u << 10)	/* per-socket receive buffer */
+#define PEER_TX_BATCH		64		/* frames per sendmsg */
+#define PEER_FRAME_INLINE	(REPL_HDR_LEN + REPL_REJECT_MAX_LEN) /* header + largest fixed body */
+#define PEER_CONNECT_MS		1000		/* reconnect interval */
+#define PEER_PING_MS		1000		/* heartbeat interval on the meta socket */
+#define RESYNC_CHUNK		(256u << 10)	/* bytes per resync request at most */
+#define RESYNC_INFLIGHT		(8u << 20)	/* resync bytes in flight (no rate set) */
+#define RESYNC_INFLIGHT_BUSY	(1u << 20)	/* ... while clients have I/O in flight */
+
+/* A callback waiting for metadata to be durable. */
+struct meta_wait {
+	void (*cb)(struct meta_wait *w, int res);	/* 0 or -errno */
+	struct meta_wait *next;				/* queue link */
+};
+
+/* Runtime metadata (two-node resources). */
+struct meta {
+	struct daemon *d;		/* owner */
+	struct meta_wait role_wait;	/* promote / demote superblock write */
+	struct meta_wait rot_wait;	/* generation rotation before degraded writes */
+	bool rotating;			/* that rotation is being written */
+	struct vol_req *rot_waiting;	/* writes waiting for it */
+	int plain_fd;			/* buffered fd for start-up / shutdown I/O */
+	struct ioeng *eng;		/* engine for metadata writes (data engine if internal) */
+	bool own_eng;			/* eng was opened for an external meta-disk */
+	struct md_loc loc;		/* where the metadata lives */
+	struct md_sb sb;		/* the superblock in memory */
+	int slot;			/* slot of the last durable superblock */
+	struct md_layout layout;	/* regions */
+	struct md_bitmap bm;		/* dirty bitmap */
+	struct md_al al;		/* activity log */
+	/* superblock writer: one write in flight; requests arriving meanwhile
+	 * are served by one more write */
+	struct io_req sb_io;		/* the write */
+	void *sb_buf;			/* 4 KiB aligned */
+	bool sb_busy;			/* a write is in flight */
+	bool sb_again;			/* another write is needed after it */
+	struct meta_wait *sb_waiting;	/* wait for the write in flight */
+	struct meta_wait *sb_next;	/* wait for the next write */
+	/* activity log writer */
+	struct io_req al_io;
+	void *al_buf;
+	struct vol_req *al_waiting;	/* writes waiting for a transaction */
+	/* bitmap writer: one block at a time */
+	struct io_req bm_io;
+	void *bm_buf;
+	bool bm_busy;
+	uint64_t bm_blk;		/* block being written */
+	uint32_t bm_gen;		/* its change counter */
+	struct vol_req *bm_waiting;	/* writes waiting for durable bits */
+	uint64_t bm_writes;		/* bitmap blocks written (stats) */
+	uint64_t al_writes;		/* AL transactions written (stats) */
+};
+
+/* An outgoing frame: a small inline part plus optional trailing data. */
+struct peer_frame {
+	uint8_t buf[PEER_FRAME_INLINE];	/* header + fixed body */
+	uint32_t len;			/* bytes of buf to send */
+	void *payload;			/* trailing data (zero copy), or NULL */
+	uint32_t payload_len;		/* its bytes */
+	bool free_payload;		/* free(payload) once sent */
+	void (*sent)(struct peer_frame *f, int res);	/* after the send, or on
+					 * link loss (res < 0); NULL: nothing */
+	void *ctx;			/* sent()'s context */
+	struct peer_frame *next;	/* queue link */
+};
+
+enum sock_phase {
+	SP_HANDSHAKE = 0,	/* HELLO / AUTH in progress */
+	SP_READY,		/* authenticated, part of the link */
+	SP_CLOSING,		/* shut down, freed once idle */
+};
+
+/* One TCP connection to the peer (data or meta). */
+struct peer_sock {
+	struct peer *p;			/* owner */
+	struct peer_sock *next;		/* p->socks list */
+	int fd;
+	unsigned kind;			/* REPL_CONN_DATA or REPL_CONN_META */
+	bool outgoing;			/* we connected */
+	enum sock_phase phase;
+	char name[96];			/* for logs: "data to beta" */
+	/* handshake */
+	struct repl_hs hs;		/* lib/repl_handshake.c state machine */
+	struct repl_hello hello;	/* the peer's HELLO, once authenticated */
+	/* connect */
+	struct loop_op conn_op;		/* pending connect */
+	bool connecting;
+	/* receive */
+	struct loop_op rx_op;
+	bool rx_busy;
+	uint8_t *rx;			/* PEER_RX_BUF */
+	size_t rx_len, rx_off;
+	struct repl_hdr hdr;		/* header of the frame being received */
+	bool in_body;			/* hdr valid, body not complete */
+	uint8_t *big;			/* body received outside rx (BITMAP, payloads) */
+	uint32_t big_len, big_got;	/* its size and bytes so far */
+	struct buf payload;		/* DATA / RESYNC_DATA payload buffer */
+	uint8_t fixed[64];		/* fixed part of a payload frame */
+	/* send */
+	struct loop_op tx_op;
+	bool tx_busy;
+	struct peer_frame *txq_head, *txq_tail, *tx_batch;
+	struct iovec iov[PEER_TX_BATCH * 2];
+	uint64_t last_rx_ns;		/* last frame received */
+	uint64_t bytes_sent, bytes_received;
+};
+
+/* Replication state when connected (REPL_RS_* values). */
+enum link_state {
+	RS_OFF = 0,		/* not connected */
+	RS_CONNECTING,		/* link up, states not yet exchanged */
+	RS_ESTABLISHED,
+	RS_SYNC_SOURCE,
+	RS_SYNC_TARGET,
+	RS_PAUSED_SYNC_SOURCE,
+	RS_PAUSED_SYNC_TARGET,
+	RS_AHEAD,
+	RS_BEHIND,
+};
+
+/* A replicated write waiting for the peer (primary side). */
+struct peer_pending {
+	struct vol_req *vr;		/* the volume request */
+	uint64_t seq;			/* its sequence number */
+};
+
+/* Resync progress. */
+struct resync {
+	bool active;			/* a resync runs */
+	bool source;			/* we ship data */
+	bool paused;			/* pause-sync */
+	bool bitmap_sent;		/* our BITMAP went out */
+	bool bitmap_received;		/* the peer's BITMAP came in (last chunk) */
+	uint64_t pos;			/* next bit to look at (source) */
+	uint64_t inflight_bytes;	/* requested/shipped, not yet acked */
+	uint64_t total_bytes;		/* out of sync at the start */
+	uint64_t done_bytes;		/* resynced so far */
+	uint64_t shipped_bytes;		/* bytes of data sent (source) */
+	uint64_t same_bytes;		/* csums: ranges found equal */
+	uint64_t started_ns, last_ns;	/* timing */
+	uint64_t rate_bps;		/* measured rate */
+	uint64_t rate_mark_bytes, rate_mark_ns;	/* rate window start */
+	struct loop_timer timer;	/* rate limiting / restart */
+	bool done_sent;			/* RESYNC_DONE queued */
+	uint64_t bm_pos;		/* bitmap transfer position */
+	/* verify */
+	bool verify;			/* an online verify runs */
+	uint64_t verify_pos, verify_diff, verify_done;
+};
+
+/* The peer link. */
+struct peer {
+	struct daemon *d;
+	struct peer_sock *socks;	/* every socket (handshaking or ready) */
+	struct peer_sock *data, *meta;	/* the link, once authenticated */
+	struct listener lis[2];		/* data and meta listeners */
+	int lis_fd[2];
+	struct loop_op lis_op[2];
+	struct sockaddr_storage peer_addr[2];	/* peer's data and meta address */
+	unsigned peer_addrlen;
+	struct repl_secret secret;	/* shared secret (empty: none) */
+	uint64_t nonce;			/* our daemon nonce (HELLO) */
+	bool want_connect;		/* not disconnected by hand */
+	bool discard_my_data;		/* connect --discard-my-data */
+	struct loop_timer connect_timer;
+	struct loop_timer ping_timer;
+	uint64_t ping_nonce;
+	uint16_t version;		/* negotiated protocol version */
+	struct repl_hello peer_hello;	/* the peer's HELLO (data socket) */
+	bool state_sent, state_received;
+	bool clear_bitmap_notice;	/* next STATE carries REPL_STATE_F_CLEAR_BITMAP */
+	bool peer_paused;		/* the peer asked for pause-sync */
+	struct repl_state peer_state;	/* the peer's last STATE */
+	enum link_state rs;		/* replication state */
+	uint64_t send_seq;		/* last seq sent (primary) */
+	/* primary: writes waiting for the peer, in seq order */
+	struct vol_req *pend_head, *pend_tail;
+	unsigned n_pend;
+	uint64_t lag_bytes;		/* async: sent, not yet written on the peer */
+	/* secondary: replicated writes in flight, in seq order */
+	struct vol_req *apply_head, *apply_tail;
+	struct vol_req *flush_wait;	/* FLUSHes waiting for earlier writes */
+	struct resync rs_state;		/* resync / verify */
+	char last_error[REPL_TEXT_MAX + 64];	/* why the link last went down */
+	uint64_t connects, disconnects;	/* counters */
+	uint64_t bytes_sent, bytes_received;	/* of closed sockets + live ones */
+	uint64_t resync_bytes_shipped;	/* since start */
+	uint64_t resync_bytes_received;
+	uint64_t split_brains;
+};
+
+/* meta.c */
+int meta_attach(struct daemon *d);
+void meta_detach(struct daemon *d, bool clean);
+void meta_sb_write(struct daemon *d, struct meta_wait *w);
+/* A write to [off, off+len) may start: AL (primary) and, when the peer
+ * does not get it, bitmap bits durable.  Calls vol_start(vr) when ready. */
+void meta_prepare_write(struct daemon *d, struct vol_req *vr);
+void meta_write_done(struct daemon *d, struct vol_req *vr);
+void meta_set_oos(struct daemon *d, uint64_t off, uint64_t len);
+void meta_clear_oos(struct daemon *d, uint64_t off, uint64_t len);
+void meta_flush_bitmap(struct daemon *d);
+uint64_t meta_oos_bytes(struct daemon *d);
+
+/* volume.c */
+void vol_start(struct daemon *d, struct vol_req *vr);
+/* The peer acknowledged vr as its mode requires (res 0 or -errno). */
+void vol_peer_done(struct daemon *d, struct vol_req *vr, int res);
+
+/* peer.c */
+int peer_start(struct daemon *d);
+void peer_stop(struct daemon *d);
+bool peer_connected(struct daemon *d);
+void peer_send(struct peer_sock *s, struct peer_frame *f);
+struct peer_frame *peer_frame_new(void);
+void peer_link_down(struct peer *p, uint32_t reason, const char *why);
+void peer_connect_cmd(struct daemon *d, bool discard_my_data);
+void peer_disconnect_cmd(struct daemon *d);
+struct repl_tx peer_tx(struct peer *p);
+
+/* replicate.c */
+/* Primary: send vr to the peer if the link ships writes; true if sent. */
+bool repl_ship(struct daemon *d, struct vol_req *vr);
+/* A link frame for the write path or resync; body/len is the raw body.  The
+ * handler may take *payload (then it sets payload->p = NULL). */
+void repl_handle(struct peer *p, struct peer_sock *s, const struct repl_hdr *h,
+    const union repl_msg *m, struct buf *payload, const uint8_t *body, size_t len);
+void repl_link_lost(struct peer *p);
+
+/* resync.c */
+void resync_begin(struct peer *p, enum md_sync_decision dec);
+void resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_msg *m,
+    struct buf *payload, const uint8_t *body, size_t len);
+void resync_kick(struct peer *p);
+void resync_stop(struct peer *p);
+void resync_cmd_pause(struct daemon *d, bool pause);
+int verify_start(struct daemon *d);
+
+/* admin.c */
+int admin_exec(struct daemon *d, const char *cmd, struct json_object *args, char *err,
+    size_t errlen);
+void admin_status(struct daemon *d, struct json_object *o);
+
+/* state.c */
+enum md_sync_decision state_leftover_decision(struct peer *p);
+int state_clear_bitmap(struct daemon *d, char *err, size_t errlen);
+const char *repl_state_name(int rs);
+void resync_target_finish(struct peer *p);
+void state_set(struct daemon *d, const char *what, int role, int disk, int conn,
+    int rs, const char *reason);
+void state_event(struct daemon *d, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void state_send(struct peer *p);
+void state_send_on(struct peer *p, struct peer_sock *sock);
+void state_received(struct peer *p, const struct repl_state *st);
+int state_promote(struct daemon *d, bool force, char *err, size_t errlen);
+int state_demote(struct daemon *d, char *err, size_t errlen);
+
+#endif

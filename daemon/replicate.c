@@ -1,0 +1,490 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The replicated write path, both sides (DESIGN.md "The write path").
+ *
+ * Primary: vol_start() hands every write, trim, write-zeroes and (in sync
+ * and memsync) flush to repl_ship(), which gives it the next sequence number
+ * and queues the frame on the data socket; the write completes to the client
+ * when the local disk finished and the peer condition of the protocol holds:
+ *   sync     WRITE_ACK (peer's disk) / FLUSH_ACK
+ *   memsync  RECV_ACK (peer received) / FLUSH_ACK
+ *   async    the frame left in a sendmsg (in the kernel's send buffer);
+ *            unacknowledged bytes count against max-lag-bytes.
+ * Secondary: frames are applied in arrival (= sequence) order through the
+ * volume, whose conflict rule keeps overlapping writes in that order; a
+ * FLUSH waits for every earlier write, then fdatasync, then FLUSH_ACK.
+ * When the link goes, every write the peer did not confirm is marked out of
+ * sync in the bitmap (repl_link_lost).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "repl.h"
+#include "util.h"
+
+/* An async write sent but not yet written by the peer (lag and bitmap). */
+struct lag_rec {
+	uint64_t seq;			/* its sequence number */
+	uint64_t offset, len;		/* range, marked out of sync if lost */
+	struct lag_rec *next;		/* FIFO link */
+};
+static struct lag_rec *lag_head, *lag_tail;
+
+/* A write applied on the secondary. */
+struct apply {
+	struct vol_req vr;		/* volume request; vr.owner = this */
+	struct peer *p;			/* link it came on */
+	struct buf data;		/* payload (DATA) */
+	uint16_t type;			/* REPL_MSG_* it came as */
+};
+
+/* ---- primary ----------------------------------------------------------------- */
+
+static void
+pend_remove(struct peer *p, struct vol_req *vr)
+{
+	struct vol_req **pp;
+
+	for (pp = &p->pend_head; *pp != NULL; pp = &(*pp)->pnext) {
+		if (*pp == vr) {
+			*pp = vr->pnext;
+			if (p->pend_tail == vr) {
+				struct vol_req *t = p->pend_head;
+
+				while (t != NULL && t->pnext != NULL)
+					t = t->pnext;
+				p->pend_tail = t;
+			}
+			vr->pnext = NULL;
+			p->n_pend--;
+			return;
+		}
+	}
+}
+
+static struct vol_req *
+pend_find(struct peer *p, uint64_t seq)
+{
+	for (struct vol_req *vr = p->pend_head; vr != NULL; vr = vr->pnext)
+		if (vr->peer_seq == seq)
+			return vr;
+	return NULL;
+}
+
+/* async: the frame is in the kernel's send buffer: the client may be told. */
+static void
+async_sent(struct peer_frame *f, int res)
+{
+	struct vol_req *vr = f->ctx;
+	struct peer *p = vr->d->link;
+
+	if (res < 0 || vr->peer_done)
+		return;		/* link lost: repl_link_lost completed it */
+	pend_remove(p, vr);
+	vol_peer_done(vr->d, vr, 0);
+}
+
+static void
+lag_add(struct peer *p, const struct vol_req *vr)
+{
+	struct lag_rec *r = malloc(sizeof(*r));
+
+	if (r == NULL) {
+		/* Cannot track it: treat it as not replicated. */
+		meta_set_oos(vr->d, vr->io.offset, vr->io.len);
+		return;
+	}
+	r->seq = vr->peer_seq;
+	r->offset = vr->io.offset;
+	r->len = vr->io.len;
+	r->next = NULL;
+	if (lag_tail != NULL)
+		lag_tail->next = r;
+	else
+		lag_head = r;
+	lag_tail = r;
+	p->lag_bytes += vr->io.len;
+}
+
+static void
+lag_ack(struct peer *p, uint64_t seq, int status)
+{
+	struct lag_rec **pp, *prev = NULL;
+
+	for (pp = &lag_head; *pp != NULL; prev = *pp, pp = &(*pp)->next) {
+		struct lag_rec *r = *pp;
+
+		if (r->seq != seq)
+			continue;
+		if (status != 0)
+			meta_set_oos(p->d, r->offset, r->len);
+		*pp = r->next;
+		if (lag_tail == r)
+			lag_tail = prev;
+		p->lag_bytes -= r->len;
+		free(r);
+		return;
+	}
+}
+
+/* Should this write go to the peer now? */
+static bool
+shipping(struct daemon *d)
+{
+	struct peer *p = d->link;
+
+	return d->role == ROLE_PRIMARY && p->data != NULL &&
+	    (p->rs == RS_ESTABLISHED || p->rs == RS_SYNC_SOURCE ||
+	    p->rs == RS_PAUSED_SYNC_SOURCE);
+}
+
+/* Encode vr's frame into f; false if vr is not replicated (reads, async flush). */
+static bool
+encode(struct daemon *d, struct vol_req *vr, struct peer_frame *f)
+{
+	struct repl_tx tx = peer_tx(d->link);
+	uint32_t fua = (vr->io.flags & IO_F_FUA) ? REPL_WRITE_F_FUA : 0;
+	int n = -EINVAL;
+
+	switch (vr->io.opcode) {
+	case IO_WRITE: {
+		struct repl_data m = { .seq = vr->peer_seq, .offset = vr->io.offset,
+		    .length = (uint32_t)vr->io.len, .flags = fua };
+
+		n = repl_data_encode(f->buf, sizeof(f->buf), &tx, &m);
+		f->payload = vr->io.buf;
+		f->payload_len = (uint32_t)vr->io.len;
+		break;
+	}
+	case IO_TRIM:
+	case IO_WRITE_ZEROES: {
+		struct repl_trim m = { .seq = vr->peer_seq, .offset = vr->io.offset,
+		    .length = (uint32_t)vr->io.len, .flags = fua };
+
+		if (vr->io.opcode == IO_TRIM) {
+			n = repl_trim_encode(f->buf, sizeof(f->buf), &tx, &m);
+		} else {
+			if (vr->io.flags & IO_F_NO_HOLE)
+				m.flags |= REPL_WRITE_F_NO_HOLE;
+			n = repl_write_zeroes_encode(f->buf, sizeof(f->buf), &tx, &m);
+		}
+		break;
+	}
+	case IO_FLUSH: {
+		struct repl_flush m = { .seq = vr->peer_seq };
+
+		if (d->conf.protocol == PROTO_ASYNC)
+			return false;
+		n = repl_flush_encode(f->buf, sizeof(f->buf), &tx, &m);
+		break;
+	}
+	default:
+		return false;
+	}
+	if (n < 0) {
+		log_errno(LOG_ERR, n, "replication: cannot encode a frame");
+		return false;
+	}
+	f->len = (uint32_t)n;
+	return true;
+}
+
+bool
+repl_ship(struct daemon *d, struct vol_req *vr)
+{
+	struct peer *p = d->link;
+	struct peer_frame *f;
+
+	if (vr->io.opcode == IO_READ || !shipping(d))
+		return false;
+	f = peer_frame_new();
+	vr->peer_seq = p->send_seq + 1;
+	if (!encode(d, vr, f)) {
+		f->len = 0;
+		f->payload = NULL;
+		f->payload_len = 0;
+		peer_send(NULL, f);	/* releases it */
+		return false;
+	}
+	p->send_seq++;
+	vr->shipped_ns = now_ns();
+	vr->pnext = NULL;
+	if (p->pend_tail != NULL)
+		p->pend_tail->pnext = vr;
+	else
+		p->pend_head = vr;
+	p->pend_tail = vr;
+	p->n_pend++;
+	if (d->conf.protocol == PROTO_ASYNC && vr->io.opcode != IO_FLUSH) {
+		f->sent = async_sent;
+		f->ctx = vr;
+		lag_add(p, vr);
+	}
+	peer_send(p->data, f);
+	return true;
+}
+
+/* An acknowledgement from the peer for sequence number seq. */
+static void
+on_ack(struct peer *p, uint16_t type, uint64_t seq, uint32_t status)
+{
+	struct daemon *d = p->d;
+	struct vol_req *vr;
+
+	if (type == REPL_MSG_WRITE_ACK && d->conf.protocol == PROTO_ASYNC) {
+		lag_ack(p, seq, (int)status);
+		return;
+	}
+	if (type == REPL_MSG_WRITE_ACK && d->conf.protocol == PROTO_MEMSYNC) {
+		/* memsync completed at RECV_ACK; a failed peer write still
+		 * leaves the region out of sync. */
+		return;
+	}
+	vr = pend_find(p, seq);
+	if (vr == NULL)
+		return;		/* already completed (link loss raced) */
+	if (status != 0) {
+		log_warn("replication: the peer failed %s of seq %" PRIu64 ": %s; "
+		    "region marked out of sync", repl_type_name(type), seq,
+		    strerror((int)status));
+		if (vr->io.opcode != IO_FLUSH)
+			meta_set_oos(d, vr->io.offset, vr->io.len);
+	} else if (vr->io.opcode != IO_FLUSH &&
+	    (p->rs == RS_SYNC_SOURCE || p->rs == RS_PAUSED_SYNC_SOURCE)) {
+		/* The peer now holds this data: the region is in sync. */
+		meta_clear_oos(d, vr->io.offset, vr->io.len);
+	}
+	pend_remove(p, vr);
+	vol_peer_done(d, vr, status ? -(int)status : 0);
+}
+
+void
+repl_link_lost(struct peer *p)
+{
+	struct daemon *d = p->d;
+	struct vol_req *vr;
+
+	/* Writes the peer did not confirm may be missing there. */
+	while ((vr = p->pend_head) != NULL) {
+		if (vr->io.opcode != IO_FLUSH)
+			meta_set_oos(d, vr->io.offset, vr->io.len);
+		pend_remove(p, vr);
+		vol_peer_done(d, vr, 0);
+	}
+	while (lag_head != NULL) {
+		struct lag_rec *r = lag_head;
+
+		lag_head = r->next;
+		meta_set_oos(d, r->offset, r->len);
+		free(r);
+	}
+	lag_tail = NULL;
+	p->lag_bytes = 0;
+}
+
+/* ---- secondary ---------------------------------------------------------------- */
+
+static void
+apply_unlink(struct peer *p, struct vol_req *vr)
+{
+	struct vol_req **pp;
+
+	for (pp = &p->apply_head; *pp != NULL; pp = &(*pp)->pnext) {
+		if (*pp == vr) {
+			*pp = vr->pnext;
+			if (p->apply_tail == vr) {
+				struct vol_req *t = p->apply_head;
+
+				while (t != NULL && t->pnext != NULL)
+					t = t->pnext;
+				p->apply_tail = t;
+			}
+			return;
+		}
+	}
+}
+
+static void send_ack(struct peer *p, uint16_t type, uint64_t seq, int res);
+static void flush_kick(struct peer *p);
+
+static void
+apply_done(struct vol_req *vr, int res)
+{
+	struct apply *a = vr->owner;
+	struct peer *p = a->p;
+	struct daemon *d = vr->d;
+
+	if (vr->io.opcode == IO_FLUSH) {
+		send_ack(p, REPL_MSG_FLUSH_ACK, vr->peer_seq, res);
+	} else {
+		apply_unlink(p, vr);
+		if (res < 0)
+			log_errno(LOG_ERR, res, "replication: applying seq %" PRIu64 " failed",
+			    vr->peer_seq);
+		else if (p->rs == RS_SYNC_TARGET || p->rs == RS_PAUSED_SYNC_TARGET)
+			meta_clear_oos(d, vr->io.offset, vr->io.len);
+		send_ack(p, REPL_MSG_WRITE_ACK, vr->peer_seq, res);
+		flush_kick(p);
+	}
+	bufpool_put(&d->pool, &a->data);
+	free(a);
+}
+
+static void
+send_ack(struct peer *p, uint16_t type, uint64_t seq, int res)
+{
+	struct peer_frame *f = peer_frame_new();
+	struct repl_tx tx = peer_tx(p);
+	int n;
+
+	if (type == REPL_MSG_FLUSH_ACK) {
+		struct repl_flush_ack m = { .seq = seq, .status = (uint32_t)-res };
+
+		n = repl_flush_ack_encode(f->buf, sizeof(f->buf), &tx, &m);
+	} else if (type == REPL_MSG_RECV_ACK) {
+		struct repl_recv_ack m = { .seq = seq };
+
+		n = repl_recv_ack_encode(f->buf, sizeof(f->buf), &tx, &m);
+	} else {
+		struct repl_write_ack m = { .seq = seq, .status = (uint32_t)-res };
+
+		n = repl_write_ack_encode(f->buf, sizeof(f->buf), &tx, &m);
+	}
+	f->len = n > 0 ? (uint32_t)n : 0;
+	peer_send(n > 0 ? p->meta : NULL, f);
+}
+
+/* Start the FLUSHes whose earlier writes have all completed. */
+static void
+flush_kick(struct peer *p)
+{
+	while (p->flush_wait != NULL &&
+	    (p->apply_head == NULL || p->apply_head->peer_seq > p->flush_wait->peer_seq)) {
+		struct vol_req *vr = p->flush_wait;
+
+		p->flush_wait = vr->pnext;
+		vr->pnext = NULL;
+		vol_submit(p->d, vr);
+	}
+}
+
+static struct apply *
+apply_new(struct peer *p, uint16_t type, uint64_t seq, uint8_t opcode,
+    uint64_t off, uint64_t len, uint32_t flags)
+{
+	struct apply *a = calloc(1, sizeof(*a));
+
+	if (a == NULL)
+		return NULL;
+	a->p = p;
+	a->type = type;
+	a->vr.d = p->d;
+	a->vr.owner = a;
+	a->vr.done = apply_done;
+	a->vr.peer_seq = seq;
+	a->vr.io.opcode = opcode;
+	a->vr.io.offset = off;
+	a->vr.io.len = len;
+	a->vr.io.buf_index = -1;
+	a->vr.io.flags = ((flags & REPL_WRITE_F_FUA) ? IO_F_FUA : 0) |
+	    ((flags & REPL_WRITE_F_NO_HOLE) ? IO_F_NO_HOLE : 0);
+	a->vr.is_write = opcode != IO_FLUSH;
+	return a;
+}
+
+/* A write-type frame on the secondary. */
+static void
+apply(struct peer *p, const struct repl_hdr *h, const union repl_msg *m, struct buf *payload)
+{
+	struct daemon *d = p->d;
+	struct apply *a;
+	uint64_t seq, off = 0, len = 0;
+	uint32_t flags = 0;
+	uint8_t opcode;
+	int ret;
+
+	if (d->role == ROLE_PRIMARY) {
+		peer_link_down(p, REPL_DISC_STATE_CONFLICT,
+		    "the peer sent writes but this node is primary (two primaries)");
+		return;
+	}
+	switch (h->type) {
+	case REPL_MSG_DATA:
+		seq = m->data.seq; off = m->data.offset; len = m->data.length;
+		flags = m->data.flags; opcode = IO_WRITE;
+		break;
+	case REPL_MSG_TRIM:
+	case REPL_MSG_WRITE_ZEROES:
+		seq = m->trim.seq; off = m->trim.offset; len = m->trim.length;
+		flags = m->trim.flags;
+		opcode = h->type == REPL_MSG_TRIM ? IO_TRIM : IO_WRITE_ZEROES;
+		break;
+	default:
+		seq = m->flush.seq;
+		opcode = IO_FLUSH;
+	}
+	if (opcode != IO_FLUSH &&
+	    (ret = repl_check_range(off, len, d->size, d->block_size)) < 0) {
+		peer_link_down(p, REPL_DISC_PROTOCOL, "peer sent a write outside the volume");
+		return;
+	}
+	a = apply_new(p, h->type, seq, opcode, off, len, flags);
+	if (a == NULL) {
+		peer_link_down(p, REPL_DISC_PROTOCOL, "out of memory applying a write");
+		return;
+	}
+	if (opcode == IO_WRITE) {
+		a->data = *payload;
+		payload->p = NULL;
+		a->vr.io.buf = a->data.p;
+		a->vr.io.buf_index = a->data.index;
+	}
+	if (d->conf.protocol == PROTO_MEMSYNC && opcode != IO_FLUSH)
+		send_ack(p, REPL_MSG_RECV_ACK, seq, 0);
+	if (opcode == IO_FLUSH) {
+		/* fdatasync once every earlier write completed. */
+		struct vol_req **pp = &p->flush_wait;
+
+		while (*pp != NULL)
+			pp = &(*pp)->pnext;
+		*pp = &a->vr;
+		flush_kick(p);
+		return;
+	}
+	a->vr.pnext = NULL;
+	if (p->apply_tail != NULL)
+		p->apply_tail->pnext = &a->vr;
+	else
+		p->apply_head = &a->vr;
+	p->apply_tail = &a->vr;
+	vol_submit(d, &a->vr);
+}
+
+void
+repl_handle(struct peer *p, struct peer_sock *s, const struct repl_hdr *h,
+    const union repl_msg *m, struct buf *payload, const uint8_t *body, size_t len)
+{
+	switch (h->type) {
+	case REPL_MSG_DATA:
+	case REPL_MSG_TRIM:
+	case REPL_MSG_WRITE_ZEROES:
+	case REPL_MSG_FLUSH:
+		apply(p, h, m, payload);
+		return;
+	case REPL_MSG_RECV_ACK:
+		if (p->d->conf.protocol == PROTO_MEMSYNC)
+			on_ack(p, h->type, m->recv_ack.seq, 0);
+		return;
+	case REPL_MSG_WRITE_ACK:
+		on_ack(p, h->type, m->write_ack.seq, m->write_ack.status);
+		return;
+	case REPL_MSG_FLUSH_ACK:
+		on_ack(p, h->type, m->flush_ack.seq, m->flush_ack.status);
+		return;
+	default:
+		resync_handle(p, h, m, payload, body, len);
+	}
+}

@@ -1,0 +1,701 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Resync and online verify, driven by the sync source.
+ *
+ * On a sync decision both nodes send their dirty bitmap (BITMAP chunks on
+ * the data socket) and OR in the other's; a full sync sets every bit first.
+ * The source then walks its bitmap and, for each run of set bits (at most
+ * RESYNC_CHUNK bytes):
+ *   - reads the range locally through the volume as a conflict holder (a
+ *     client write to the range waits until the target confirmed it, and a
+ *     resync read waits for client writes in flight, so resync data can
+ *     never overwrite newer data on the target);
+ *   - plain: sends RESYNC_DATA; the target writes it and answers RESYNC_ACK;
+ *   - csums = xxh3: sends CSUM_REQUEST with its digest; the target compares
+ *     with its own and answers CSUM_SAME, or RESYNC_REQUEST, which the source
+ *     answers with the data it still holds.
+ * Bits are cleared on both sides as ranges complete.  Throughput: a fixed
+ * resync-rate, or (0) a window of RESYNC_INFLIGHT bytes that shrinks to
+ * RESYNC_INFLIGHT_BUSY while clients have I/O in flight.
+ *
+ * Verify walks the whole device the same way with VERIFY_REQUEST/REPLY and
+ * marks differing ranges out of sync on both nodes ("resync" repairs them).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "repl.h"
+#include "util.h"
+
+#define VERIFY_CHUNK	(1u << 20)	/* verify compares 1 MiB at a time */
+
+/* One range in flight on the source (resync or verify). */
+struct rsreq {
+	struct vol_req vr;		/* volume request (read, conflict holder) */
+	struct peer *p;
+	struct buf data;		/* the range's data */
+	bool verify;			/* verify rather than resync */
+	bool data_sent;			/* RESYNC_DATA went out */
+	struct rsreq *next;		/* in-flight list */
+};
+static struct rsreq *rs_inflight;
+
+/* ---- bitmap exchange ---------------------------------------------------------------- */
+
+static void
+send_bitmap(struct peer *p)
+{
+	struct meta *m = p->d->md;
+	struct repl_tx tx = peer_tx(p);
+	uint64_t pos = 0;
+
+	do {
+		size_t cap = MIN((size_t)REPL_BITMAP_MAX_CHUNK, (size_t)(64u << 10));
+		uint8_t *buf = malloc(REPL_HDR_LEN + REPL_BITMAP_HDR_LEN + cap);
+		struct repl_bitmap b = { .total_bits = m->bm.nbits,
+		    .granularity = m->bm.granularity };
+		struct peer_frame *f;
+		size_t len = 0;
+		int n;
+
+		if (buf == NULL ||
+		    md_bitmap_rle_encode(&m->bm, &pos, buf + REPL_HDR_LEN + REPL_BITMAP_HDR_LEN,
+		    cap, &len) < 0) {
+			free(buf);
+			peer_link_down(p, REPL_DISC_PROTOCOL, "cannot encode the bitmap");
+			return;
+		}
+		b.flags = pos < m->bm.nbits ? REPL_BITMAP_F_MORE : 0;
+		b.chunk_len = (uint32_t)len;
+		n = repl_bitmap_encode(buf, REPL_HDR_LEN + REPL_BITMAP_HDR_LEN + cap, &tx, &b);
+		if (n < 0) {
+			free(buf);
+			peer_link_down(p, REPL_DISC_PROTOCOL, "cannot encode a bitmap frame");
+			return;
+		}
+		f = peer_frame_new();
+		f->payload = buf;
+		f->payload_len = (uint32_t)n;
+		f->free_payload = true;
+		peer_send(p->data, f);
+	} while (pos < m->bm.nbits);
+	p->rs_state.bitmap_sent = true;
+}
+
+static void
+on_bitmap(struct peer *p, const struct repl_bitmap *b, const uint8_t *body, size_t len)
+{
+	struct meta *m = p->d->md;
+	struct md_bm_chunk info;
+	int ret;
+
+	if (!p->rs_state.active || b->total_bits != m->bm.nbits ||
+	    b->granularity != m->bm.granularity) {
+		peer_link_down(p, REPL_DISC_PROTOCOL, "unexpected or mismatched BITMAP");
+		return;
+	}
+	ret = md_bitmap_rle_decode(body + REPL_BITMAP_HDR_LEN, b->chunk_len, &m->bm, &info);
+	if (ret < 0) {
+		peer_link_down(p, REPL_DISC_PROTOCOL, "malformed bitmap chunk");
+		return;
+	}
+	if (!(b->flags & REPL_BITMAP_F_MORE)) {
+		p->rs_state.bitmap_received = true;
+		p->rs_state.total_bytes = md_bitmap_set_bytes(&m->bm);
+		log_info("resync: %" PRIu64 " bytes out of sync (both bitmaps merged)",
+		    p->rs_state.total_bytes);
+		meta_flush_bitmap(p->d);
+		resync_kick(p);
+	}
+}
+
+/* ---- start and finish ------------------------------------------------------------- */
+
+void
+resync_begin(struct peer *p, enum md_sync_decision dec)
+{
+	struct daemon *d = p->d;
+	struct meta *m = d->md;
+	struct resync *rs = &p->rs_state;
+	bool source = dec == MD_SYNC_SOURCE_BITMAP || dec == MD_SYNC_SOURCE_FULL;
+	bool full = dec == MD_SYNC_SOURCE_FULL || dec == MD_SYNC_TARGET_FULL;
+
+	memset(rs, 0, offsetof(struct resync, timer));
+	rs->active = true;
+	rs->source = source;
+	rs->started_ns = rs->rate_mark_ns = now_ns();
+	if (full)
+		md_bitmap_set_all(&m->bm);
+	if (source) {
+		state_set(d, "resync", -1, -1, -1, RS_SYNC_SOURCE, md_sync_decision_name(dec));
+	} else {
+		m->sb.flags &= ~(MD_FL_CONSISTENT | MD_FL_WAS_UPTODATE);
+		if (full)
+			m->sb.flags |= MD_FL_FULL_SYNC;
+		m->sb.disk_state = MD_DISK_INCONSISTENT;
+		meta_sb_write(d, NULL);
+		state_set(d, "resync", -1, DISK_INCONSISTENT, -1, RS_SYNC_TARGET,
+		    md_sync_decision_name(dec));
+	}
+	state_event(d, "resync-start", "%s", md_sync_decision_name(dec));
+	/* STATE first, on the data socket: the peer learns the direction
+	 * before the BITMAP that follows in the same stream. */
+	state_send_on(p, p->data);
+	send_bitmap(p);
+}
+
+static void
+send_done(struct peer *p, uint32_t kind, uint64_t bytes)
+{
+	struct repl_resync_done m = { .kind = kind, .bytes = bytes };
+	struct peer_frame *f = peer_frame_new();
+	struct repl_tx tx = peer_tx(p);
+	int n = repl_resync_done_encode(f->buf, sizeof(f->buf), &tx, &m);
+
+	f->len = n > 0 ? (uint32_t)n : 0;
+	peer_send(n > 0 ? p->data : NULL, f);
+}
+
+static void
+source_finish(struct peer *p)
+{
+	struct daemon *d = p->d;
+	struct meta *m = d->md;
+	struct resync *rs = &p->rs_state;
+	uint64_t ms = (now_ns() - rs->started_ns) / 1000000;
+
+	rs->active = false;
+	send_done(p, REPL_DONE_RESYNC, rs->shipped_bytes);
+	md_uuid_resync_done_source(&m->sb.uuids);
+	m->sb.flags &= ~(MD_FL_CRASHED_PRIMARY | MD_FL_FULL_SYNC);
+	meta_sb_write(d, NULL);
+	log_notice("resync done: %" PRIu64 " bytes in %" PRIu64 " ms, %" PRIu64
+	    " bytes shipped, %" PRIu64 " found equal by checksum",
+	    rs->done_bytes, ms, rs->shipped_bytes, rs->same_bytes);
+	state_event(d, "resync-done", "source: %" PRIu64 " bytes shipped in %" PRIu64 " ms",
+	    rs->shipped_bytes, ms);
+	state_set(d, "resync done", -1, -1, -1, RS_ESTABLISHED, NULL);
+	state_send(p);
+}
+
+void
+resync_target_finish(struct peer *p)
+{
+	struct daemon *d = p->d;
+	struct meta *m = d->md;
+	struct md_uuids src = { 0 };
+
+	p->rs_state.active = false;
+	p->rs_state.done_sent = false;
+	if (md_bitmap_count(&m->bm) != 0)
+		log_warn("resync: source finished but %" PRIu64 " bytes are still marked "
+		    "here; they are resynced at the next connect", md_bitmap_set_bytes(&m->bm));
+	src.current = p->peer_state.current_uuid;
+	src.bitmap = p->peer_state.bitmap_uuid;
+	memcpy(src.history, p->peer_state.history_uuid, sizeof(src.history));
+	md_uuid_adopt(&m->sb.uuids, &src);
+	m->sb.flags |= MD_FL_CONSISTENT | MD_FL_WAS_UPTODATE;
+	m->sb.flags &= ~(MD_FL_FULL_SYNC | MD_FL_CRASHED_PRIMARY);
+	m->sb.disk_state = MD_DISK_UPTODATE;
+	meta_sb_write(d, NULL);
+	state_event(d, "resync-done", "target: %" PRIu64 " bytes received",
+	    p->rs_state.done_bytes);
+	state_set(d, "resync done", -1, DISK_UPTODATE, -1, RS_ESTABLISHED, NULL);
+	state_send(p);
+}
+
+/* ---- source side --------------------------------------------------------------------- */
+
+static void
+rsreq_unlink(struct rsreq *q)
+{
+	for (struct rsreq **pp = &rs_inflight; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == q) {
+			*pp = q->next;
+			return;
+		}
+	}
+}
+
+static struct rsreq *
+rsreq_find(uint64_t off, uint64_t len)
+{
+	for (struct rsreq *q = rs_inflight; q != NULL; q = q->next)
+		if (q->vr.io.offset == off && q->vr.io.len == len)
+			return q;
+	return NULL;
+}
+
+/* The range is settled (acked, equal, or abandoned): release its hold. */
+static void
+rsreq_done(struct vol_req *vr, int res)
+{
+	struct rsreq *q = vr->owner;
+
+	bufpool_put(&vr->d->pool, &q->data);
+	free(q);
+}
+
+static void
+send_range(struct rsreq *q, uint16_t type, uint64_t digest, int status)
+{
+	struct peer *p = q->p;
+	struct peer_frame *f = peer_frame_new();
+	struct repl_tx tx = peer_tx(p);
+	int n;
+
+	if (type == REPL_MSG_RESYNC_DATA) {
+		struct repl_resync_data m = { .offset = q->vr.io.offset,
+		    .length = (uint32_t)q->vr.io.len, .status = (uint32_t)-status };
+
+		n = repl_resync_data_encode(f->buf, sizeof(f->buf), &tx, &m);
+		if (status == 0) {
+			f->payload = q->data.p;
+			f->payload_len = (uint32_t)q->vr.io.len;
+			p->rs_state.shipped_bytes += q->vr.io.len;
+			p->resync_bytes_shipped += q->vr.io.len;
+		}
+		q->data_sent = true;
+	} else if (type == REPL_MSG_CSUM_REQUEST) {
+		struct repl_csum_request m = { .offset = q->vr.io.offset,
+		    .length = (uint32_t)q->vr.io.len, .digest = digest };
+
+		n = repl_csum_request_encode(f->buf, sizeof(f->buf), &tx, &m);
+	} else {
+		struct repl_verify_request m = { .offset = q->vr.io.offset,
+		    .length = (uint32_t)q->vr.io.len, .digest = digest };
+
+		n = repl_verify_request_encode(f->buf, sizeof(f->buf), &tx, &m);
+	}
+	f->len = n > 0 ? (uint32_t)n : 0;
+	peer_send(n > 0 ? p->data : NULL, f);
+}
+
+/* The source's read of a range finished: ship data, digest or verify digest. */
+static void
+rsreq_read(struct vol_req *vr, int res)
+{
+	struct rsreq *q = vr->owner;
+	struct peer *p = q->p;
+
+	if (p->data == NULL)
+		return;		/* link gone: resync_stop releases it */
+	if (res < 0) {
+		log_errno(LOG_ERR, res, "resync: reading offset %" PRIu64 " failed",
+		    vr->io.offset);
+		if (q->verify)
+			send_range(q, REPL_MSG_VERIFY_REQUEST, 0, 0);
+		else
+			send_range(q, REPL_MSG_RESYNC_DATA, 0, res);
+		return;
+	}
+	if (q->verify)
+		send_range(q, REPL_MSG_VERIFY_REQUEST, repl_digest(q->data.p, vr->io.len), 0);
+	else if (p->d->conf.csums == CSUMS_XXH3)
+		send_range(q, REPL_MSG_CSUM_REQUEST, repl_digest(q->data.p, vr->io.len), 0);
+	else
+		send_range(q, REPL_MSG_RESYNC_DATA, 0, 0);
+}
+
+static int
+rsreq_start(struct peer *p, uint64_t off, uint64_t len, bool verify)
+{
+	struct daemon *d = p->d;
+	struct rsreq *q = calloc(1, sizeof(*q));
+
+	if (q == NULL || bufpool_get(&d->pool, len, &q->data) < 0) {
+		free(q);
+		return -ENOMEM;
+	}
+	q->p = p;
+	q->verify = verify;
+	q->vr.d = d;
+	q->vr.owner = q;
+	q->vr.io.opcode = IO_READ;
+	q->vr.io.offset = off;
+	q->vr.io.len = len;
+	q->vr.io.buf = q->data.p;
+	q->vr.io.buf_index = q->data.index;
+	q->vr.is_write = true;		/* a conflict holder */
+	q->vr.is_resync = true;
+	q->vr.local_cb = rsreq_read;
+	q->vr.done = rsreq_done;
+	q->next = rs_inflight;
+	rs_inflight = q;
+	p->rs_state.inflight_bytes += len;
+	vol_submit(d, &q->vr);
+	return 0;
+}
+
+/* How many bytes may be in flight now (rate limit or dynamic window). */
+static uint64_t
+window(struct peer *p)
+{
+	struct daemon *d = p->d;
+	struct resync *rs = &p->rs_state;
+
+	if (d->conf.resync_rate > 0) {
+		uint64_t el = (now_ns() - rs->started_ns) / 1000000 + 1;
+		uint64_t allowed = d->conf.resync_rate * el / 1000;
+		uint64_t used = rs->done_bytes + rs->inflight_bytes;
+
+		return allowed > used ? MIN(allowed - used + rs->inflight_bytes,
+		    (uint64_t)RESYNC_INFLIGHT) : 0;
+	}
+	/* Client I/O in flight besides ours: yield. */
+	return d->inflight > 1 ? RESYNC_INFLIGHT_BUSY : RESYNC_INFLIGHT;
+}
+
+static void
+rs_timer(struct loop_timer *t)
+{
+	resync_kick(t->data);
+}
+
+void
+resync_kick(struct peer *p)
+{
+	struct daemon *d = p->d;
+	struct resync *rs = &p->rs_state;
+	struct md_bitmap *bm = &d->md->bm;
+
+	if (!rs->active || !rs->source || rs->paused || p->peer_paused ||
+	    !rs->bitmap_received || p->data == NULL)
+		return;
+	while (rs->inflight_bytes < window(p)) {
+		uint64_t bit = md_bitmap_find_next_set(bm, rs->pos), end, off, len;
+
+		if (bit == MD_BM_NONE) {
+			if (rs->inflight_bytes == 0 && md_bitmap_count(bm) == 0)
+				source_finish(p);
+			else if (rs->inflight_bytes == 0)
+				rs->pos = 0;	/* bits set again behind us */
+			else
+				return;
+			if (!rs->active)
+				return;
+			continue;
+		}
+		end = md_bitmap_find_next_zero(bm, bit);
+		if (end == MD_BM_NONE)
+			end = bm->nbits;
+		off = md_bitmap_offset_of(bm, bit);
+		len = MIN(md_bitmap_offset_of(bm, end) - off, (uint64_t)RESYNC_CHUNK);
+		len = MIN(len, d->size - off);
+		rs->pos = md_bitmap_bit_of(bm, off + len - 1) + 1;
+		if (rsreq_start(p, off, len, false) < 0)
+			break;
+	}
+	if (rs->active && rs->inflight_bytes == 0) {
+		rs->timer.cb = rs_timer;
+		rs->timer.data = p;
+		loop_timer_arm(d->loop, &rs->timer, 10);
+	}
+}
+
+/* The target confirmed a range (RESYNC_ACK or CSUM_SAME). */
+static void
+range_settled(struct peer *p, uint64_t off, uint64_t len, uint32_t status, bool same)
+{
+	struct resync *rs = &p->rs_state;
+	struct rsreq *q = rsreq_find(off, len);
+	uint64_t now = now_ns();
+
+	if (q == NULL || q->verify) {
+		peer_link_down(p, REPL_DISC_PROTOCOL, "acknowledgement for a range not in flight");
+		return;
+	}
+	rsreq_unlink(q);
+	rs->inflight_bytes -= len;
+	if (status == 0) {
+		meta_clear_oos(p->d, off, len);
+		rs->done_bytes += len;
+		if (same)
+			rs->same_bytes += len;
+	}
+	if (now - rs->rate_mark_ns > 1000000000ull) {
+		rs->rate_bps = (rs->done_bytes - rs->rate_mark_bytes) * 1000000000ull /
+		    (now - rs->rate_mark_ns);
+		rs->rate_mark_bytes = rs->done_bytes;
+		rs->rate_mark_ns = now;
+	}
+	vol_peer_done(p->d, &q->vr, 0);
+	resync_kick(p);
+}
+
+/* ---- target side ---------------------------------------------------------------------- */
+
+/* A resync or verify operation on the target. */
+struct tgt {
+	struct vol_req vr;
+	struct peer *p;
+	struct buf data;
+	uint16_t type;			/* the request it answers */
+	uint64_t digest;		/* CSUM/VERIFY: the source's digest */
+};
+
+static void
+tgt_reply(struct tgt *t, int res)
+{
+	struct peer *p = t->p;
+	struct peer_frame *f = peer_frame_new();
+	struct repl_tx tx = peer_tx(p);
+	uint64_t off = t->vr.io.offset, len = t->vr.io.len;
+	struct peer_sock *s = p->meta;
+	int n;
+
+	if (t->type == REPL_MSG_RESYNC_DATA) {
+		struct repl_resync_ack m = { .offset = off, .length = (uint32_t)len,
+		    .status = (uint32_t)-res };
+
+		if (res == 0) {
+			meta_clear_oos(p->d, off, len);
+			p->rs_state.done_bytes += len;
+			p->resync_bytes_received += len;
+		}
+		n = repl_resync_ack_encode(f->buf, sizeof(f->buf), &tx, &m);
+	} else if (t->type == REPL_MSG_CSUM_REQUEST) {
+		uint64_t mine = res == 0 ? repl_digest(t->data.p, len) : 0;
+
+		if (res == 0 && mine == t->digest) {
+			struct repl_csum_same m = { .offset = off, .length = (uint32_t)len };
+
+			meta_clear_oos(p->d, off, len);
+			p->rs_state.done_bytes += len;
+			n = repl_csum_same_encode(f->buf, sizeof(f->buf), &tx, &m);
+		} else {
+			struct repl_resync_request m = { .offset = off, .length = (uint32_t)len };
+
+			s = p->data;
+			n = repl_resync_request_encode(f->buf, sizeof(f->buf), &tx, &m);
+		}
+	} else {
+		uint64_t mine = res == 0 ? repl_digest(t->data.p, len) : 0;
+		struct repl_verify_reply m = { .offset = off, .length = (uint32_t)len,
+		    .status = (uint32_t)-res, .digest = mine };
+
+		if (res != 0 || mine != t->digest) {
+			m.flags = REPL_VERIFY_F_DIFFERS;
+			meta_set_oos(p->d, off, len);
+			p->rs_state.verify_diff += len;
+		}
+		n = repl_verify_reply_encode(f->buf, sizeof(f->buf), &tx, &m);
+	}
+	f->len = n > 0 ? (uint32_t)n : 0;
+	peer_send(n > 0 ? s : NULL, f);
+}
+
+static void
+tgt_done(struct vol_req *vr, int res)
+{
+	struct tgt *t = vr->owner;
+
+	if (t->p->data != NULL)
+		tgt_reply(t, res);
+	bufpool_put(&vr->d->pool, &t->data);
+	free(t);
+}
+
+/* Write resync data, or read for a checksum / verify comparison. */
+static void
+tgt_start(struct peer *p, uint16_t type, uint64_t off, uint64_t len, uint64_t digest,
+    struct buf *payload)
+{
+	struct daemon *d = p->d;
+	struct tgt *t;
+
+	if (repl_check_range(off, len, d->size, d->block_size) < 0) {
+		peer_link_down(p, REPL_DISC_PROTOCOL, "resync range outside the volume");
+		return;
+	}
+	if ((t = calloc(1, sizeof(*t))) == NULL) {
+		peer_link_down(p, REPL_DISC_PROTOCOL, "out of memory");
+		return;
+	}
+	t->p = p;
+	t->type = type;
+	t->digest = digest;
+	if (payload != NULL) {
+		t->data = *payload;
+		payload->p = NULL;
+	} else if (bufpool_get(&d->pool, len, &t->data) < 0) {
+		free(t);
+		peer_link_down(p, REPL_DISC_PROTOCOL, "out of memory");
+		return;
+	}
+	t->vr.d = d;
+	t->vr.owner = t;
+	t->vr.done = tgt_done;
+	t->vr.io.opcode = type == REPL_MSG_RESYNC_DATA ? IO_WRITE : IO_READ;
+	t->vr.io.offset = off;
+	t->vr.io.len = len;
+	t->vr.io.buf = t->data.p;
+	t->vr.io.buf_index = t->data.index;
+	t->vr.is_write = true;		/* ordered with the DATA stream */
+	t->vr.is_resync = true;
+	vol_submit(d, &t->vr);
+}
+
+/* ---- verify (source) ------------------------------------------------------------------- */
+
+static void
+verify_kick(struct peer *p)
+{
+	struct daemon *d = p->d;
+	struct resync *rs = &p->rs_state;
+
+	while (rs->verify && rs->verify_pos < d->size && rs->inflight_bytes < window(p)) {
+		uint64_t len = MIN((uint64_t)VERIFY_CHUNK, d->size - rs->verify_pos);
+
+		if (rsreq_start(p, rs->verify_pos, len, true) < 0)
+			return;
+		rs->verify_pos += len;
+	}
+	if (rs->verify && rs->verify_pos >= d->size && rs->inflight_bytes == 0) {
+		rs->verify = false;
+		send_done(p, REPL_DONE_VERIFY, rs->verify_diff);
+		log_notice("verify done: %" PRIu64 " bytes compared, %" PRIu64
+		    " bytes differ and are marked out of sync", rs->verify_done, rs->verify_diff);
+		state_event(d, "verify-done", "%" PRIu64 " bytes differ", rs->verify_diff);
+		state_set(d, "verify done", -1, -1, -1, RS_ESTABLISHED, NULL);
+	}
+}
+
+int
+verify_start(struct daemon *d)
+{
+	struct peer *p = d->link;
+	struct resync *rs;
+
+	if (p == NULL || p->rs != RS_ESTABLISHED)
+		return -ENOTCONN;
+	rs = &p->rs_state;
+	if (rs->verify || rs->active)
+		return -EBUSY;
+	rs->verify = true;
+	rs->verify_pos = rs->verify_diff = rs->verify_done = 0;
+	rs->inflight_bytes = 0;
+	log_notice("verify: comparing %" PRIu64 " bytes with the peer", d->size);
+	state_event(d, "verify-start", "%" PRIu64 " bytes", d->size);
+	verify_kick(p);
+	return 0;
+}
+
+static void
+on_verify_reply(struct peer *p, const struct repl_verify_reply *m)
+{
+	struct resync *rs = &p->rs_state;
+	struct rsreq *q = rsreq_find(m->offset, m->length);
+
+	if (q == NULL || !q->verify) {
+		peer_link_down(p, REPL_DISC_PROTOCOL, "VERIFY_REPLY for a range not in flight");
+		return;
+	}
+	rsreq_unlink(q);
+	rs->inflight_bytes -= m->length;
+	rs->verify_done += m->length;
+	if (m->flags & REPL_VERIFY_F_DIFFERS) {
+		rs->verify_diff += m->length;
+		meta_set_oos(p->d, m->offset, m->length);
+		log_info("verify: %" PRIu32 " bytes at offset %" PRIu64 " differ",
+		    m->length, m->offset);
+	}
+	vol_peer_done(p->d, &q->vr, 0);
+	verify_kick(p);
+}
+
+/* ---- dispatch ---------------------------------------------------------------------------- */
+
+void
+resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_msg *m,
+    struct buf *payload, const uint8_t *body, size_t len)
+{
+	struct rsreq *q;
+
+	switch (h->type) {
+	case REPL_MSG_BITMAP:
+		on_bitmap(p, &m->bitmap, body, len);
+		return;
+	case REPL_MSG_RESYNC_DATA:
+		if (m->resync_data.status != 0) {
+			log_err("resync: the source could not read offset %" PRIu64,
+			    m->resync_data.offset);
+			return;
+		}
+		tgt_start(p, h->type, m->resync_data.offset, m->resync_data.length, 0, payload);
+		return;
+	case REPL_MSG_CSUM_REQUEST:
+		tgt_start(p, h->type, m->csum_request.offset, m->csum_request.length,
+		    m->csum_request.digest, NULL);
+		return;
+	case REPL_MSG_VERIFY_REQUEST:
+		tgt_start(p, h->type, m->verify_request.offset, m->verify_request.length,
+		    m->verify_request.digest, NULL);
+		return;
+	case REPL_MSG_RESYNC_REQUEST:
+		q = rsreq_find(m->resync_request.offset, m->resync_request.length);
+		if (q == NULL || q->verify || q->data_sent) {
+			peer_link_down(p, REPL_DISC_PROTOCOL, "RESYNC_REQUEST for a range not in flight");
+			return;
+		}
+		send_range(q, REPL_MSG_RESYNC_DATA, 0, 0);
+		return;
+	case REPL_MSG_RESYNC_ACK:
+		range_settled(p, m->resync_ack.offset, m->resync_ack.length,
+		    m->resync_ack.status, false);
+		return;
+	case REPL_MSG_CSUM_SAME:
+		range_settled(p, m->csum_same.offset, m->csum_same.length, 0, true);
+		return;
+	case REPL_MSG_VERIFY_REPLY:
+		on_verify_reply(p, &m->verify_reply);
+		return;
+	case REPL_MSG_RESYNC_DONE:
+		if (m->resync_done.kind == REPL_DONE_RESYNC)
+			p->rs_state.done_sent = true;	/* finish on the source's STATE */
+		else
+			state_event(p->d, "verify-done", "%" PRIu64 " bytes differ",
+			    m->resync_done.bytes);
+		return;
+	case REPL_MSG_PROMOTE_NOTICE:
+		return;
+	}
+	peer_link_down(p, REPL_DISC_PROTOCOL, "unexpected frame on the link");
+}
+
+void
+resync_stop(struct peer *p)
+{
+	struct rsreq *q;
+
+	loop_timer_cancel(p->d->loop, &p->rs_state.timer);
+	p->rs_state.active = false;
+	p->rs_state.verify = false;
+	p->rs_state.inflight_bytes = 0;
+	/* Ranges in flight keep their bits; release their holds. */
+	while ((q = rs_inflight) != NULL) {
+		rs_inflight = q->next;
+		if (!q->vr.peer_done)
+			vol_peer_done(p->d, &q->vr, 0);
+	}
+}
+
+void
+resync_cmd_pause(struct daemon *d, bool pause)
+{
+	struct peer *p = d->link;
+	struct resync *rs = &p->rs_state;
+
+	if (rs->paused == pause)
+		return;
+	rs->paused = pause;
+	if (rs->active)
+		state_set(d, pause ? "pause-sync" : "resume-sync", -1, -1, -1,
+		    rs->source ? (pause ? RS_PAUSED_SYNC_SOURCE : RS_SYNC_SOURCE) :
+		    (pause ? RS_PAUSED_SYNC_TARGET : RS_SYNC_TARGET), NULL);
+	state_send(p);
+	resync_kick(p);
+}
