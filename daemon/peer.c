@@ -331,50 +331,49 @@ hs_input(struct peer_sock *s)
 
 static void ping_tick(struct loop_timer *t);
 
-/*
- * s just became authenticated: make it the link socket of its kind, settle
- * a duplicate, and bring the link up once data and meta are there.
- */
-static void
-link_maybe_up(struct peer *p, struct peer_sock *s)
+/* Is s in the direction that survives a simultaneous connect? */
+static bool
+preferred(struct peer *p, const struct peer_sock *s)
 {
-	struct peer_sock **slot = s->kind == REPL_CONN_DATA ? &p->data : &p->meta;
-	struct peer_sock *other = s->kind == REPL_CONN_DATA ? p->meta : p->data;
 	struct repl_hello mine;
 
-	if (s->phase != SP_HANDSHAKE)
-		return;
-	s->phase = SP_READY;
-	if (*slot != NULL) {
-		struct peer_sock *old = *slot;
+	my_hello(p, s->kind, &mine);
+	return s->outgoing == (repl_arbitrate(&mine, &s->hello) == REPL_SIDE_LOCAL);
+}
 
-		if (old->hello.nonce != s->hello.nonce) {
-			/* The peer restarted: everything of the old session goes. */
-			peer_link_down(p, REPL_DISC_SESSION, "peer restarted");
-		} else {
-			my_hello(p, s->kind, &mine);
-			bool keep_outgoing = repl_arbitrate(&mine, &s->hello) == REPL_SIDE_LOCAL;
-			struct peer_sock *loser = (old->outgoing == keep_outgoing) ? s : old;
+/*
+ * The authenticated socket of one kind for the link: the newest peer
+ * session (HELLO nonce) wins, then the preferred direction (both nodes
+ * compute the same, repl_arbitrate).  Every other authenticated socket of
+ * that kind is closed.
+ */
+static struct peer_sock *
+pick(struct peer *p, unsigned kind, uint64_t nonce)
+{
+	struct peer_sock *best = NULL, *s, *next;
 
-			log_info("peer: %s: duplicate %s connection, closing %s",
-			    s->name, s->kind == REPL_CONN_DATA ? "data" : "meta", loser->name);
-			if (loser == old)
-				*slot = NULL;
-			sock_close(loser);
-			if (loser == s)
-				return;
+	for (s = p->socks; s != NULL; s = s->next)
+		if (s->phase == SP_READY && s->kind == kind && s->hello.nonce == nonce &&
+		    (best == NULL || (preferred(p, s) && !preferred(p, best))))
+			best = s;
+	for (s = p->socks; s != NULL; s = next) {
+		next = s->next;
+		if (s->phase == SP_READY && s->kind == kind && s != best) {
+			log_info("peer: closing %s (duplicate or stale connection)", s->name);
+			if (p->data == s)
+				p->data = NULL;
+			if (p->meta == s)
+				p->meta = NULL;
+			sock_close(s);
 		}
 	}
-	*slot = s;
-	log_info("peer: %s authenticated", s->name);
-	if (other != NULL && other->hello.nonce != s->hello.nonce) {
-		sock_close(other);
-		other = NULL;
-	}
-	if (p->data == NULL || p->meta == NULL || p->rs != RS_OFF)
-		return;
-	/* The link is up. */
-	p->peer_hello = s->hello;
+	return best;
+}
+
+static void
+link_up(struct peer *p)
+{
+	p->peer_hello = p->data->hello;
 	p->connects++;
 	p->state_sent = p->state_received = false;
 	p->send_seq = 0;
@@ -384,6 +383,34 @@ link_maybe_up(struct peer *p, struct peer_sock *s)
 	p->ping_timer.data = p;
 	loop_timer_arm(p->d->loop, &p->ping_timer, PEER_PING_MS);
 	state_send(p);
+}
+
+/*
+ * s just became authenticated.  Re-pick the link sockets; if the link was
+ * up on sockets that lost (a simultaneous connect settling, or the peer
+ * restarted), it goes down and comes up on the survivors.
+ */
+static void
+link_maybe_up(struct peer *p, struct peer_sock *s)
+{
+	struct peer_sock *data, *meta;
+
+	if (s->phase != SP_HANDSHAKE)
+		return;
+	s->phase = SP_READY;
+	log_info("peer: %s authenticated", s->name);
+	if (p->rs != RS_OFF && s->hello.nonce != p->peer_hello.nonce)
+		peer_link_down(p, REPL_DISC_SESSION, "the peer restarted");
+	data = pick(p, REPL_CONN_DATA, s->hello.nonce);
+	meta = pick(p, REPL_CONN_META, s->hello.nonce);
+	if (p->rs != RS_OFF && (data != p->data || meta != p->meta))
+		peer_link_down(p, 0, "link moved to the surviving connections");
+	if (p->rs != RS_OFF)
+		return;
+	p->data = data;
+	p->meta = meta;
+	if (data != NULL && meta != NULL)
+		link_up(p);
 }
 
 static void connect_tick(struct loop_timer *t);
@@ -398,6 +425,16 @@ peer_link_down(struct peer *p, uint32_t reason, const char *why)
 	snprintf(p->last_error, sizeof(p->last_error), "%s", why);
 	if (data == NULL && meta == NULL && !was_up)
 		return;
+	if (!was_up) {
+		/* Half a link (one socket authenticated): just drop it. */
+		log_info("peer: %s", why);
+		p->data = p->meta = NULL;
+		if (data != NULL)
+			sock_close(data);
+		if (meta != NULL)
+			sock_close(meta);
+		return;
+	}
 	log_warn("peer: link down: %s", why);
 	/* Tell the peer why, best effort, before the sockets go. */
 	if (reason != 0 && meta != NULL) {

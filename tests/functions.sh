@@ -196,9 +196,10 @@ _start_guard()
 {
 	local t=${BLKMIRROR_TEST_TIMEOUT:-300} me=$$
 	(
-		trap 'exit 0' TERM
-		sleep "$t" &
-		wait $!
+		sleep "$t" </dev/null >/dev/null 2>&1 &
+		sleeper=$!
+		trap 'kill $sleeper 2>/dev/null; exit 0' TERM
+		wait $sleeper
 		echo "$TEST_NAME: timeout guard: ${t}s elapsed, killing the test" >&2
 		: >"$TESTDIR/.timed-out"
 		kill -TERM "$me" 2>/dev/null
@@ -335,6 +336,9 @@ standalone_conf()
 	CTL_SOCK=$TESTDIR/$base.ctl.sock
 	NBD_URI="nbd+unix:///$RES?socket=$NBD_SOCK"
 	NBD_TCP_URI=
+	if [ -n "$port" ]; then
+		NBD_TCP_URI="nbd://127.0.0.1:$port/$RES"
+	fi
 	{
 		echo "[resource]"
 		echo "name = $RES"
@@ -347,7 +351,6 @@ standalone_conf()
 		echo "nbd-listen = unix:$NBD_SOCK"
 		if [ -n "$port" ]; then
 			echo "nbd-listen = 127.0.0.1:$port"
-			NBD_TCP_URI="nbd://127.0.0.1:$port/$RES"
 		fi
 		echo "control = $CTL_SOCK"
 	} | write_conf "$file"

@@ -56,7 +56,7 @@ bogus = 1
 disk = @DISK@
 control = @T@/bad.ctl.sock
 EOF
-run_bad "$B" "^$B:3: bogus: " "unknown key"
+run_bad "$B" "(^|: )$B:3: bogus: " "unknown key"
 
 bad_conf <<'EOF'
 [resource]
@@ -67,7 +67,7 @@ block-size = 1000
 disk = @DISK@
 control = @T@/bad.ctl.sock
 EOF
-run_bad "$B" "^$B:4: block-size: " "bad block-size"
+run_bad "$B" "(^|: )$B:4: block-size: " "bad block-size"
 
 bad_conf <<'EOF'
 [resource]
@@ -77,7 +77,7 @@ io-engine = spdk
 disk = @DISK@
 control = @T@/bad.ctl.sock
 EOF
-run_bad "$B" "^$B:3: io-engine: " "bad io-engine"
+run_bad "$B" "(^|: )$B:3: io-engine: " "bad io-engine"
 
 bad_conf <<'EOF'
 [resource]
@@ -88,7 +88,7 @@ nbd-listen = unix:@T@/bad.nbd.sock
 nbd-listen = 127.0.0.1:notaport
 control = @T@/bad.ctl.sock
 EOF
-run_bad "$B" "^$B:6: nbd-listen: " "bad nbd-listen"
+run_bad "$B" "(^|: )$B:6: nbd-listen: " "bad nbd-listen"
 
 bad_conf <<'EOF'
 [resource]
@@ -98,7 +98,7 @@ name = r1
 disk = @DISK@
 control = @T@/bad.ctl.sock
 EOF
-run_bad "$B" "^$B:3: name: " "duplicate key"
+run_bad "$B" "(^|: )$B:3: name: " "duplicate key"
 
 bad_conf <<'EOF'
 [resource]
@@ -109,7 +109,7 @@ x = 1
 disk = @DISK@
 control = @T@/bad.ctl.sock
 EOF
-run_bad "$B" "^$B:3: " "unknown section"
+run_bad "$B" "(^|: )$B:3: " "unknown section"
 
 bad_conf <<'EOF'
 [resource]
@@ -120,14 +120,14 @@ meta-disk = internal
 nbd-listen = unix:@T@/bad.nbd.sock
 control = @T@/bad.ctl.sock
 EOF
-run_bad "$B" "^$B:4: disk: " "missing disk"
+run_bad "$B" "(^|: )$B:4: disk: " "missing disk"
 
 bad_conf <<'EOF'
 [node alpha]
 disk = @DISK@
 control = @T@/bad.ctl.sock
 EOF
-run_bad "$B" "^$B:0: \[resource\]: " "missing [resource]"
+run_bad "$B" "(^|: )$B:0: \[resource\]: " "missing [resource]"
 
 # ---- a disk that does not exist, an unknown node, a missing file ----
 bad_conf <<'EOF'

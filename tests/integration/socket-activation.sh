@@ -98,9 +98,9 @@ assert_eq "$(jget "$js" exports.0.can_fua)" true "FUA via nbdinfo [ ]"
 
 msg "nbdcopy file -> [ blkmirrord ] -> file"
 head -c 16M /dev/urandom >"$TESTDIR/rand.bin" || fail "urandom"
-timeout 120 nbdcopy "$TESTDIR/rand.bin" [ "${cmd[@]}" ] 2>>"$TESTDIR/lib.err" ||
+timeout 120 nbdcopy -- "$TESTDIR/rand.bin" [ "${cmd[@]}" ] 2>>"$TESTDIR/lib.err" ||
     { cat "$TESTDIR/lib.err" >&2; fail "nbdcopy to [ blkmirrord ]"; }
-timeout 120 nbdcopy [ "${cmd[@]}" ] "$TESTDIR/out.bin" 2>>"$TESTDIR/lib.err" ||
+timeout 120 nbdcopy -- [ "${cmd[@]}" ] "$TESTDIR/out.bin" 2>>"$TESTDIR/lib.err" ||
     { cat "$TESTDIR/lib.err" >&2; fail "nbdcopy from [ blkmirrord ]"; }
 cmp -n $((16 << 20)) "$TESTDIR/rand.bin" "$TESTDIR/out.bin" ||
     fail "data through socket-activated daemons differs"
