@@ -313,8 +313,12 @@ hs_input(struct peer_sock *s)
 
 	s->rx_off += used;
 	if (ret < 0) {
-		log_warn("peer: %s: %s (%s)", s->name, s->hs.why, repl_reject_name(s->hs.reject));
+		/* Refused: log once per back-off step, and slow down. */
+		if (s->p->backoff_ms < PEER_BACKOFF_MAX_MS || strcmp(s->p->last_error, s->hs.why) != 0)
+			log_warn("peer: %s: %s (%s)", s->name, s->hs.why, repl_reject_name(s->hs.reject));
 		snprintf(s->p->last_error, sizeof(s->p->last_error), "%s", s->hs.why);
+		s->p->backoff_ms = MIN(MAX(s->p->backoff_ms * 2, (uint64_t)PEER_CONNECT_MS),
+		    (uint64_t)PEER_BACKOFF_MAX_MS);
 		hs_flush(s, true);
 		return false;
 	}
@@ -370,10 +374,33 @@ pick(struct peer *p, unsigned kind, uint64_t nonce)
 	return best;
 }
 
+/* A freshly created node takes its peer's volume UUID (md_volume_check). */
+static void
+adopt_volume(struct peer *p)
+{
+	struct meta *m = p->d->md;
+	struct md_uuid_side me = { .uuids = m->sb.uuids, .flags = m->sb.flags,
+	    .node_id = m->sb.node_id };
+	struct md_uuid_side peer = { .node_id = p->peer_hello.node_id };
+	char a[40], b[40];
+
+	peer.uuids.current = p->peer_hello.current_uuid;
+	if (md_volume_check(m->sb.volume_uuid, &me, p->peer_hello.volume_uuid, &peer) !=
+	    MD_VOL_ADOPT_PEER)
+		return;
+	log_info("metadata: adopting the peer's volume uuid %s (was %s)",
+	    md_volume_uuid_str(p->peer_hello.volume_uuid, a),
+	    md_volume_uuid_str(m->sb.volume_uuid, b));
+	memcpy(m->sb.volume_uuid, p->peer_hello.volume_uuid, sizeof(m->sb.volume_uuid));
+	meta_sb_write(p->d, NULL);
+}
+
 static void
 link_up(struct peer *p)
 {
 	p->peer_hello = p->data->hello;
+	p->backoff_ms = 0;
+	adopt_volume(p);
 	p->connects++;
 	p->state_sent = p->state_received = false;
 	p->send_seq = 0;
@@ -403,8 +430,14 @@ link_maybe_up(struct peer *p, struct peer_sock *s)
 		peer_link_down(p, REPL_DISC_SESSION, "the peer restarted");
 	data = pick(p, REPL_CONN_DATA, s->hello.nonce);
 	meta = pick(p, REPL_CONN_META, s->hello.nonce);
-	if (p->rs != RS_OFF && (data != p->data || meta != p->meta))
+	if (p->rs != RS_OFF && (data != p->data || meta != p->meta)) {
+		/* Keep the survivors out of the teardown of the old link. */
+		if (p->data == data)
+			p->data = NULL;
+		if (p->meta == meta)
+			p->meta = NULL;
 		peer_link_down(p, 0, "link moved to the surviving connections");
+	}
 	if (p->rs != RS_OFF)
 		return;
 	p->data = data;
@@ -805,7 +838,7 @@ connect_tick(struct loop_timer *t)
 		loop_connect(d->loop, &s->conn_op, fd, &p->peer_addr[i], p->peer_addrlen);
 	}
 	if (p->data == NULL || p->meta == NULL)
-		loop_timer_arm(d->loop, t, PEER_CONNECT_MS);
+		loop_timer_arm(d->loop, t, MAX((uint64_t)PEER_CONNECT_MS, p->backoff_ms));
 }
 
 static void

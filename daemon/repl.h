@@ -19,6 +19,7 @@ struct json_object;
 #define PEER_TX_BATCH		64		/* frames per sendmsg */
 #define PEER_FRAME_INLINE	(REPL_HDR_LEN + REPL_REJECT_MAX_LEN) /* header + largest fixed body */
 #define PEER_CONNECT_MS		1000		/* reconnect interval */
+#define PEER_BACKOFF_MAX_MS	10000		/* reconnect interval after refusals */
 #define PEER_PING_MS		1000		/* heartbeat interval on the meta socket */
 #define RESYNC_CHUNK		(256u << 10)	/* bytes per resync request at most */
 #define RESYNC_INFLIGHT		(8u << 20)	/* resync bytes in flight (no rate set) */
@@ -179,6 +180,7 @@ struct peer {
 	struct repl_secret secret;	/* shared secret (empty: none) */
 	uint64_t nonce;			/* our daemon nonce (HELLO) */
 	bool want_connect;		/* not disconnected by hand */
+	uint64_t backoff_ms;		/* reconnect delay after refusals (0: none) */
 	bool discard_my_data;		/* connect --discard-my-data */
 	struct loop_timer connect_timer;
 	struct loop_timer ping_timer;
