@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
+#
+# Initial full sync: two fresh nodes (both inconsistent, both secondary);
+# 'primary --force' on alpha makes it uptodate and the source of a full
+# sync to beta, whose disk ends identical to alpha's.  Then the other way
+# to start: two zeroed disks, 'new-current-uuid --clear-bitmap' skips the
+# initial sync (no resync traffic at all) and the nodes mirror from there.
+
+source "$SRCDIR/tests/functions.sh"
+source "$SRCDIR/tests/repl-functions.sh"
+requires fio
+
+repl_setup 96M "resync-rate = 32M"
+# Alpha's data area holds data beta does not have (beta is all zeroes).
+dd if=/dev/urandom of="$DISK_alpha" bs=1M count=80 oflag=direct status=none ||
+    fail "cannot fill alpha's disk"
+
+msg "== full initial sync"
+repl_start alpha
+repl_start beta
+repl_events alpha
+repl_events beta
+repl_wait_connected 20
+assert_eq "$(st alpha role)/$(st alpha disk)" "secondary/inconsistent" "fresh alpha"
+assert_eq "$(st beta role)/$(st beta disk)" "secondary/inconsistent" "fresh beta"
+# Neither node may be promoted without --force: no disk is uptodate.
+out=$(bm_fails alpha primary)
+msg "primary without --force refused: $out"
+# Nor does a secondary serve NBD clients.
+if out=$(timeout 20 qemu-io -f raw -r "$URI_beta" -c 'read 0 4k' 2>&1); then
+	fail "secondary beta served an NBD read: $out"
+fi
+assert_match "$out" "not primary" "NBD refusal on a secondary"
+
+bm alpha primary --force
+size=$(st alpha size_bytes)
+# resync-rate 32M: the sync of ~96M takes a few seconds, long enough to see.
+repl_wait 20 'a["replication"] == "sync-source" and b["replication"] == "sync-target"
+    and a["role"] == "primary" and a["disk"] == "uptodate"
+    and b["disk"] == "inconsistent" and a["resync"]["total_bytes"] > 0' "full sync running"
+total=$(st alpha resync.total_bytes)
+assert_eq "$total" "$size" "resync.total_bytes of a full sync"
+repl_wait_synced 60
+assert_eq "$(st alpha resync_bytes_shipped)" "$size" "alpha's resync_bytes_shipped"
+assert_eq "$(st beta resync_bytes_received)" "$size" "beta's resync_bytes_received"
+assert_eq "$(st beta peer.role)" "primary" "beta sees alpha as primary"
+assert_eq "$(st alpha uuids.current)" "$(st beta uuids.current)" "current uuids after the sync"
+assert_eq "$(st alpha uuids.volume)" "$(st beta uuids.volume)" "volume uuids after the sync"
+grep -q '"resync-done"' "$TESTDIR/events.alpha" || fail "no resync-done event on alpha"
+grep -q '"resync-start"' "$TESTDIR/events.beta" || fail "no resync-start event on beta"
+repl_compare
+
+# Mirrored from now on: a write on alpha is on beta's disk.
+repl_fio alpha --rw=randwrite --bs=4k --size=16M --iodepth=8 --verify=crc32c \
+    --randseed=7
+repl_wait_synced 30
+repl_compare
+
+msg "== skip the initial sync of two zeroed disks"
+repl_stop alpha
+repl_stop beta
+for n in alpha beta; do
+	d=DISK_$n
+	dd if=/dev/zero of="${!d}" bs=1M count=96 oflag=direct status=none ||
+	    fail "cannot zero $n"
+	repl_create_md "$n" --force
+done
+repl_start alpha
+repl_start beta
+repl_wait_connected 20
+bm alpha new-current-uuid --clear-bitmap
+repl_wait 20 'a["disk"] == "uptodate" and b["disk"] == "uptodate"
+    and a["replication"] == "established" and b["replication"] == "established"' \
+    "both uptodate without a sync"
+assert_eq "$(st alpha uuids.current)" "$(st beta uuids.current)" "current uuids"
+bm alpha primary
+repl_fio alpha --rw=randwrite --bs=64k --size=8M --offset=4M --iodepth=4 \
+    --verify=crc32c --randseed=11
+repl_wait_synced 30
+for n in alpha beta; do
+	assert_eq "$(st $n resync_bytes_shipped)" 0 "$n's resync_bytes_shipped"
+	assert_eq "$(st $n resync_bytes_received)" 0 "$n's resync_bytes_received"
+	assert_eq "$(st $n resync.total_bytes)" 0 "$n's resync.total_bytes"
+done
+repl_compare
+msg "PASS"

@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
+"""Helpers for the replication integration tests (tests/repl-functions.sh).
+
+  repl_tool.py cmd SOCK NAME [ARGS_JSON]
+        send {"cmd":NAME,"args":ARGS} to a control socket; print the result
+        object as JSON; exit 1 with the daemon's error on stderr if refused.
+  repl_tool.py status SOCK
+        print the status result object as JSON.
+  repl_tool.py wait TIMEOUT EXPR SOCK [SOCK]
+        poll status every 100 ms until the Python expression EXPR is true,
+        with a (and s) the first socket's status and b the second's; exit 0,
+        or 1 after TIMEOUT seconds with both last statuses on stderr.
+  repl_tool.py compare DEV_A DEV_B SIZE
+        compare the first SIZE bytes of both devices (O_DIRECT); exit 0 if
+        identical, 1 with the number of differing 4 KiB blocks and the first
+        few offsets otherwise.
+  repl_tool.py garbage HOST PORT KIND
+        connect to a replication port and send garbage (KIND "random"), an
+        oversize frame header with a valid check ("oversize"), or a frame
+        header with a bad check ("badcheck"); print what came back.
+  repl_tool.py nbd-flush SOCK EXPORT COUNT LOG REGEX
+        NBD client on a UNIX socket: COUNT times WRITE 4 KiB then FLUSH; after
+        every FLUSH reply the daemon log LOG must hold exactly one more line
+        matching REGEX than before the FLUSH.  Prints the flush error codes.
+  repl_tool.py nbd-write SOCK EXPORT OFFSET LENGTH BYTE
+        write LENGTH bytes of BYTE (0..255) at OFFSET, then FLUSH.
+"""
+
+import json
+import mmap
+import os
+import random
+import re
+import socket
+import struct
+import sys
+import time
+
+# ---- control protocol ----
+
+
+def ctl_call(sock_path, cmd, args=None, timeout=10.0):
+    """One request, one reply; returns the decoded reply object."""
+    req = {"cmd": cmd}
+    if args:
+        req["args"] = args
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(sock_path)
+        s.sendall((json.dumps(req) + "\n").encode())
+        buf = b""
+        while b"\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("control socket closed before the reply")
+            buf += chunk
+    finally:
+        s.close()
+    return json.loads(buf.split(b"\n", 1)[0])
+
+
+def status(sock_path):
+    rep = ctl_call(sock_path, "status")
+    if not rep.get("ok"):
+        raise RuntimeError("status refused: %s" % rep.get("error"))
+    return rep["result"]
+
+
+def do_cmd(argv):
+    sock_path, name = argv[0], argv[1]
+    args = json.loads(argv[2]) if len(argv) > 2 else None
+    rep = ctl_call(sock_path, name, args)
+    if not rep.get("ok"):
+        print("%s: %s" % (name, rep.get("error")), file=sys.stderr)
+        return 1
+    print(json.dumps(rep.get("result", {})))
+    return 0
+
+
+def do_wait(argv):
+    timeout, expr, socks = float(argv[0]), argv[1], argv[2:]
+    code = compile("(" + expr + "\n)", "<wait expression>", "eval")
+    deadline = time.monotonic() + timeout
+    last = [None] * len(socks)
+    err = None
+    while True:
+        try:
+            for i, sp in enumerate(socks):
+                last[i] = status(sp)
+            env = {"a": last[0], "s": last[0],
+                   "b": last[1] if len(last) > 1 else None}
+            if eval(code, {}, env):
+                return 0
+            err = None
+        except Exception as e:  # daemon restarting, field missing: retry
+            err = e
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    print("wait: timeout after %gs: %s" % (timeout, expr), file=sys.stderr)
+    if err is not None:
+        print("wait: last error: %r" % (err,), file=sys.stderr)
+    for sp, st in zip(socks, last):
+        print("wait: status of %s: %s" % (sp, json.dumps(st, sort_keys=True)),
+              file=sys.stderr)
+    return 1
+
+
+# ---- disk comparison ----
+
+
+def read_direct(fd, off, length, buf):
+    """pread length bytes at off into an aligned mmap buffer (O_DIRECT)."""
+    n = os.preadv(fd, [memoryview(buf)[:length]], off)
+    if n != length:
+        raise IOError("short read at %d: %d of %d" % (off, n, length))
+    return buf[:length]
+
+
+def do_compare(argv):
+    a, b, size = argv[0], argv[1], int(argv[2])
+    chunk = 1 << 20
+    fa = os.open(a, os.O_RDONLY | os.O_DIRECT)
+    fb = os.open(b, os.O_RDONLY | os.O_DIRECT)
+    ba, bb = mmap.mmap(-1, chunk), mmap.mmap(-1, chunk)
+    diff_blocks = 0
+    first = []
+    off = 0
+    while off < size:
+        n = min(chunk, size - off)
+        da = read_direct(fa, off, n, ba)
+        db = read_direct(fb, off, n, bb)
+        if da != db:
+            for k in range(0, n, 4096):
+                if da[k:k + 4096] != db[k:k + 4096]:
+                    diff_blocks += 1
+                    if len(first) < 8:
+                        first.append(off + k)
+        off += n
+    os.close(fa)
+    os.close(fb)
+    if diff_blocks:
+        print("compare: %s and %s differ in %d blocks of 4 KiB within %d bytes; "
+              "first at offsets %s" % (a, b, diff_blocks, size,
+                                       ", ".join(str(o) for o in first)),
+              file=sys.stderr)
+        return 1
+    print("compare: %d bytes identical" % size)
+    return 0
+
+
+# ---- replication frames ----
+
+P1, P2, P3, P4, P5 = 0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1
+M32 = 0xFFFFFFFF
+
+
+def _rotl(x, r):
+    return ((x << r) | (x >> (32 - r))) & M32
+
+
+def xxh32(data, seed=0):
+    """XXH32 of data (the replication header check)."""
+    n, i = len(data), 0
+    if n >= 16:
+        v = [(seed + P1 + P2) & M32, (seed + P2) & M32, seed & M32,
+             (seed - P1) & M32]
+        while i + 16 <= n:
+            for k in range(4):
+                lane = struct.unpack_from("<I", data, i + 4 * k)[0]
+                v[k] = (_rotl((v[k] + lane * P2) & M32, 13) * P1) & M32
+            i += 16
+        h = (_rotl(v[0], 1) + _rotl(v[1], 7) + _rotl(v[2], 12) +
+             _rotl(v[3], 18)) & M32
+    else:
+        h = (seed + P5) & M32
+    h = (h + n) & M32
+    while i + 4 <= n:
+        h = (h + struct.unpack_from("<I", data, i)[0] * P3) & M32
+        h = (_rotl(h, 17) * P4) & M32
+        i += 4
+    while i < n:
+        h = (h + data[i] * P5) & M32
+        h = (_rotl(h, 11) * P1) & M32
+        i += 1
+    h ^= h >> 15
+    h = (h * P2) & M32
+    h ^= h >> 13
+    h = (h * P3) & M32
+    h ^= h >> 16
+    return h
+
+
+def frame_header(mtype, length, good_check=True, epoch=0):
+    """A replication frame header (lib/repl_proto.h), big-endian."""
+    head = struct.pack(">IHHIIQI", 0x424D5250, 1, mtype, 0, length, epoch, 0)
+    check = xxh32(head)
+    if not good_check:
+        check ^= 0xDEADBEEF
+    return head + struct.pack(">I", check)
+
+
+def do_garbage(argv):
+    host, port, kind = argv[0], int(argv[1]), argv[2]
+    if xxh32(b"") != 0x02CC5D05 or xxh32(b"abc") != 0x32D153FF:
+        print("garbage: xxh32 self-test failed", file=sys.stderr)
+        return 2
+    s = socket.create_connection((host, port), timeout=5)
+    if kind == "random":
+        rnd = random.Random(port)
+        payload = bytes(rnd.getrandbits(8) for _ in range(64 * 1024))
+    elif kind == "oversize":
+        # A HELLO claiming a body of 4 GiB - 1 (and DATA of 1 GiB).
+        payload = frame_header(1, 0xFFFFFFFF) + frame_header(8, 1 << 30)
+    elif kind == "badcheck":
+        payload = frame_header(1, 200, good_check=False) + b"\0" * 200
+    else:
+        print("garbage: unknown kind %s" % kind, file=sys.stderr)
+        return 2
+    got = b""
+    try:
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    except (ConnectionResetError, BrokenPipeError, socket.timeout) as e:
+        print("garbage: %s:%d %s: %s" % (host, port, kind, e))
+    s.close()
+    print("garbage: %s:%d %s: sent %d bytes, got %d bytes back"
+          % (host, port, kind, len(payload), len(got)))
+    return 0
+
+
+# ---- a minimal NBD client (fixed newstyle, OPT_GO, simple replies) ----
+
+NBDMAGIC = 0x4E42444D41474943
+IHAVEOPT = 0x49484156454F5054
+OPT_REPLY_MAGIC = 0x0003E889045565A9
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("NBD server closed the connection")
+        buf += chunk
+    return buf
+
+
+class Nbd:
+    """Just enough NBD for WRITE and FLUSH."""
+
+    def __init__(self, path, export):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(30)
+        self.s.connect(path)
+        magic, opt, hflags = struct.unpack(">QQH", recv_exact(self.s, 18))
+        if magic != NBDMAGIC or opt != IHAVEOPT:
+            raise ConnectionError("not an NBD newstyle server")
+        self.s.sendall(struct.pack(">I", 3))  # FIXED_NEWSTYLE | NO_ZEROES
+        name = export.encode()
+        data = struct.pack(">I", len(name)) + name + struct.pack(">H", 0)
+        self.s.sendall(struct.pack(">QII", IHAVEOPT, 7, len(data)) + data)
+        while True:
+            rmagic, ropt, rtype, rlen = struct.unpack(">QIII", recv_exact(self.s, 20))
+            body = recv_exact(self.s, rlen)
+            if rmagic != OPT_REPLY_MAGIC:
+                raise ConnectionError("bad option reply magic")
+            if rtype == 1:  # ACK
+                break
+            if rtype & 0x80000000:
+                raise ConnectionError("OPT_GO refused (%#x): %r" % (rtype, body))
+            if rtype == 3 and len(body) >= 12 and struct.unpack(">H", body[:2])[0] == 0:
+                self.size = struct.unpack(">Q", body[2:10])[0]
+        self.handle = 0
+
+    def request(self, cmd, offset=0, length=0, data=b"", flags=0):
+        self.handle += 1
+        self.s.sendall(struct.pack(">IHHQQI", 0x25609513, flags, cmd, self.handle,
+                                   offset, length) + data)
+        magic, err, handle = struct.unpack(">IIQ", recv_exact(self.s, 16))
+        if magic != 0x67446698 or handle != self.handle:
+            raise ConnectionError("bad NBD reply")
+        return err
+
+    def close(self):
+        self.s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 2, 0, 0, 0))
+        self.s.close()
+
+
+def count_lines(path, regex):
+    with open(path, errors="replace") as f:
+        return sum(1 for line in f if regex.search(line))
+
+
+def do_nbd_flush(argv):
+    path, export, count, log, regex = argv[0], argv[1], int(argv[2]), argv[3], argv[4]
+    rx = re.compile(regex)
+    c = Nbd(path, export)
+    errs = []
+    for i in range(count):
+        if c.request(1, offset=i * 4096, length=4096, data=bytes([i & 255]) * 4096):
+            print("nbd-flush: WRITE %d failed" % i, file=sys.stderr)
+            return 1
+        before = count_lines(log, rx)
+        err = c.request(3)
+        after = count_lines(log, rx)
+        errs.append(err)
+        if after != before + 1:
+            print("nbd-flush: FLUSH %d replied (error %d) with %d new log lines "
+                  "matching /%s/ in %s (expected exactly 1)"
+                  % (i, err, after - before, regex, log), file=sys.stderr)
+            return 1
+    c.close()
+    print(" ".join(str(e) for e in errs))
+    return 0
+
+
+def do_nbd_write(argv):
+    path, export, off, length, byte = argv[0], argv[1], int(argv[2]), int(argv[3]), int(argv[4])
+    c = Nbd(path, export)
+    err = c.request(1, offset=off, length=length, data=bytes([byte]) * length)
+    if err == 0:
+        err = c.request(3)
+    c.close()
+    if err:
+        print("nbd-write: error %d" % err, file=sys.stderr)
+        return 1
+    return 0
+
+
+def main():
+    if len(sys.argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    cmds = {"cmd": do_cmd, "wait": do_wait, "compare": do_compare,
+            "garbage": do_garbage, "nbd-flush": do_nbd_flush,
+            "nbd-write": do_nbd_write,
+            "status": lambda a: print(json.dumps(status(a[0]))) or 0}
+    if sys.argv[1] not in cmds:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return cmds[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
