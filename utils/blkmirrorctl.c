@@ -28,6 +28,16 @@ static const struct cmd_entry *const cmd_table[] = {
 	&cmd_down_entry,
 	&cmd_create_md_entry,
 	&cmd_dump_md_entry,
+	&cmd_primary_entry,
+	&cmd_secondary_entry,
+	&cmd_connect_entry,
+	&cmd_disconnect_entry,
+	&cmd_resync_entry,
+	&cmd_invalidate_entry,
+	&cmd_verify_entry,
+	&cmd_pause_sync_entry,
+	&cmd_resume_sync_entry,
+	&cmd_new_current_uuid_entry,
 };
 
 static void
@@ -41,9 +51,11 @@ usage(FILE *f)
 	    "  -h         this help; COMMAND --help for a command's\n"
 	    "  -V         print the version\n"
 	    "commands:\n");
+	/* Two lines per command: the name and its arguments, then what it does. */
 	for (size_t i = 0; i < ARRAY_SIZE(cmd_table); i++)
-		fprintf(f, "  %-8s %-20s %s\n", cmd_table[i]->name,
-		    cmd_table[i]->usage, cmd_table[i]->help);
+		fprintf(f, "  %s%s%s\n      %s\n", cmd_table[i]->name,
+		    cmd_table[i]->usage[0] != '\0' ? " " : "", cmd_table[i]->usage,
+		    cmd_table[i]->help);
 }
 
 int
@@ -63,8 +75,8 @@ cmd_fail(int code, const char *fmt, ...)
 void
 cmd_usage(FILE *f, const struct cmd_entry *e)
 {
-	fprintf(f, "usage: blkmirrorctl [-s SOCKET | -c FILE [-n NODE]] %s %s\n  %s\n",
-	    e->name, e->usage, e->help);
+	fprintf(f, "usage: blkmirrorctl [-s SOCKET | -c FILE [-n NODE]] %s%s%s\n  %s\n",
+	    e->name, e->usage[0] != '\0' ? " " : "", e->usage, e->help);
 }
 
 /* Match arg against opt: "--name", or "--name=VALUE" for valued options. */
@@ -103,8 +115,9 @@ cmd_parse_opts(const struct cmd_entry *e, int argc, char **argv,
 		for (j = 0; j < n && !opt_match(&opts[j], argv[i]); j++)
 			;
 		if (j == n)
-			return cmd_fail(EX_USAGE, "%s: unknown argument '%s' (usage: %s %s)",
-			    e->name, argv[i], e->name, e->usage);
+			return cmd_fail(EX_USAGE, "%s: unknown argument '%s' (usage: %s%s%s)",
+			    e->name, argv[i], e->name, e->usage[0] != '\0' ? " " : "",
+			    e->usage);
 		opts[j].set = true;
 		if (opts[j].has_value && opts[j].value == NULL) {
 			if (i + 1 >= argc)

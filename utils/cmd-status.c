@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * blkmirrorctl status [--json]: the daemon's state and counters, as a table
- * or as the daemon's JSON result object.
+ * or as the daemon's JSON result object.  The table shows the replication
+ * part (peer, resync, generation uuids, traffic) when the daemon sends it,
+ * that is for a two-node resource.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <json-c/json.h>
 
-#include "cmd.h"
+#include "cmd-admin.h"
 #include "util.h"
 
 /* A string field, or "-" when the daemon did not send it. */
@@ -135,6 +137,114 @@ print_listeners(struct json_object *r)
 	printf("\n");
 }
 
+/* Resync progress while one runs, and the verify's state. */
+static void
+print_resync(struct json_object *r)
+{
+	struct json_object *rs = cmd_jobj(r, "resync");
+	int64_t done = cmd_jnum(rs, "done_bytes"), total = cmd_jnum(rs, "total_bytes");
+	int64_t rate = cmd_jnum(rs, "rate_bytes_per_s");
+	char a[32], b[32], c[32];
+
+	/* sync-source, sync-target and their paused-... forms. */
+	if (strstr(field(r, "replication"), "sync-") != NULL) {
+		printf("%-12s %s of %s", "resync", cmd_size_short(done, a, sizeof(a)),
+		    cmd_size_short(total, b, sizeof(b)));
+		if (total > 0 && done >= 0)
+			printf(" (%.1f%%)", 100.0 * (double)done / (double)total);
+		if (rate > 0)
+			printf(", %s/s", cmd_size_short(rate, c, sizeof(c)));
+		if (rate > 0 && total > done && done >= 0)
+			printf(", %s left", human_uptime((total - done) / rate, c, sizeof(c)));
+		printf("%s\n", cmd_jbool(rs, "paused") ? ", paused" : "");
+	} else if (cmd_jbool(rs, "paused")) {
+		printf("%-12s paused (resume-sync releases it)\n", "resync");
+	}
+	if (cmd_jbool(rs, "verify_running"))
+		printf("%-12s running, %s differ so far\n", "verify",
+		    cmd_size_short(cmd_jnum(rs, "verify_diff_bytes"), a, sizeof(a)));
+	else if (cmd_jnum(rs, "verify_diff_bytes") > 0)
+		printf("%-12s last run: %s differ\n", "verify",
+		    cmd_size_short(cmd_jnum(rs, "verify_diff_bytes"), a, sizeof(a)));
+}
+
+/* The generation uuids: current, bitmap, history, and the volume's uuid. */
+static void
+print_uuids(struct json_object *r)
+{
+	struct json_object *uu = cmd_jobj(r, "uuids"), *h;
+	size_t n;
+
+	if (uu == NULL)
+		return;
+	printf("%-12s current %s, bitmap %s\n", "uuids", cmd_jstr(uu, "current", "-"),
+	    cmd_jstr(uu, "bitmap", "-"));
+	/* The history without its unused (all-zero) slots; "-" when empty. */
+	if (json_object_object_get_ex(uu, "history", &h) &&
+	    json_object_is_type(h, json_type_array)) {
+		const char *sep = "";
+
+		printf("%-12s ", "uuid history");
+		n = json_object_array_length(h);
+		for (size_t i = 0; i < n; i++) {
+			const char *u = json_object_get_string(json_object_array_get_idx(h, i));
+
+			if (u == NULL || strspn(u, "0") == strlen(u))
+				continue;
+			printf("%s%s", sep, u);
+			sep = ", ";
+		}
+		printf("%s\n", sep[0] == '\0' ? "-" : "");
+	}
+	printf("%-12s %s\n", "volume", cmd_jstr(uu, "volume", "-"));
+}
+
+/* The peer link's traffic and event counters. */
+static void
+print_traffic(struct json_object *r)
+{
+	char a[64], b[64];
+
+	printf("%-12s %s\n", "sent", human_size(num(r, "bytes_sent"), a, sizeof(a)));
+	printf("%-12s %s\n", "received", human_size(num(r, "bytes_received"), a, sizeof(a)));
+	printf("%-12s %s shipped, %s received\n", "resync data",
+	    cmd_size_short(num(r, "resync_bytes_shipped"), a, sizeof(a)),
+	    cmd_size_short(num(r, "resync_bytes_received"), b, sizeof(b)));
+	printf("%-12s %s writes, %s behind\n", "pending",
+	    fmt_num(num(r, "pending_writes"), a, sizeof(a)),
+	    cmd_size_short(num(r, "lag_bytes"), b, sizeof(b)));
+	print_num("connects", num(r, "connects"));
+	print_num("split brains", num(r, "split_brains"));
+	print_num("transitions", num(r, "state_changes"));
+	print_num("md writes", num(r, "metadata_writes"));
+}
+
+/* The replication part; only "replication off" for a standalone resource. */
+static void
+print_replication(struct json_object *r)
+{
+	struct json_object *peer = cmd_jobj(r, "peer");
+	char buf[64];
+
+	if (strcmp(field(r, "replication"), "-") == 0)
+		return;		/* a daemon without replication support */
+	printf("%-12s %s\n", "replication", field(r, "replication"));
+	if (peer == NULL)
+		return;
+	printf("%-12s %s at %s, %s\n", "peer", cmd_jstr(peer, "node", "-"),
+	    cmd_jstr(peer, "address", "-"), cmd_jstr(peer, "connection", "-"));
+	printf("%-12s %s\n", "peer role", cmd_jstr(peer, "role", "-"));
+	printf("%-12s %s\n", "peer disk", cmd_jstr(peer, "disk", "-"));
+	if (cmd_peer_error(r)[0] != '\0')
+		printf("%-12s %s\n", "last error", cmd_peer_error(r));
+	print_num("epoch", num(r, "epoch"));
+	printf("%-12s %s\n", "out of sync",
+	    human_size(num(r, "out_of_sync_bytes"), buf, sizeof(buf)));
+	print_resync(r);
+	print_uuids(r);
+	print_traffic(r);
+}
+
 static void
 print_table(struct json_object *r)
 {
@@ -157,6 +267,7 @@ print_table(struct json_object *r)
 	print_num("in flight", num(r, "in_flight"));
 	printf("%-12s %s\n", "uptime", human_uptime(num(r, "uptime_s"), buf, sizeof(buf)));
 	print_listeners(r);
+	print_replication(r);
 	json_object_object_get_ex(r, "ops", &ops);
 	print_ops(ops);
 }
@@ -192,6 +303,6 @@ status_exec(struct cmd_ctx *ctx, int argc, char **argv)
 const struct cmd_entry cmd_status_entry = {
 	.name = "status",
 	.usage = "[--json]",
-	.help = "show role, disk, connection, size, clients and I/O counters",
+	.help = "show role, disk, connection, replication, size, clients and I/O counters",
 	.exec = status_exec,
 };

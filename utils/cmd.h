@@ -51,6 +51,16 @@ extern const struct cmd_entry cmd_events_entry;
 extern const struct cmd_entry cmd_down_entry;
 extern const struct cmd_entry cmd_create_md_entry;
 extern const struct cmd_entry cmd_dump_md_entry;
+extern const struct cmd_entry cmd_primary_entry;
+extern const struct cmd_entry cmd_secondary_entry;
+extern const struct cmd_entry cmd_connect_entry;
+extern const struct cmd_entry cmd_disconnect_entry;
+extern const struct cmd_entry cmd_resync_entry;
+extern const struct cmd_entry cmd_invalidate_entry;
+extern const struct cmd_entry cmd_verify_entry;
+extern const struct cmd_entry cmd_pause_sync_entry;
+extern const struct cmd_entry cmd_resume_sync_entry;
+extern const struct cmd_entry cmd_new_current_uuid_entry;
 
 /* blkmirrorctl.c: helpers for commands. */
 
