@@ -105,15 +105,15 @@ nbd_conn_maybe_free(struct nbd_conn *c)
 
 /*
  * Stop reading from c and close it once its requests are answered.  why is
- * logged once (NULL: nothing to log).
+ * logged once (NULL: nothing to log).  Never frees c: every completion
+ * callback ends with nbd_conn_maybe_free(), the only place c is freed, so
+ * no caller is left holding a dangling pointer.
  */
 void
 nbd_conn_close(struct nbd_conn *c, const char *why)
 {
-	if (c->state == NC_CLOSING) {
-		nbd_conn_maybe_free(c);
+	if (c->state == NC_CLOSING)
 		return;
-	}
 	if (why != NULL)
 		log_info("nbd: connection %" PRIu64 " from %s closed: %s (%" PRIu64 " requests)",
 		    c->id, c->peer, why, c->requests);
@@ -122,7 +122,6 @@ nbd_conn_close(struct nbd_conn *c, const char *why)
 	/* A pending recv completes with 0 once the read side is shut. */
 	if (c->rx_busy)
 		shutdown(c->fd, c->dead ? SHUT_RDWR : SHUT_RD);
-	nbd_conn_maybe_free(c);
 }
 
 /* ---- handshake over the loop ----------------------------------------------- */
@@ -138,6 +137,7 @@ hs_timeout(struct loop_timer *t)
 	    NBD_HANDSHAKE_TIMEOUT_MS / 1000);
 	c->dead = true;
 	nbd_conn_close(c, "handshake timeout");
+	nbd_conn_maybe_free(c);
 }
 
 static void hs_sent(struct loop_op *op, int res);
@@ -162,13 +162,10 @@ hs_sent(struct loop_op *op, int res)
 	if (res < 0) {
 		c->dead = true;
 		nbd_conn_close(c, "send failed during handshake");
-		return;
+	} else if (c->state != NC_CLOSING) {
+		hs_step(c);
 	}
-	if (c->state == NC_CLOSING) {
-		nbd_conn_maybe_free(c);
-		return;
-	}
-	hs_step(c);
+	nbd_conn_maybe_free(c);	/* last use of c */
 }
 
 /* Feed buffered input to the handshake until it needs more, sends or ends. */
@@ -210,21 +207,17 @@ hs_step(struct nbd_conn *c)
 
 /* ---- receive ---------------------------------------------------------------- */
 
+/* Receive completion: payload, handshake or transmission input. */
 static void
-conn_rx_done(struct loop_op *op, int res)
+conn_rx_step(struct nbd_conn *c, int res)
 {
-	struct nbd_conn *c = op->data;
-
-	c->rx_busy = false;
 	if (c->rx_req != NULL) {
 		/* A payload cut short by a close is dropped with its request. */
 		nbd_transmit_payload(c, c->state == NC_CLOSING ? 0 : res);
 		return;
 	}
-	if (c->state == NC_CLOSING) {
-		nbd_conn_maybe_free(c);
+	if (c->state == NC_CLOSING)
 		return;
-	}
 	if (res <= 0) {
 		if (res < 0)
 			c->dead = true;
@@ -240,6 +233,16 @@ conn_rx_done(struct loop_op *op, int res)
 		hs_step(c);
 	else
 		nbd_transmit_input(c);
+}
+
+static void
+conn_rx_done(struct loop_op *op, int res)
+{
+	struct nbd_conn *c = op->data;
+
+	c->rx_busy = false;
+	conn_rx_step(c, res);
+	nbd_conn_maybe_free(c);	/* last use of c */
 }
 
 /*
@@ -476,5 +479,6 @@ nbd_server_stop(struct daemon *d)
 		if (c->state == NC_HANDSHAKE)
 			c->dead = true;
 		nbd_conn_close(c, "daemon shutting down");
+		nbd_conn_maybe_free(c);
 	}
 }

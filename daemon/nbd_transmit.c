@@ -149,7 +149,7 @@ tx_done(struct loop_op *op, int res)
 		nbd_conn_close(c, "connection lost");
 	nbd_tx_kick(c);
 	nbd_conn_rx_post(c);	/* reading may have been throttled */
-	nbd_conn_maybe_free(c);
+	nbd_conn_maybe_free(c);	/* last use of c */
 }
 
 /* Send as many queued replies as fit in one sendmsg. */
@@ -168,8 +168,7 @@ nbd_tx_kick(struct nbd_conn *c)
 			req_release(q);
 		}
 		c->txq_tail = NULL;
-		nbd_conn_maybe_free(c);
-		return;
+		return;		/* the caller frees c if this was its last request */
 	}
 	while ((q = c->txq_head) != NULL && n < NBD_TX_BATCH) {
 		c->txq_head = q->next;
@@ -201,11 +200,15 @@ vol_done(struct vol_req *vr, int res)
 
 	if (res == -EOPNOTSUPP && q->r.type == NBD_CMD_TRIM)
 		res = 0;	/* TRIM is advisory: unsupported discard is fine */
+	struct nbd_conn *c = q->c;
+
 	if (res < 0)
 		log_debug("nbd: %s: %s offset %" PRIu64 " length %" PRIu32 ": %s",
-		    q->c->peer, nbd_cmd_name(q->r.type), q->r.offset, q->r.length,
+		    c->peer, nbd_cmd_name(q->r.type), q->r.offset, q->r.length,
 		    strerror(-res));
 	reply(q, errno_to_nbd(res));
+	/* Last use of c here: a dead connection may now be freed. */
+	nbd_conn_maybe_free(c);
 }
 
 /* Hand a validated data request to the volume. */

@@ -651,8 +651,13 @@ loop_run_once(struct loop *l, int timeout_ms)
 {
 	int ret;
 
+	uint64_t before = l->stats.completions;
+
 	l->stats.iterations++;
 	run_ready(l);
+	/* Callbacks ran: return to the caller soon rather than sleeping. */
+	if (l->stats.completions != before)
+		timeout_ms = 0;
 	timeout_ms = wait_ms(l, timeout_ms);
 	ret = l->uring ? uring_turn(l, timeout_ms) : epoll_turn(l, timeout_ms);
 	if (ret < 0)
