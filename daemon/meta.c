@@ -357,6 +357,7 @@ bm_kick(struct daemon *d)
 void
 meta_set_oos(struct daemon *d, uint64_t off, uint64_t len)
 {
+	log_debug("bitmap: set %" PRIu64 "+%" PRIu64, off, len);
 	md_bitmap_set_range(&d->md->bm, off, len);
 	bm_kick(d);
 }
@@ -364,6 +365,7 @@ meta_set_oos(struct daemon *d, uint64_t off, uint64_t len)
 void
 meta_clear_oos(struct daemon *d, uint64_t off, uint64_t len)
 {
+	log_debug("bitmap: clear %" PRIu64 "+%" PRIu64, off, len);
 	md_bitmap_clear_range(&d->md->bm, off, len);
 	bm_kick(d);
 }
@@ -440,10 +442,14 @@ meta_prepare_write(struct daemon *d, struct vol_req *vr)
 		al_kick(d);
 		return;
 	}
-	if (!peer_connected(d) && d->role == ROLE_PRIMARY && !rotate_generation(d, vr))
+	/* A new generation when the peer is gone (not when merely ahead). */
+	if (!peer_connected(d) && d->role == ROLE_PRIMARY &&
+	    (d->link == NULL || d->link->rs == RS_OFF) && !rotate_generation(d, vr))
 		return;
 	if (!peer_connected(d)) {
 		/* Degraded: the bits of the range are durable before the data. */
+		log_debug("bitmap: set %" PRIu64 "+%" PRIu64 " (not replicated)",
+		    vr->io.offset, vr->io.len);
 		md_bitmap_set_range(&m->bm, vr->io.offset, vr->io.len);
 		if (!md_bitmap_range_durable(&m->bm, vr->io.offset, vr->io.len)) {
 			vr->pnext = m->bm_waiting;

@@ -35,6 +35,8 @@ struct meta_wait {
 struct meta {
 	struct daemon *d;		/* owner */
 	struct meta_wait role_wait;	/* promote / demote superblock write */
+	bool role_busy;			/* role_wait is queued or being written */
+	bool promote_cancelled;		/* stepped down while a promotion was written */
 	struct meta_wait rot_wait;	/* generation rotation before degraded writes */
 	bool rotating;			/* that rotation is being written */
 	struct vol_req *rot_waiting;	/* writes waiting for it */
@@ -197,6 +199,8 @@ struct peer {
 	struct vol_req *pend_head, *pend_tail;
 	unsigned n_pend;
 	uint64_t lag_bytes;		/* async: sent, not yet written on the peer */
+	struct vol_req *cong_wait;	/* writes blocked by on-congestion = block */
+	uint64_t congestion_waits;	/* writes that had to wait (stats) */
 	/* secondary: replicated writes in flight, in seq order */
 	struct vol_req *apply_head, *apply_tail;
 	struct vol_req *flush_wait;	/* FLUSHes waiting for earlier writes */
@@ -241,6 +245,8 @@ struct repl_tx peer_tx(struct peer *p);
 /* replicate.c */
 /* Primary: send vr to the peer if the link ships writes; true if sent. */
 bool repl_ship(struct daemon *d, struct vol_req *vr);
+/* async over max-lag-bytes: park vr (block: true) or go ahead (false). */
+bool repl_congested(struct daemon *d, struct vol_req *vr);
 /* A link frame for the write path or resync; body/len is the raw body.  The
  * handler may take *payload (then it sets payload->p = NULL). */
 void repl_handle(struct peer *p, struct peer_sock *s, const struct repl_hdr *h,

@@ -109,6 +109,9 @@ lag_add(struct peer *p, const struct vol_req *vr)
 	p->lag_bytes += vr->io.len;
 }
 
+static void congestion_check(struct peer *p);
+static bool shipping(struct daemon *d);
+
 static void
 lag_ack(struct peer *p, uint64_t seq, int status)
 {
@@ -121,13 +124,69 @@ lag_ack(struct peer *p, uint64_t seq, int status)
 			continue;
 		if (status != 0)
 			meta_set_oos(p->d, r->offset, r->len);
+		else if (p->rs == RS_SYNC_SOURCE || p->rs == RS_PAUSED_SYNC_SOURCE)
+			meta_clear_oos(p->d, r->offset, r->len);
 		*pp = r->next;
 		if (lag_tail == r)
 			lag_tail = prev;
 		p->lag_bytes -= r->len;
 		free(r);
+		congestion_check(p);
 		return;
 	}
+}
+
+/*
+ * The async send queue drained below max-lag-bytes: release writes that
+ * waited (on-congestion = block), or leave AHEAD and resync what was only
+ * marked meanwhile (pull-ahead), once everything sent was written.
+ */
+static void
+congestion_check(struct peer *p)
+{
+	struct daemon *d = p->d;
+
+	while (p->cong_wait != NULL && p->lag_bytes < d->conf.max_lag_bytes) {
+		struct vol_req *vr = p->cong_wait;
+
+		p->cong_wait = vr->pnext;
+		vr->pnext = NULL;
+		/* Again through the metadata step: the link state may have
+		 * changed (ahead, down) while it waited. */
+		meta_prepare_write(d, vr);
+	}
+	if (p->rs == RS_AHEAD && p->lag_bytes == 0 && p->data != NULL) {
+		log_notice("replication: send queue drained; resyncing what was marked while ahead");
+		resync_begin(p, MD_SYNC_SOURCE_BITMAP);
+	}
+}
+
+bool
+repl_congested(struct daemon *d, struct vol_req *vr)
+{
+	struct peer *p = d->link;
+
+	if (d->conf.protocol != PROTO_ASYNC || vr->io.opcode == IO_READ ||
+	    vr->io.opcode == IO_FLUSH || !shipping(d) ||
+	    p->lag_bytes + vr->io.len <= d->conf.max_lag_bytes || p->lag_bytes == 0)
+		return false;
+	if (d->conf.on_congestion == CONGESTION_PULL_AHEAD && p->rs == RS_ESTABLISHED) {
+		/* Stop shipping: from here writes are marked in the bitmap. */
+		state_set(d, "pull-ahead", -1, -1, -1, RS_AHEAD,
+		    "async send queue over max-lag-bytes");
+		meta_set_oos(d, vr->io.offset, vr->io.len);
+		return false;
+	}
+	vr->pnext = NULL;
+	{
+		struct vol_req **pp = &p->cong_wait;
+
+		while (*pp != NULL)
+			pp = &(*pp)->pnext;
+		*pp = vr;
+	}
+	p->congestion_waits++;
+	return true;
 }
 
 /* Should this write go to the peer now? */
@@ -283,6 +342,12 @@ repl_link_lost(struct peer *p)
 	}
 	lag_tail = NULL;
 	p->lag_bytes = 0;
+	/* Writes parked by congestion go ahead, tracked in the bitmap. */
+	while ((vr = p->cong_wait) != NULL) {
+		p->cong_wait = vr->pnext;
+		vr->pnext = NULL;
+		meta_prepare_write(d, vr);
+	}
 }
 
 /* ---- secondary ---------------------------------------------------------------- */
@@ -431,6 +496,8 @@ apply(struct peer *p, const struct repl_hdr *h, const union repl_msg *m, struct 
 		peer_link_down(p, REPL_DISC_PROTOCOL, "peer sent a write outside the volume");
 		return;
 	}
+	log_debug("apply: %s seq %" PRIu64 " %" PRIu64 "+%" PRIu64, repl_type_name(h->type),
+	    seq, off, len);
 	a = apply_new(p, h->type, seq, opcode, off, len, flags);
 	if (a == NULL) {
 		peer_link_down(p, REPL_DISC_PROTOCOL, "out of memory applying a write");

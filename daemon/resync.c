@@ -123,7 +123,16 @@ resync_begin(struct peer *p, enum md_sync_decision dec)
 	bool source = dec == MD_SYNC_SOURCE_BITMAP || dec == MD_SYNC_SOURCE_FULL;
 	bool full = dec == MD_SYNC_SOURCE_FULL || dec == MD_SYNC_TARGET_FULL;
 
+	if (rs->active || rs->verify) {
+		log_info("resync: %s requested while one runs; the running one covers it",
+		    md_sync_decision_name(dec));
+		return;
+	}
+	bool paused = rs->paused;	/* pause-sync given before the resync */
+
 	memset(rs, 0, offsetof(struct resync, timer));
+	rs->paused = paused;
+	rs->done_sent = false;
 	rs->active = true;
 	rs->source = source;
 	rs->started_ns = rs->rate_mark_ns = now_ns();
@@ -323,6 +332,7 @@ rsreq_start(struct peer *p, uint64_t off, uint64_t len, bool verify)
 	q->vr.is_resync = true;
 	q->vr.local_cb = rsreq_read;
 	q->vr.done = rsreq_done;
+	log_debug("resync: %s read %" PRIu64 "+%" PRIu64, verify ? "verify" : "resync", off, len);
 	q->next = rs_inflight;
 	rs_inflight = q;
 	p->rs_state.inflight_bytes += len;
@@ -534,6 +544,7 @@ tgt_start(struct peer *p, uint16_t type, uint64_t off, uint64_t len, uint64_t di
 	t->vr.io.len = len;
 	t->vr.io.buf = t->data.p;
 	t->vr.io.buf_index = t->data.index;
+	log_debug("resync: %s %" PRIu64 "+%" PRIu64, repl_type_name(type), off, len);
 	t->vr.is_write = true;		/* ordered with the DATA stream */
 	t->vr.is_resync = true;
 	vol_submit(d, &t->vr);

@@ -117,10 +117,15 @@ state_set(struct daemon *d, const char *what, int role, int disk, int conn,
 
 /* ---- STATE exchange ------------------------------------------------------------- */
 
+/*
+ * STATE goes on the data connection: it is then ordered with the BITMAP,
+ * RESYNC_DONE and write frames around it (a resync's start and end are
+ * never seen out of order).  Before the data socket exists, on meta.
+ */
 void
 state_send(struct peer *p)
 {
-	state_send_on(p, p->meta);
+	state_send_on(p, p->data != NULL ? p->data : p->meta);
 }
 
 /* STATE on a given socket (the data socket orders it before a BITMAP). */
@@ -365,6 +370,15 @@ promoted(struct meta_wait *w, int res)
 	struct meta *m = container_of(w, struct meta, role_wait);
 	struct daemon *d = m->d;
 
+	m->role_busy = false;
+	if (m->promote_cancelled) {
+		m->promote_cancelled = false;
+		m->sb.flags &= ~MD_FL_PRIMARY;
+		m->sb.last_role = MD_ROLE_SECONDARY;
+		meta_sb_write(d, NULL);
+		log_warn("promotion cancelled: stepped down while it was being written");
+		return;
+	}
 	if (res < 0) {
 		log_err("promotion failed: the superblock could not be written");
 		return;
@@ -386,6 +400,10 @@ state_promote(struct daemon *d, bool force, char *err, size_t errlen)
 	struct meta *m = d->md;
 	uint64_t u;
 
+	if (m->role_busy) {
+		snprintf(err, errlen, "a role change is still being written; try again");
+		return -EBUSY;
+	}
 	if (d->role == ROLE_PRIMARY)
 		return 0;
 	if (p != NULL && p->rs != RS_OFF && p->peer_state.role == REPL_ROLE_PRIMARY) {
@@ -417,6 +435,7 @@ state_promote(struct daemon *d, bool force, char *err, size_t errlen)
 	m->sb.flags |= MD_FL_PRIMARY;
 	m->sb.last_role = MD_ROLE_PRIMARY;
 	m->role_wait.cb = promoted;
+	m->role_busy = true;
 	meta_sb_write(d, &m->role_wait);
 	return 0;
 }
@@ -426,6 +445,7 @@ demoted(struct meta_wait *w, int res)
 {
 	struct meta *m = container_of(w, struct meta, role_wait);
 
+	m->role_busy = false;
 	if (m->d->link != NULL)
 		state_send(m->d->link);
 }
@@ -435,6 +455,15 @@ state_demote(struct daemon *d, char *err, size_t errlen)
 {
 	struct meta *m = d->md;
 
+	if (m->role_busy && err == NULL) {
+		/* Forced step-down (higher epoch) while a role change is written. */
+		m->promote_cancelled = d->role == ROLE_SECONDARY;
+		if (d->role == ROLE_SECONDARY)
+			return 0;
+	} else if (m->role_busy) {
+		snprintf(err, errlen, "a role change is still being written; try again");
+		return -EBUSY;
+	}
 	if (d->role == ROLE_SECONDARY)
 		return 0;
 	if (d->n_conns > 0 && err != NULL) {
@@ -445,7 +474,13 @@ state_demote(struct daemon *d, char *err, size_t errlen)
 	state_set(d, "demoted", ROLE_SECONDARY, -1, -1, -1, NULL);
 	m->sb.flags &= ~MD_FL_PRIMARY;
 	m->sb.last_role = MD_ROLE_SECONDARY;
+	m->sb.flags &= ~MD_FL_PRIMARY;
+	if (m->role_busy) {
+		meta_sb_write(d, NULL);	/* role_wait is already queued */
+		return 0;
+	}
 	m->role_wait.cb = demoted;
+	m->role_busy = true;
 	meta_sb_write(d, &m->role_wait);
 	return 0;
 }

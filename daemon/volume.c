@@ -104,6 +104,8 @@ vol_peer_done(struct daemon *d, struct vol_req *vr, int res)
 void
 vol_start(struct daemon *d, struct vol_req *vr)
 {
+	if (d->link != NULL && !vr->is_resync && repl_congested(d, vr))
+		return;		/* restarted when the async queue drains */
 	vr->io.cb = io_done;
 	vr->io.data = vr;
 	d->inflight++;
