@@ -455,11 +455,19 @@ wait_daemon_ready()
 	fail "daemon $DAEMON_PID not ready within 10 s (control socket $sock)"
 }
 
-# Print the tail of a daemon log on stderr.
+# Print the tail of a daemon log on stderr, and the start of the first
+# sanitizer report in it if there is one.
 _show_log()
 {
+	local first
+	first=$(grep -n -m 1 -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' \
+	    "$1" 2>/dev/null | cut -d: -f1)
+	if [ -n "$first" ]; then
+		msg "---- sanitizer report in $1 ----"
+		sed -n "$((first > 5 ? first - 5 : 1)),$((first + 60))p" "$1" >&2
+	fi
 	msg "---- last lines of $1 ----"
-	tail -n 60 "$1" >&2 2>/dev/null
+	tail -n 40 "$1" >&2 2>/dev/null
 	msg "---- end of $1 ----"
 }
 

@@ -199,6 +199,7 @@ assert_eq "$(status_field resource)" r0 "first daemon after the second one"
 timeout 30 nbdinfo --size "$NBD_URI" >/dev/null || fail "NBD after the second daemon"
 
 # down: exit 0, sockets removed, the subscriber ends
+pid_alive "$ev_pid" || fail "events exited while subscribed: $(cat "$TESTDIR/events.err")"
 ctl down || fail "down"
 wait_daemon_exit "$DAEMON_PID"
 [ -e "$CTL_SOCK" ] && fail "control socket left after down"
