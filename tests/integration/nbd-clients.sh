@@ -19,6 +19,10 @@ requires nbdinfo qemu-io nbdcopy fio python3 cmp truncate
 EXPECT_ENGINE=$ENGINE
 if [ "${BLKMIRROR_NO_IO_URING:-}" = 1 ] && [ "$ENGINE" = io_uring ]; then
 	EXPECT_ENGINE=libaio
+elif [ "$ENGINE" = io_uring ] &&
+    [ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" != 0 ]; then
+	msg "SKIP: io_uring is disabled here (kernel.io_uring_disabled)"
+	exit 77
 fi
 SIZE=$((128 << 20))
 
