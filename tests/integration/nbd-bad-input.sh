@@ -11,18 +11,39 @@ source "$SRCDIR/tests/functions.sh"
 requires python3
 
 make_disk "$TESTDIR/disk.img" 64M
-standalone_conf "$TESTDIR/r0.conf" "$TESTDIR/disk.img" io_uring 4096
+standalone_conf "$TESTDIR/r0.conf" "$TESTDIR/disk.img" io_uring 4096 "$(free_port)"
 start_daemon "$TESTDIR/r0.conf"
+TCP=${NBD_TCP_URI#nbd://}
+TCP=${TCP%/*}
 
+# evil MODE TRANSPORT [--case NAME...]: one nbd_evil.py run.
 failed=
-for mode in structured simple; do
-	msg "nbd_evil.py --mode $mode"
+evil()
+{
+	local mode=$1 transport=$2 where
+	shift 2
+	if [ "$transport" = tcp ]; then
+		where=(--tcp "$TCP")
+	else
+		where=(--unix "$NBD_SOCK")
+	fi
+	msg "nbd_evil.py --mode $mode over $transport $*"
 	timeout 600 python3 "$SRCDIR/tests/integration/nbd_evil.py" \
-	    --unix "$NBD_SOCK" --export "$RES" --pid "$DAEMON_PID" \
-	    --log "$DAEMON_LOG" --mode "$mode" || failed="$failed $mode"
-	pid_alive "$DAEMON_PID" || break
-done
-[ -z "$failed" ] || fail "bad-input cases failed in mode(s):$failed"
+	    "${where[@]}" --export "$RES" --pid "$DAEMON_PID" \
+	    --log "$DAEMON_LOG" --mode "$mode" "$@" ||
+	    failed="$failed $mode/$transport"
+}
+
+# Every case in both reply modes, one over UNIX and one over TCP; the cases
+# where a vanishing client matters again in the other combination (a TCP
+# reset is not a UNIX socket's close).
+evil structured unix
+pid_alive "$DAEMON_PID" && evil simple tcp
+pid_alive "$DAEMON_PID" && evil structured tcp --case vanish-mid-payload \
+    --case reset-during-reads --case abort-and-vanish --case many-idle
+pid_alive "$DAEMON_PID" && evil simple unix --case vanish-mid-payload \
+    --case reset-during-reads --case oversize-payload
+[ -z "$failed" ] || fail "bad-input cases failed in:$failed"
 
 pid_alive "$DAEMON_PID" || fail "daemon died"
 js=$(ctl status --json) || fail "status does not answer after the bad input"
@@ -34,7 +55,7 @@ for i in $(seq 50); do
 	js=$(ctl status --json) || fail "status failed"
 done
 assert_eq "$(jget "$js" clients)" 0 "clients connected after the test"
-assert_ge "$(jget "$js" clients_total)" 600 "clients_total"
+assert_ge "$(jget "$js" clients_total)" 900 "clients_total"
 assert_ge "$(jget "$js" ops.rejected)" 20 "requests rejected by validation"
 
 stop_daemon

@@ -8,8 +8,8 @@ clean close).  After every case a second, well-behaved client writes and
 reads back data, the server process must still be alive, and the server's
 log must have gained a line about the bad input.
 
-  nbd_evil.py --unix SOCK --export NAME --pid PID --log FILE
-              --mode structured|simple [--case NAME ...] [--list]
+  nbd_evil.py --unix SOCK|--tcp HOST:PORT --export NAME --pid PID
+              --log FILE --mode structured|simple [--case NAME ...] [--list]
 
 Exit status: 0 when every case passed, 1 otherwise (each failure printed).
 """
@@ -110,9 +110,14 @@ class Conn:
 
     def __init__(self, args):
         self.args = args
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(TIMEOUT)
-        self.sock.connect(args.unix)
+        if args.tcp:
+            host, port = args.tcp.rsplit(":", 1)
+            self.sock = socket.create_connection((host, int(port)), TIMEOUT)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        else:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(TIMEOUT)
+            self.sock.connect(args.unix)
         self.structured = False
         self.size = None
         self.tflags = None
@@ -932,6 +937,7 @@ def run_case(args, name, fn):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--unix", help="server UNIX socket")
+    p.add_argument("--tcp", help="server TCP HOST:PORT (instead of --unix)")
     p.add_argument("--export", default="r0")
     p.add_argument("--pid", type=int, help="server process id")
     p.add_argument("--log", help="server log file")
@@ -943,8 +949,9 @@ def main():
     if args.list:
         print("\n".join(n for n, _ in CASES))
         return 0
-    if not (args.unix and args.pid and args.log):
-        p.error("--unix, --pid and --log are required")
+    if not ((args.unix or args.tcp) and args.pid and args.log):
+        p.error("--unix or --tcp, --pid and --log are required")
+    transport = "tcp" if args.tcp else "unix"
     random.seed(os.getpid())
     failed = 0
     for name, fn in CASES:
@@ -953,12 +960,12 @@ def main():
         t0 = time.monotonic()
         try:
             run_case(args, name, fn)
-            print("ok   %-22s %-10s %.2fs" % (name, args.mode,
-                                              time.monotonic() - t0), flush=True)
+            print("ok   %-22s %-10s %-4s %.2fs" % (
+                name, args.mode, transport, time.monotonic() - t0), flush=True)
         except (CaseFailed, Closed, OSError) as e:
             failed += 1
-            print("FAIL %-22s %-10s %s: %s" % (name, args.mode,
-                                               type(e).__name__, e), flush=True)
+            print("FAIL %-22s %-10s %-4s %s: %s" % (
+                name, args.mode, transport, type(e).__name__, e), flush=True)
         if not daemon_alive(args.pid):
             print("FAIL the daemon is dead; stopping", flush=True)
             return 1
