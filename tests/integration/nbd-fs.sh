@@ -8,8 +8,8 @@
 # must read back with the same checksum.
 
 source "$SRCDIR/tests/functions.sh"
-requires nbdfuse losetup mkfs.ext4 e2fsck mount umount mountpoint \
-    fusermount3 sha256sum
+requires nbdfuse losetup mkfs.ext4 e2fsck mount umount fusermount3 \
+    sha256sum fstrim awk
 requires_root
 requires_file /dev/fuse
 
@@ -23,19 +23,39 @@ make_disk "$TESTDIR/disk.img" 256M
 standalone_conf "$TESTDIR/r0.conf" "$TESTDIR/disk.img" io_uring 4096
 start_daemon "$TESTDIR/r0.conf"
 
+# mounted DIR: DIR is a mount point, even one whose FUSE server died (stat
+# fails on those, so mountpoint(1) cannot tell).
+mounted()
+{
+	awk -v d="$1" '$2 == d { found = 1 } END { exit !found }' /proc/mounts
+}
+
+# fuse_unmount: fusermount3 -u, retried for 5 s: the loop device lets go
+# of the FUSE file a little after losetup -d returns (EBUSY meanwhile).
+fuse_unmount()
+{
+	local i
+	for i in $(seq 50); do
+		fusermount3 -u "$FUSE_DIR" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	fusermount3 -u "$FUSE_DIR"
+}
+
 # Undo whatever stack is still up, top down: ext4 mount, loop, FUSE.
 fs_cleanup()
 {
 	local i
-	if mountpoint -q "$MNT"; then
+	if mounted "$MNT"; then
 		umount "$MNT" || umount -l "$MNT" || _test_failed=1
 	fi
 	if [ -n "$FS_LOOP" ]; then
 		_detach_loop "$FS_LOOP" || _test_failed=1
 		FS_LOOP=
 	fi
-	if mountpoint -q "$FUSE_DIR"; then
-		fusermount3 -u "$FUSE_DIR" || fusermount3 -uz "$FUSE_DIR"
+	if mounted "$FUSE_DIR"; then
+		fuse_unmount || fusermount3 -uz "$FUSE_DIR" ||
+		    umount -l "$FUSE_DIR" || _test_failed=1
 	fi
 	if [ -n "$FUSE_PID" ]; then
 		for i in $(seq 100); do
@@ -45,6 +65,9 @@ fs_cleanup()
 		pid_alive "$FUSE_PID" && kill -TERM "$FUSE_PID"
 		wait "$FUSE_PID" 2>/dev/null
 		FUSE_PID=
+	fi
+	if mounted "$FUSE_DIR"; then		# nbdfuse gone, mount left
+		umount -l "$FUSE_DIR" || _test_failed=1
 	fi
 }
 cleanup_fn fs_cleanup
@@ -78,17 +101,18 @@ fs_up()
 fs_down()
 {
 	local i rc
-	if mountpoint -q "$MNT"; then
+	if mounted "$MNT"; then
 		umount "$MNT" || fail "umount $MNT"
 	fi
 	_detach_loop "$FS_LOOP" || fail "losetup -d $FS_LOOP"
 	FS_LOOP=
-	fusermount3 -u "$FUSE_DIR" || fail "fusermount3 -u"
+	fuse_unmount || fail "fusermount3 -u $FUSE_DIR keeps failing"
 	for i in $(seq 100); do
 		pid_alive "$FUSE_PID" || break
 		sleep 0.1
 	done
 	pid_alive "$FUSE_PID" && fail "nbdfuse did not exit after fusermount3 -u"
+	mounted "$FUSE_DIR" && fail "$FUSE_DIR still mounted after fusermount3 -u"
 	wait "$FUSE_PID"
 	rc=$?
 	FUSE_PID=
