@@ -79,6 +79,10 @@ queue_reply(struct nbd_hs *hs, uint32_t type, const void *data, size_t len)
 static void
 queue_error(struct nbd_hs *hs, uint32_t type, const char *msg)
 {
+	/* Remembered for the caller's one log line per refused option. */
+	snprintf(hs->note, sizeof(hs->note), "%s refused with %s: %s",
+	    nbd_opt_name(hs->opt), nbd_rep_name(type), msg);
+	hs->notes++;
 	queue_reply(hs, type, msg, MIN(strlen(msg), (size_t)NBD_MAX_STRING));
 }
 

@@ -85,6 +85,8 @@ struct nbd_hs {
 	char reason[200];	/* why NBD_HS_CLOSE (for the one log line), or ""
 				   for a clean ABORT */
 	unsigned n_options;	/* options processed */
+	char note[320];		/* the last option refused with an error reply */
+	unsigned notes;		/* error replies sent (the caller logs each batch) */
 };
 
 /* Set hs up for a new connection and queue the 18-byte greeting.  exp must

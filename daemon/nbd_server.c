@@ -176,8 +176,13 @@ hs_step(struct nbd_conn *c)
 		size_t used = 0;
 		enum nbd_hs_status st;
 
+		unsigned notes = c->hs.notes;
+
 		st = nbd_hs_feed(&c->hs, c->rx + c->rx_off, c->rx_len - c->rx_off, &used);
 		c->rx_off += used;
+		if (c->hs.notes != notes)
+			log_notice("nbd: %s: %s%s", c->peer, c->hs.note,
+			    c->hs.notes - notes > 1 ? " (and earlier options)" : "");
 		if (c->hs.out_len > 0 && st != NBD_HS_CLOSE) {
 			hs_send(c);
 			return;
