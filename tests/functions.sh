@@ -14,6 +14,7 @@
 #   BUILDDIR       top of the build tree
 #   BLKMIRROR_TEST_TIMEOUT   seconds before the guard kills the test (300)
 #   BLKMIRROR_TEST_KEEP=1    keep the test's temporary directory
+#   BLKMIRROR_TEST_KEEP_FAILED=1   keep it only when the test fails
 #
 # What this file gives a test:
 #   requires CMD...        skip (77) unless every CMD is on PATH
@@ -31,6 +32,8 @@
 #                          write a one-node config; sets NBD_SOCK, CTL_SOCK,
 #                          NBD_URI (unix), NBD_TCP_URI (if TCP_PORT)
 #   start_daemon CONF [NODE]   start blkmirrord -f and wait until it answers
+#                          (extra daemon arguments: the array DAEMON_ARGS);
+#                          sets DAEMON_PID, DAEMON_LOG, CTL_SOCK
 #   start_daemon_cmd CTL_SOCK LOG CMD...   same for an arbitrary command line
 #   spawn_daemon LOG CMD...    start only (no wait); wait_daemon_ready SOCK
 #   stop_daemon [PID]      SIGTERM the daemon and require exit 0 within 10 s
@@ -38,6 +41,8 @@
 #   ctl ARGS...            blkmirrorctl -s "$CTL_SOCK" ARGS...
 #   status_field PATH      one field of "status --json" (e.g. ops.writes)
 #   jget JSON PATH         one field of a JSON document (PATH a.b.0.c)
+#   log_has REGEX [LOG]    the daemon log has a matching line
+#   pid_alive PID          PID runs (zombies count as dead)
 #   fail MSG               print MSG and exit 1
 #   assert_eq GOT WANT MSG, assert_ge GOT MIN MSG, assert_match TEXT REGEX MSG
 #
