@@ -164,7 +164,8 @@ repl_heal()
 
 # repl_conf [LINE...]: write $CONF for resource r0 with nodes alpha and
 # beta; LINEs are added to [resource] and replace the default of the same
-# key (protocol sync, timeout 2s).
+# key (protocol sync, timeout 2s).  The secret file is $REPL_SECRET if set
+# (default $TESTDIR/secret), the resource name $REPL_RES (default r0).
 repl_conf()
 {
 	local l have_proto=0 have_timeout=0 n
@@ -176,8 +177,8 @@ repl_conf()
 	done
 	{
 		echo "[resource]"
-		echo "name = r0"
-		echo "secret-file = $TESTDIR/secret"
+		echo "name = ${REPL_RES:-r0}"
+		echo "secret-file = ${REPL_SECRET:-$TESTDIR/secret}"
 		[ "$have_proto" = 1 ] || echo "protocol = sync"
 		[ "$have_timeout" = 1 ] || echo "timeout = 2s"
 		for l in "$@"; do

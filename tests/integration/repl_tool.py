@@ -19,10 +19,11 @@
         connect to a replication port and send garbage (KIND "random"), an
         oversize frame header with a valid check ("oversize"), or a frame
         header with a bad check ("badcheck"); print what came back.
-  repl_tool.py nbd-flush SOCK EXPORT COUNT LOG REGEX
-        NBD client on a UNIX socket: COUNT times WRITE 4 KiB then FLUSH; after
-        every FLUSH reply the daemon log LOG must hold exactly one more line
-        matching REGEX than before the FLUSH.  Prints the flush error codes.
+  repl_tool.py nbd-flush SOCK EXPORT COUNT LOG REGEX DELTA
+        NBD client on a UNIX socket: COUNT times WRITE 4 KiB then FLUSH; when
+        a FLUSH reply arrives the daemon log LOG must hold exactly DELTA more
+        lines matching REGEX than before the FLUSH was sent.  Prints the
+        FLUSH replies' error codes.
   repl_tool.py nbd-write SOCK EXPORT OFFSET LENGTH BYTE
         write LENGTH bytes of BYTE (0..255) at OFFSET, then FLUSH.
 """
@@ -228,7 +229,7 @@ def do_garbage(argv):
             if not chunk:
                 break
             got += chunk
-    except (ConnectionResetError, BrokenPipeError, socket.timeout) as e:
+    except OSError as e:  # reset, broken pipe, not connected, timeout
         print("garbage: %s:%d %s: %s" % (host, port, kind, e))
     s.close()
     print("garbage: %s:%d %s: sent %d bytes, got %d bytes back"
@@ -301,6 +302,7 @@ def count_lines(path, regex):
 
 def do_nbd_flush(argv):
     path, export, count, log, regex = argv[0], argv[1], int(argv[2]), argv[3], argv[4]
+    delta = int(argv[5])
     rx = re.compile(regex)
     c = Nbd(path, export)
     errs = []
@@ -312,10 +314,10 @@ def do_nbd_flush(argv):
         err = c.request(3)
         after = count_lines(log, rx)
         errs.append(err)
-        if after != before + 1:
+        if after != before + delta:
             print("nbd-flush: FLUSH %d replied (error %d) with %d new log lines "
-                  "matching /%s/ in %s (expected exactly 1)"
-                  % (i, err, after - before, regex, log), file=sys.stderr)
+                  "matching /%s/ in %s (expected exactly %d)"
+                  % (i, err, after - before, regex, log, delta), file=sys.stderr)
             return 1
     c.close()
     print(" ".join(str(e) for e in errs))
