@@ -315,10 +315,14 @@ main(int argc, char **argv)
 	log_set_prefix(d->conf.name, role_name(d->role));
 	if ((ret = nbd_server_start(d)) < 0)
 		die_errno(EX_UNAVAILABLE, ret, "cannot start the NBD server");
-	if (d->peer != NULL && (ret = peer_start(d)) < 0)
+	if (d->peer != NULL && (ret = peer_start(d)) < 0) {
+		nbd_server_stop(d);	/* leave no socket file behind */
 		die_errno(EX_UNAVAILABLE, ret, "cannot start the peer link");
-	if ((ret = control_start(d)) < 0)
+	}
+	if ((ret = control_start(d)) < 0) {
+		nbd_server_stop(d);
 		die_errno(EX_UNAVAILABLE, ret, "cannot open the control socket %s", d->self->control);
+	}
 	if ((ret = signals_setup(d)) < 0)
 		die_errno(EX_OSERR, ret, "cannot set up signal handling");
 	sd_notifyf(0, "READY=1\nSTATUS=%s %s, serving %" PRIu64 " bytes",

@@ -472,6 +472,9 @@ state_demote(struct daemon *d, char *err, size_t errlen)
 		return -EBUSY;
 	}
 	state_set(d, "demoted", ROLE_SECONDARY, -1, -1, -1, NULL);
+	/* Tell the peer at once: it may be promoted right after this. */
+	if (d->link != NULL)
+		state_send(d->link);
 	m->sb.flags &= ~MD_FL_PRIMARY;
 	m->sb.last_role = MD_ROLE_SECONDARY;
 	m->sb.flags &= ~MD_FL_PRIMARY;
