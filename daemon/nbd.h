@@ -69,6 +69,7 @@ struct nbd_conn {
 	/* send side */
 	struct loop_op tx_op;		/* pending sendmsg */
 	bool tx_busy;			/* tx_op in flight */
+	struct loop_flush tx_flush;	/* sends the turn's replies at its end */
 	struct nbd_req *txq_head;	/* replies waiting to be sent */
 	struct nbd_req *txq_tail;
 	struct nbd_req *tx_batch;	/* replies in the sendmsg in flight */
@@ -92,5 +93,6 @@ void nbd_transmit_input(struct nbd_conn *c);
 /* A WRITE payload receive completed with res bytes. */
 void nbd_transmit_payload(struct nbd_conn *c, int res);
 void nbd_tx_kick(struct nbd_conn *c);
+void nbd_tx_flush(struct loop_flush *f);
 
 #endif

@@ -80,6 +80,7 @@ conn_free(struct nbd_conn *c)
 	struct daemon *d = c->d;
 
 	loop_timer_cancel(d->loop, &c->hs_timer);
+	loop_flush_cancel(d->loop, &c->tx_flush);
 	nbd_hs_free(&c->hs);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
@@ -315,6 +316,8 @@ conn_new(struct daemon *d, int fd)
 	c->d = d;
 	c->fd = fd;
 	c->id = ++d->conns_total;
+	c->tx_flush.cb = nbd_tx_flush;
+	c->tx_flush.data = c;
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family != AF_UNIX)
 		sockaddr_str(&ss, c->peer, sizeof(c->peer));
 	else

@@ -126,7 +126,18 @@ reply(struct nbd_req *q, uint32_t error)
 	else
 		c->txq_head = q;
 	c->txq_tail = q;
+	/* One sendmsg for all the replies of this loop turn. */
+	if (!c->tx_busy)
+		loop_flush_queue(c->d->loop, &c->tx_flush);
+}
+
+void
+nbd_tx_flush(struct loop_flush *f)
+{
+	struct nbd_conn *c = f->data;
+
 	nbd_tx_kick(c);
+	nbd_conn_maybe_free(c);	/* last use of c */
 }
 
 static void

@@ -102,6 +102,7 @@ sock_maybe_free(struct peer_sock *s)
 
 	if (s->phase != SP_CLOSING || s->rx_busy || s->tx_busy || s->connecting)
 		return;
+	loop_flush_cancel(p->d->loop, &s->tx_flush);
 	for (pp = &p->socks; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == s) {
 			*pp = s->next;
@@ -224,7 +225,15 @@ peer_send(struct peer_sock *s, struct peer_frame *f)
 	else
 		s->txq_head = f;
 	s->txq_tail = f;
-	sock_tx_kick(s);
+	/* One sendmsg for everything this loop turn queues. */
+	if (!s->tx_busy)
+		loop_flush_queue(s->p->d->loop, &s->tx_flush);
+}
+
+static void
+tx_flush(struct loop_flush *fl)
+{
+	sock_tx_kick(fl->data);
 }
 
 /* ---- handshake ------------------------------------------------------------------ */
@@ -756,6 +765,8 @@ sock_new(struct peer *p, int fd, unsigned kind, bool outgoing)
 	s->p = p;
 	s->fd = fd;
 	s->kind = kind;
+	s->tx_flush.cb = tx_flush;
+	s->tx_flush.data = s;
 	s->outgoing = outgoing;
 	snprintf(s->name, sizeof(s->name), "%s %s %s", kind == REPL_CONN_DATA ? "data" : "meta",
 	    outgoing ? "to" : "from", p->d->peer->name);

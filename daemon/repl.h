@@ -120,6 +120,7 @@ struct peer_sock {
 	/* send */
 	struct loop_op tx_op;
 	bool tx_busy;
+	struct loop_flush tx_flush;	/* sends what the loop turn queued, at its end */
 	struct peer_frame *txq_head, *txq_tail, *tx_batch;
 	struct iovec iov[PEER_TX_BATCH * 2];
 	uint64_t last_rx_ns;		/* last frame received */

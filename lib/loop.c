@@ -34,6 +34,8 @@ struct loop {
 	struct loop_op *ready_head;	/* ops whose callback runs next turn */
 	struct loop_op *ready_tail;
 	struct loop_timer *timers;	/* armed timers, earliest first */
+	struct loop_flush *flushes;	/* end-of-turn work, in queue order */
+	struct loop_flush **flush_tail;	/* where the next one goes */
 	bool stop;			/* loop_stop() was called */
 	struct loop_stats stats;
 };
@@ -84,6 +86,7 @@ loop_new(struct loop **out, unsigned entries, bool want_uring, int *uring_err)
 	if (l == NULL)
 		return -ENOMEM;
 	l->epfd = -1;
+	l->flush_tail = &l->flushes;
 	if (want_uring) {
 		ret = uring_setup(l, entries);
 		l->uring = (ret == 0);
@@ -476,6 +479,54 @@ loop_defer(struct loop *l, struct loop_op *op, int res)
 	ready_push(l, op, res);
 }
 
+/* ---- end-of-turn work ------------------------------------------------------ */
+
+void
+loop_flush_queue(struct loop *l, struct loop_flush *f)
+{
+	if (f->queued)
+		return;
+	f->queued = true;
+	f->next = NULL;
+	*l->flush_tail = f;
+	l->flush_tail = &f->next;
+}
+
+void
+loop_flush_cancel(struct loop *l, struct loop_flush *f)
+{
+	struct loop_flush **pp;
+
+	if (!f->queued)
+		return;
+	for (pp = &l->flushes; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == f) {
+			*pp = f->next;
+			if (l->flush_tail == &f->next)
+				l->flush_tail = pp;
+			break;
+		}
+	}
+	f->queued = false;
+}
+
+/* Run the queued work; what it queues again runs in the next turn. */
+static void
+run_flushes(struct loop *l)
+{
+	struct loop_flush *f = l->flushes;
+
+	l->flushes = NULL;
+	l->flush_tail = &l->flushes;
+	while (f != NULL) {
+		struct loop_flush *next = f->next;
+
+		f->queued = false;
+		f->cb(f);
+		f = next;
+	}
+}
+
 /* ---- timers --------------------------------------------------------------- */
 
 void
@@ -587,7 +638,7 @@ run_ready(struct loop *l)
 static int
 wait_ms(struct loop *l, int timeout_ms)
 {
-	if (l->ready_head != NULL)
+	if (l->ready_head != NULL || l->flushes != NULL)
 		return 0;
 	if (l->timers != NULL) {
 		uint64_t now = now_ns();
@@ -651,18 +702,17 @@ loop_run_once(struct loop *l, int timeout_ms)
 {
 	int ret;
 
-	uint64_t before = l->stats.completions;
-
 	l->stats.iterations++;
 	run_ready(l);
-	/* Callbacks ran: return to the caller soon rather than sleeping. */
-	if (l->stats.completions != before)
-		timeout_ms = 0;
+	run_flushes(l);
 	timeout_ms = wait_ms(l, timeout_ms);
 	ret = l->uring ? uring_turn(l, timeout_ms) : epoll_turn(l, timeout_ms);
 	if (ret < 0)
 		return ret;
 	run_timers(l);
+	/* Completions the epoll backend gathered run before returning, so a
+	 * caller waiting for one does not sleep through another turn. */
+	run_ready(l);
 	return 0;
 }
 

@@ -81,6 +81,18 @@ struct loop_timer {
 	bool armed;				/* on the timer list */
 };
 
+/*
+ * Work deferred to the end of the loop turn, run once before the loop waits
+ * for completions: lets a producer of many small sends (replies, frames)
+ * issue one send for all it produced in the turn.
+ */
+struct loop_flush {
+	void (*cb)(struct loop_flush *f);	/* the deferred work */
+	void *data;				/* owner's context */
+	struct loop_flush *next;		/* loop-private list link */
+	bool queued;				/* on the list */
+};
+
 /* Loop statistics, for status output and tests. */
 struct loop_stats {
 	uint64_t iterations;		/* loop turns */
@@ -114,6 +126,10 @@ void loop_connect(struct loop *l, struct loop_op *op, int fd,
     const struct sockaddr_storage *ss, socklen_t len);
 /* Run op->cb(op, res) on the next loop iteration. */
 void loop_defer(struct loop *l, struct loop_op *op, int res);
+
+/* Run f->cb once before the loop next waits (no-op if already queued). */
+void loop_flush_queue(struct loop *l, struct loop_flush *f);
+void loop_flush_cancel(struct loop *l, struct loop_flush *f);
 
 void loop_timer_arm(struct loop *l, struct loop_timer *t, uint64_t ms);
 void loop_timer_arm_ns(struct loop *l, struct loop_timer *t, uint64_t ns);
