@@ -39,6 +39,9 @@ struct rsreq {
 	struct buf data;		/* the range's data */
 	bool verify;			/* verify rather than resync */
 	bool data_sent;			/* RESYNC_DATA went out */
+	bool refining;			/* verify: the chunk differs, its granules
+					 * are being compared one by one */
+	unsigned sub_pending;		/* verify: granule replies outstanding */
 	struct rsreq *next;		/* in-flight list */
 };
 static struct rsreq *rs_inflight;
@@ -489,8 +492,12 @@ tgt_reply(struct tgt *t, int res)
 
 		if (res != 0 || mine != t->digest) {
 			m.flags = REPL_VERIFY_F_DIFFERS;
-			meta_set_oos(p->d, off, len);
-			p->rs_state.verify_diff += len;
+			/* A whole chunk is narrowed down by the source granule by
+			 * granule; only those answers mark the bitmap. */
+			if (len <= p->d->md->bm.granularity) {
+				meta_set_oos(p->d, off, len);
+				p->rs_state.verify_diff += len;
+			}
 		}
 		n = repl_verify_reply_encode(f->buf, sizeof(f->buf), &tx, &m);
 	}
@@ -595,27 +602,77 @@ verify_start(struct daemon *d)
 	return 0;
 }
 
+/* The chunk q (held, its data read) differs: compare each granule. */
+static void
+verify_refine(struct peer *p, struct rsreq *q)
+{
+	uint32_t gran = p->d->md->bm.granularity;
+	struct repl_tx tx = peer_tx(p);
+
+	q->refining = true;
+	for (uint64_t o = 0; o < q->vr.io.len; o += gran) {
+		uint64_t len = MIN((uint64_t)gran, q->vr.io.len - o);
+		struct repl_verify_request m = { .offset = q->vr.io.offset + o,
+		    .length = (uint32_t)len,
+		    .digest = repl_digest((uint8_t *)q->data.p + o, len) };
+		struct peer_frame *f = peer_frame_new();
+		int n = repl_verify_request_encode(f->buf, sizeof(f->buf), &tx, &m);
+
+		f->len = n > 0 ? (uint32_t)n : 0;
+		peer_send(n > 0 ? p->data : NULL, f);
+		q->sub_pending++;
+	}
+}
+
+/* The verify chunk being refined that holds offset off. */
+static struct rsreq *
+refining_find(uint64_t off)
+{
+	for (struct rsreq *q = rs_inflight; q != NULL; q = q->next)
+		if (q->verify && q->refining && off >= q->vr.io.offset &&
+		    off < q->vr.io.offset + q->vr.io.len)
+			return q;
+	return NULL;
+}
+
+static void
+verify_chunk_done(struct peer *p, struct rsreq *q)
+{
+	struct resync *rs = &p->rs_state;
+
+	rsreq_unlink(q);
+	rs->inflight_bytes -= q->vr.io.len;
+	rs->verify_done += q->vr.io.len;
+	vol_peer_done(p->d, &q->vr, 0);
+	verify_kick(p);
+}
+
 static void
 on_verify_reply(struct peer *p, const struct repl_verify_reply *m)
 {
 	struct resync *rs = &p->rs_state;
 	struct rsreq *q = rsreq_find(m->offset, m->length);
+	bool differs = m->flags & REPL_VERIFY_F_DIFFERS;
 
-	if (q == NULL || !q->verify) {
+	if (q != NULL && q->verify && !q->refining) {
+		if (differs && m->length > p->d->md->bm.granularity) {
+			verify_refine(p, q);
+			return;
+		}
+	} else if ((q = refining_find(m->offset)) != NULL) {
+		q->sub_pending--;
+	} else {
 		peer_link_down(p, REPL_DISC_PROTOCOL, "VERIFY_REPLY for a range not in flight");
 		return;
 	}
-	rsreq_unlink(q);
-	rs->inflight_bytes -= m->length;
-	rs->verify_done += m->length;
-	if (m->flags & REPL_VERIFY_F_DIFFERS) {
+	if (differs) {
 		rs->verify_diff += m->length;
 		meta_set_oos(p->d, m->offset, m->length);
 		log_info("verify: %" PRIu32 " bytes at offset %" PRIu64 " differ",
 		    m->length, m->offset);
 	}
-	vol_peer_done(p->d, &q->vr, 0);
-	verify_kick(p);
+	if (!q->refining || q->sub_pending == 0)
+		verify_chunk_done(p, q);
 }
 
 /* ---- dispatch ---------------------------------------------------------------------------- */

@@ -9,6 +9,10 @@
 #     clean shutdown and marks every activity-log extent out of sync;
 #     'primary' on it again resyncs those extents to beta (AL-based resync,
 #     a few 4 MiB extents, not the volume) and the disks end identical.
+#  3. Failover: the primary dies under a stream of numbered writes; beta
+#     (uptodate) is promoted and holds every write alpha acknowledged
+#     (protocol sync); alpha returns as secondary, its activity-log extents
+#     and beta's new writes are resynced to it, the disks end identical.
 
 source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
@@ -78,5 +82,37 @@ repl_compare
 repl_fio alpha --rw=randwrite --bs=4k --offset=64M --size=4M --iodepth=8 \
     --verify=crc32c --randseed=9
 repl_wait_synced 30
+repl_compare
+
+msg "== failover: the primary dies, beta takes over; no acknowledged write is lost"
+ack=$TESTDIR/acked
+: >"$ack"
+repl_tool nbd-seq "$NBD_alpha" r0 "$ack" $((96 << 20)) 4096 16 >"$TESTDIR/seq.out" 2>&1 &
+seqpid=$!
+cleanup_kill "$seqpid"
+for i in $(seq 200); do
+	[ "$(wc -l <"$ack")" -ge 1000 ] && break
+	sleep 0.05
+done
+repl_kill alpha
+wait "$seqpid" || fail "nbd-seq: $(cat "$TESTDIR/seq.out")"
+msg "$(cat "$TESTDIR/seq.out")"
+nacked=$(wc -l <"$ack")
+assert_ge "$nacked" 1000 "writes acknowledged before the crash"
+[ "$nacked" -lt 4096 ] || fail "all writes completed before the crash: nothing was in flight"
+repl_wait1 beta 15 's["connection"] != "connected"' "beta sees alpha gone"
+assert_eq "$(st beta disk)" uptodate "beta's disk after losing the primary"
+bm beta primary
+out=$(repl_tool nbd-check "$NBD_beta" r0 "$ack" $((96 << 20)) 2>&1) ||
+    fail "acknowledged writes lost by the failover: $out"
+msg "$out"
+repl_fio beta --rw=randwrite --bs=4k --offset=116M --size=4M --iodepth=8 \
+    --verify=crc32c --randseed=10
+msg "== the old primary returns as secondary and catches up"
+repl_start alpha
+repl_wait_synced 60
+assert_eq "$(st alpha role)/$(st beta role)" "secondary/primary" "roles after the failover"
+out=$(repl_tool nbd-check "$NBD_beta" r0 "$ack" $((96 << 20)) 2>&1) ||
+    fail "acknowledged writes lost after alpha's return: $out"
 repl_compare
 msg "PASS"

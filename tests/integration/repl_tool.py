@@ -26,6 +26,13 @@
         FLUSH replies' error codes.
   repl_tool.py nbd-write SOCK EXPORT OFFSET LENGTH BYTE
         write LENGTH bytes of BYTE (0..255) at OFFSET, then FLUSH.
+  repl_tool.py nbd-seq SOCK EXPORT ACKFILE OFFSET COUNT QD
+        write COUNT numbered 4 KiB blocks from OFFSET, QD in flight, and
+        append each block's number to ACKFILE as soon as its reply says it
+        succeeded (fsync'd); runs until done or the server goes away.
+  repl_tool.py nbd-check SOCK EXPORT ACKFILE OFFSET
+        read back every block ACKFILE names: each must hold its number
+        (an acknowledged write that was lost fails the check).
 """
 
 import json
@@ -281,6 +288,20 @@ class Nbd:
                 self.size = struct.unpack(">Q", body[2:10])[0]
         self.handle = 0
 
+    def send(self, cmd, offset=0, length=0, data=b"", flags=0):
+        """Send one request; returns its handle."""
+        self.handle += 1
+        self.s.sendall(struct.pack(">IHHQQI", 0x25609513, flags, cmd, self.handle,
+                                   offset, length) + data)
+        return self.handle
+
+    def reply(self, rlen=0):
+        """One simple reply: (handle, error, data of rlen bytes if no error)."""
+        magic, err, handle = struct.unpack(">IIQ", recv_exact(self.s, 16))
+        if magic != 0x67446698:
+            raise ConnectionError("bad NBD reply magic")
+        return handle, err, (recv_exact(self.s, rlen) if err == 0 and rlen else b"")
+
     def request(self, cmd, offset=0, length=0, data=b"", flags=0):
         self.handle += 1
         self.s.sendall(struct.pack(">IHHQQI", 0x25609513, flags, cmd, self.handle,
@@ -337,13 +358,72 @@ def do_nbd_write(argv):
     return 0
 
 
+def seq_block(i):
+    """Block number i: its number, then a fill derived from it."""
+    head = struct.pack(">Q", i) + b"BMSEQ\0\0\0"
+    return head + bytes([(i * 7 + 1) & 255]) * (4096 - len(head))
+
+
+def do_nbd_seq(argv):
+    path, export, ackfile = argv[0], argv[1], argv[2]
+    off, count, qd = int(argv[3]), int(argv[4]), int(argv[5])
+    c = Nbd(path, export)
+    inflight = {}
+    nxt = acked = 0
+    with open(ackfile, "a") as f:
+        try:
+            while acked < count:
+                while nxt < count and len(inflight) < qd:
+                    h = c.send(1, offset=off + nxt * 4096, length=4096,
+                               data=seq_block(nxt))
+                    inflight[h] = nxt
+                    nxt += 1
+                h, err, _ = c.reply()
+                i = inflight.pop(h)
+                if err:
+                    print("nbd-seq: write of block %d failed: %d" % (i, err),
+                          file=sys.stderr)
+                    return 1
+                f.write("%d\n" % i)
+                f.flush()
+                os.fsync(f.fileno())
+                acked += 1
+        except (OSError, ConnectionError) as e:
+            print("nbd-seq: server gone after %d acknowledged writes: %s"
+                  % (acked, e))
+            return 0
+    print("nbd-seq: %d writes acknowledged" % acked)
+    return 0
+
+
+def do_nbd_check(argv):
+    path, export, ackfile, off = argv[0], argv[1], argv[2], int(argv[3])
+    with open(ackfile) as f:
+        nums = sorted({int(x) for x in f.read().split()})
+    c = Nbd(path, export)
+    bad = []
+    for i in nums:
+        h = c.send(0, offset=off + i * 4096, length=4096)
+        _, err, data = c.reply(4096)
+        if err or data != seq_block(i):
+            bad.append(i)
+    c.close()
+    if bad:
+        print("nbd-check: %d of %d acknowledged writes lost, first blocks %s"
+              % (len(bad), len(nums), bad[:10]), file=sys.stderr)
+        return 1
+    print("nbd-check: all %d acknowledged writes present" % len(nums))
+    return 0
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
     cmds = {"cmd": do_cmd, "wait": do_wait, "compare": do_compare,
             "garbage": do_garbage, "nbd-flush": do_nbd_flush,
-            "nbd-write": do_nbd_write,
+            "nbd-write": do_nbd_write, "nbd-seq": do_nbd_seq,
+            "nbd-check": do_nbd_check,
             "status": lambda a: print(json.dumps(status(a[0]))) or 0}
     if sys.argv[1] not in cmds:
         print(__doc__, file=sys.stderr)
