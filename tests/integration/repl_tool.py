@@ -26,6 +26,11 @@
         FLUSH replies' error codes.
   repl_tool.py nbd-write SOCK EXPORT OFFSET LENGTH BYTE
         write LENGTH bytes of BYTE (0..255) at OFFSET, then FLUSH.
+  repl_tool.py nbd-hold SOCK EXPORT GOFILE OFFSET
+        connect and WRITE 4 KiB of 0x11 at OFFSET, print "ready", then wait
+        (up to 120 s) until GOFILE exists and WRITE 4 KiB of 0x22 at OFFSET
+        + 4096 and FLUSH over the same connection; print both error codes
+        ("write=E flush=E", or "closed" if the server dropped the client).
   repl_tool.py nbd-seq SOCK EXPORT ACKFILE OFFSET COUNT QD
         write COUNT numbered 4 KiB blocks from OFFSET, QD in flight, and
         append each block's number to ACKFILE as soon as its reply says it
@@ -358,6 +363,30 @@ def do_nbd_write(argv):
     return 0
 
 
+def do_nbd_hold(argv):
+    path, export, gofile, off = argv[0], argv[1], argv[2], int(argv[3])
+    c = Nbd(path, export)
+    if c.request(1, offset=off, length=4096, data=b"\x11" * 4096):
+        print("nbd-hold: first write failed", file=sys.stderr)
+        return 1
+    print("ready", flush=True)
+    deadline = time.monotonic() + 120
+    while not os.path.exists(gofile):
+        if time.monotonic() > deadline:
+            print("nbd-hold: %s never appeared" % gofile, file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    try:
+        werr = c.request(1, offset=off + 4096, length=4096, data=b"\x22" * 4096)
+        ferr = c.request(3)
+        c.close()
+    except (OSError, ConnectionError):
+        print("closed")
+        return 0
+    print("write=%d flush=%d" % (werr, ferr))
+    return 0
+
+
 def seq_block(i):
     """Block number i: its number, then a fill derived from it."""
     head = struct.pack(">Q", i) + b"BMSEQ\0\0\0"
@@ -423,6 +452,7 @@ def main():
     cmds = {"cmd": do_cmd, "wait": do_wait, "compare": do_compare,
             "garbage": do_garbage, "nbd-flush": do_nbd_flush,
             "nbd-write": do_nbd_write, "nbd-seq": do_nbd_seq,
+            "nbd-hold": do_nbd_hold,
             "nbd-check": do_nbd_check,
             "status": lambda a: print(json.dumps(status(a[0]))) or 0}
     if sys.argv[1] not in cmds:

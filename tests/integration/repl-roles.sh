@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
+#
+# Roles by hand (issue 3, point 6) and the rule that only the primary
+# serves clients:
+#  - a secondary refuses NBD clients ("not primary");
+#  - 'primary' is refused while the peer is primary;
+#  - 'secondary' is refused while NBD clients are connected;
+#  - a primary that loses its role while a client stays connected (here: it
+#    sees the higher epoch of a peer that was forced primary meanwhile)
+#    must not complete that client's later writes as if it were still
+#    primary: no write may reach one disk only while both nodes report
+#    themselves in sync.  At the end the disks are identical.
+
+source "$SRCDIR/tests/functions.sh"
+source "$SRCDIR/tests/repl-functions.sh"
+requires qemu-io
+
+repl_setup 64M
+repl_start alpha
+repl_start beta
+repl_wait_connected 20
+bm alpha primary --force
+repl_wait_synced 60
+
+msg "== one primary at a time, clients only on the primary"
+out=$(bm_fails beta primary)
+assert_match "$out" "primary" "refusal of a second primary"
+out=$(bm_fails beta primary --force)
+assert_match "$out" "primary" "refusal of a second primary with --force"
+if out=$(timeout 20 qemu-io -f raw "$URI_beta" -c 'write -P 0x5a 0 4k' 2>&1); then
+	fail "secondary beta accepted an NBD write: $out"
+fi
+assert_match "$out" "not primary" "NBD refusal on the secondary"
+
+msg "== 'secondary' with a client connected"
+hold=$TESTDIR/hold.out
+repl_tool nbd-hold "$NBD_alpha" r0 "$TESTDIR/go" $((2 << 20)) >"$hold" 2>&1 &
+holdpid=$!
+cleanup_kill "$holdpid"
+for i in $(seq 100); do
+	grep -q ready "$hold" && break
+	sleep 0.1
+done
+grep -q ready "$hold" || fail "the holding client did not connect: $(cat "$hold")"
+out=$(bm_fails alpha secondary)
+assert_match "$out" "client" "refusal to demote with a client connected"
+assert_eq "$(st alpha role)" primary "alpha after the refused demotion"
+
+msg "== the primary loses its role while the client stays connected"
+bm alpha disconnect
+bm beta disconnect
+bm beta primary --force
+repl_tool nbd-write "$NBD_beta" r0 $((8 << 20)) 4096 51 || fail "write on beta failed"
+bm beta secondary
+bm alpha connect
+bm beta connect
+repl_wait_connected 20
+repl_wait 30 'a["replication"] == "established" and b["replication"] == "established"' \
+    "established after the reconnect"
+msg "alpha is $(st alpha role) with $(st alpha clients) client(s); beta is $(st beta role)"
+: >"$TESTDIR/go"
+wait "$holdpid" || fail "holding client: $(cat "$hold")"
+res=$(tail -n 1 "$hold")
+msg "the held connection's write after the role change: $res"
+role=$(st alpha role)
+if [ "$role" = secondary ] && [ "$res" = "write=0 flush=0" ]; then
+	fail "alpha, now secondary, completed a client write"
+fi
+repl_wait_synced 30
+repl_compare
+msg "PASS"
