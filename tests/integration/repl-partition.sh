@@ -7,7 +7,9 @@
 # the writes in its bitmap; beta stays secondary.  Once the link is back
 # the nodes reconnect and resync only the regions written meanwhile: the
 # resync byte counter matches the out-of-sync bytes, far below the volume
-# size.  Both disks end identical.
+# size.  Then the same with the link healed while the workload still runs,
+# a slow resync (resync-rate) overlapping client writes.  Both disks end
+# identical.
 
 source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
@@ -61,5 +63,28 @@ assert_ge "$shipped" "$oos" "bytes shipped by the resync"
 [ "$shipped" -lt $((size / 4)) ] ||
     fail "resync shipped $shipped bytes: not incremental (volume $size)"
 assert_eq "$(st beta resync_bytes_received)" "$((size + shipped))" "beta's resync_bytes_received"
+repl_compare
+
+msg "== heal while the workload goes on: resync and client writes overlap"
+repl_stop alpha
+repl_stop beta
+repl_conf "resync-rate = 2M"
+repl_start alpha
+repl_start beta
+repl_wait_synced 30
+bm alpha primary
+repl_fio_bg alpha --rw=randwrite --bsrange=4k-64k --blockalign=4k --offset=40M \
+    --size=8M --iodepth=8 --time_based --runtime=16 --rate_iops=200 --randseed=6
+sleep 1
+repl_partition
+repl_wait1 alpha 20 's["connection"] != "connected"' "alpha sees the link down"
+sleep 3
+repl_heal
+# resync-rate 2M: several seconds of resync while fio still writes.
+repl_wait 30 'a["replication"] == "sync-source" and b["replication"] == "sync-target"' \
+    "resync running"
+msg "resync of $(st alpha resync.total_bytes) bytes runs under client writes"
+repl_fio_wait
+repl_wait_synced 90
 repl_compare
 msg "PASS"
