@@ -56,7 +56,6 @@
 #   repl_show_logs        tail -50 of every daemon log of the test
 # A failure (fail, timeout guard) prints the tail of both daemons' logs.
 
-REPL_NODES=(alpha beta)
 REPL_DATA_PORT=7789
 # repl_tool ARGS...: tests/integration/repl_tool.py (see its usage).
 repl_tool()

@@ -33,7 +33,6 @@ refused()
 }
 
 repl_start alpha
-good=$CONF
 
 CONF=$TESTDIR/wrong-secret.conf REPL_SECRET=$TESTDIR/wrong-secret repl_conf
 CONF_beta=$TESTDIR/wrong-secret.conf
@@ -46,7 +45,6 @@ refused "another resource name" "resource"
 
 make_disk "$TESTDIR/small.img" 48M
 attach_loop "$TESTDIR/small.img"
-DISK_beta0=$DISK_beta
 DISK_beta=$LOOP_DEV CONF=$TESTDIR/small.conf repl_conf
 CONF=$TESTDIR/small.conf repl_create_md beta
 CONF_beta=$TESTDIR/small.conf
