@@ -2,14 +2,15 @@
 # SPDX-License-Identifier: BSD-2-Clause
 #
 # Each replication protocol (sync, memsync, async) under a random-write fio
-# workload with crc32c verification on the primary; once the nodes are in
-# sync again (nothing pending, no lag) both disks are identical.  Then the
+# workload with crc32c verification on the primary, then TRIM and
+# WRITE_ZEROES; once the nodes are in sync again (nothing pending, no lag)
+# both disks are identical.  Then the
 # roles swap (alpha secondary, beta primary) and a second workload flows the
 # other way.
 
 source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
-requires fio
+requires fio qemu-io
 
 repl_setup 96M
 repl_start alpha
@@ -35,6 +36,14 @@ for proto in sync memsync async; do
 	# A second job: small sequential writes with FUA-free flushes in between.
 	repl_fio alpha --rw=write --bs=8k --offset=70M --size=8M --iodepth=4 \
 	    --fsync=16 --verify=crc32c
+	# TRIM and WRITE_ZEROES (with and without unmap) replicate too.
+	out=$(timeout 60 qemu-io -f raw "$URI_alpha" -c 'write -P 0x33 80M 4M' \
+	    -c 'discard 80M 1M' -c 'write -z 81M 1M' -c 'write -z -u 82M 1M' \
+	    -c 'read -P 0 80M 3M' -c 'read -P 0x33 83M 1M' -c flush 2>&1) ||
+	    fail "qemu-io trim/zero on alpha: $out"
+	if grep -Eqi 'fail|error|mismatch' <<<"$out"; then
+		fail "qemu-io trim/zero on alpha: $out"
+	fi
 	repl_wait_synced 60
 	assert_ge "$(st alpha bytes_sent)" $((64 << 20)) "alpha's bytes_sent"
 	repl_compare
