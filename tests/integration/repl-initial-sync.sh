@@ -46,6 +46,19 @@ assert_eq "$total" "$size" "resync.total_bytes of a full sync"
 # resync's reads and writes); what they replicate need not be resynced.
 repl_fio_bg alpha --rw=randwrite --bs=16k --offset=8M --size=32M --iodepth=8 \
     --verify=crc32c --randseed=3
+# pause-sync stops the resync, resume-sync goes on.
+bm alpha pause-sync
+repl_wait1 alpha 10 's["replication"] == "paused-sync-source" and s["resync"]["paused"]' \
+    "paused resync"
+sleep 0.5
+d1=$(st alpha resync.done_bytes)
+sleep 1.5
+d2=$(st alpha resync.done_bytes)
+assert_eq "$d2" "$d1" "resync.done_bytes while paused"
+[ "$d1" -lt "$size" ] || fail "the sync finished before pause-sync took effect"
+bm alpha resume-sync
+repl_wait1 alpha 10 's["replication"] in ("sync-source", "established")
+    and not s["resync"]["paused"]' "resumed resync"
 repl_wait_synced 60
 repl_fio_wait
 shipped=$(st alpha resync_bytes_shipped)
