@@ -110,6 +110,7 @@ struct daemon {
 					 * first (conflict detection) */
 	uint64_t vol_seq;		/* last vol_req seq handed out */
 	unsigned inflight;		/* requests submitted to the volume */
+	unsigned client_inflight;	/* client (NBD) requests not yet answered */
 
 	struct op_counters ops;		/* volume-level counters */
 	struct bufpool pool;		/* I/O buffers (registered with the engine) */

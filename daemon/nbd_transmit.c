@@ -36,6 +36,7 @@ req_alloc(struct nbd_conn *c)
 	q->vr.d = c->d;
 	c->inflight++;
 	c->requests++;
+	c->d->client_inflight++;
 	return q;
 }
 
@@ -49,6 +50,7 @@ req_release(struct nbd_req *q)
 	q->next = req_free_list;
 	req_free_list = q;
 	c->inflight--;
+	c->d->client_inflight--;
 }
 
 /* Map a negative errno from the disk to the NBD error on the wire. */
@@ -299,6 +301,18 @@ dispatch(struct nbd_req *q)
 {
 	struct daemon *d = q->c->d;
 	uint32_t fua = (q->r.flags & NBD_CMD_FLAG_FUA) ? IO_F_FUA : 0;
+
+	if (d->role != ROLE_PRIMARY) {
+		/* Demoted (e.g. stepped down for a higher epoch) with this
+		 * client still connected: no I/O may reach the disk. */
+		static uint64_t refused;
+
+		if (refused++ % 1000 == 0)
+			log_warn("nbd: %s: %s refused: this node is no longer primary",
+			    q->c->peer, nbd_cmd_name(q->r.type));
+		reply(q, NBD_EPERM);
+		return;
+	}
 
 	switch (q->r.type) {
 	case NBD_CMD_READ:

@@ -93,15 +93,18 @@ peer_connected(struct daemon *d)
 static void sock_rx_post(struct peer_sock *s);
 static void sock_tx_kick(struct peer_sock *s);
 
+/* The deferred free: the only place a socket's memory goes. */
 static void
-sock_maybe_free(struct peer_sock *s)
+sock_free(struct loop_op *op, int res)
 {
+	struct peer_sock *s = op->data;
 	struct peer *p = s->p;
 	struct peer_sock **pp;
 	struct peer_frame *f, *next;
 
-	if (s->phase != SP_CLOSING || s->rx_busy || s->tx_busy || s->connecting)
-		return;
+	s->free_queued = false;
+	if (s->rx_busy || s->tx_busy || s->connecting)
+		return;		/* an operation restarted: its completion retries */
 	loop_flush_cancel(p->d->loop, &s->tx_flush);
 	for (pp = &p->socks; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == s) {
@@ -122,6 +125,51 @@ sock_maybe_free(struct peer_sock *s)
 	free(s);
 }
 
+/*
+ * Free a closing socket once nothing of it is in flight.  The free itself
+ * runs on the next loop turn, so no caller up the stack is left holding a
+ * dangling pointer, whichever path closed the socket.
+ */
+static void
+sock_maybe_free(struct peer_sock *s)
+{
+	if (s->phase != SP_CLOSING || s->rx_busy || s->tx_busy || s->connecting ||
+	    s->free_queued)
+		return;
+	s->free_queued = true;
+	s->free_op.cb = sock_free;
+	s->free_op.data = s;
+	loop_defer(s->p->d->loop, &s->free_op, 0);
+}
+
+/*
+ * Before a close: push the frames still queued (a STATE, the DISCONNECT
+ * that says why) straight out, best effort and without blocking, so the
+ * peer learns why the link went.  Not when a send is in flight: bytes of
+ * two sends must not interleave.
+ */
+static void
+sock_drain_now(struct peer_sock *s)
+{
+	struct peer_frame *f;
+
+	if (s->tx_busy)
+		return;
+	while ((f = s->txq_head) != NULL) {
+		struct iovec iov[2] = { { f->buf, f->len }, { f->payload, f->payload_len } };
+		struct msghdr msg = { .msg_iov = f->len ? iov : iov + 1,
+		    .msg_iovlen = (f->len ? 1 : 0) + (f->payload_len ? 1 : 0) };
+		ssize_t n = sendmsg(s->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n < (ssize_t)(f->len + f->payload_len))
+			return;
+		s->txq_head = f->next;
+		if (s->txq_head == NULL)
+			s->txq_tail = NULL;
+		frame_release(f, 0);
+	}
+}
+
 /* Close one socket (not the link: see peer_link_down). */
 static void
 sock_close(struct peer_sock *s)
@@ -130,6 +178,7 @@ sock_close(struct peer_sock *s)
 
 	if (s->phase == SP_CLOSING)
 		return;
+	sock_drain_now(s);
 	s->phase = SP_CLOSING;
 	if (p->data == s)
 		p->data = NULL;
@@ -419,6 +468,11 @@ link_up(struct peer *p)
 	p->ping_timer.data = p;
 	loop_timer_arm(p->d->loop, &p->ping_timer, PEER_PING_MS);
 	state_send(p);
+	if (p->have_early_state) {
+		p->have_early_state = false;
+		if (p->early_nonce == p->peer_hello.nonce)
+			state_received(p, &p->early_state);
+	}
 }
 
 /*
@@ -576,7 +630,16 @@ dispatch(struct peer_sock *s, const uint8_t *body, size_t len)
 
 			snprintf(why, sizeof(why), "peer disconnected: %s (%s)",
 			    m.disconnect.text, repl_disc_name(m.disconnect.reason));
+			if (m.disconnect.reason == REPL_DISC_SPLIT_BRAIN ||
+			    m.disconnect.reason == REPL_DISC_UNRELATED) {
+				/* The peer found it first: stay apart as it does. */
+				p->want_connect = false;
+				p->split_brains++;
+				state_event(p->d, "split-brain", "%s", why);
+			}
 			peer_link_down(p, 0, why);
+			if (!p->want_connect)
+				state_set(p->d, "split brain", -1, -1, CONN_STANDALONE, RS_OFF, why);
 		} else {
 			sock_close(s);
 		}
@@ -587,6 +650,14 @@ dispatch(struct peer_sock *s, const uint8_t *body, size_t len)
 	case REPL_MSG_PING_ACK:
 		return;
 	case REPL_MSG_STATE:
+		if (p->rs == RS_OFF || (s != p->data && s != p->meta)) {
+			/* The peer's link came up before ours: keep its STATE
+			 * for our link-up (link_up) rather than lose it. */
+			p->early_state = m.state;
+			p->early_nonce = s->hello.nonce;
+			p->have_early_state = true;
+			return;
+		}
 		state_received(p, &m.state);
 		return;
 	}
@@ -771,6 +842,15 @@ sock_new(struct peer *p, int fd, unsigned kind, bool outgoing)
 	snprintf(s->name, sizeof(s->name), "%s %s %s", kind == REPL_CONN_DATA ? "data" : "meta",
 	    outgoing ? "to" : "from", p->d->peer->name);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	{
+		/* A partition must not hold a connect for the kernel's two
+		 * minutes of SYN retries, nor unacknowledged data forever. */
+		int syn = 2;
+		unsigned ut = (unsigned)MIN(p->d->conf.timeout_ms * 2, (uint64_t)UINT32_MAX);
+
+		setsockopt(fd, IPPROTO_TCP, TCP_SYNCNT, &syn, sizeof(syn));
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
+	}
 	s->next = p->socks;
 	p->socks = s;
 	return s;

@@ -124,6 +124,8 @@ struct peer_sock {
 	struct peer_frame *txq_head, *txq_tail, *tx_batch;
 	struct iovec iov[PEER_TX_BATCH * 2];
 	uint64_t last_rx_ns;		/* last frame received */
+	struct loop_op free_op;		/* deferred free (sock_maybe_free) */
+	bool free_queued;		/* free_op is queued */
 	uint64_t bytes_sent, bytes_received;
 };
 
@@ -194,6 +196,9 @@ struct peer {
 	bool clear_bitmap_notice;	/* next STATE carries REPL_STATE_F_CLEAR_BITMAP */
 	bool peer_paused;		/* the peer asked for pause-sync */
 	struct repl_state peer_state;	/* the peer's last STATE */
+	struct repl_state early_state;	/* a STATE that came before our link was up */
+	uint64_t early_nonce;		/* the session it came from */
+	bool have_early_state;		/* early_state is set */
 	enum link_state rs;		/* replication state */
 	uint64_t send_seq;		/* last seq sent (primary) */
 	/* primary: writes waiting for the peer, in seq order */

@@ -155,7 +155,8 @@ congestion_check(struct peer *p)
 		 * changed (ahead, down) while it waited. */
 		meta_prepare_write(d, vr);
 	}
-	if (p->rs == RS_AHEAD && p->lag_bytes == 0 && p->data != NULL) {
+	if (p->rs == RS_AHEAD && p->lag_bytes == 0 && p->data != NULL &&
+	    d->conf.protocol == PROTO_ASYNC) {
 		log_notice("replication: send queue drained; resyncing what was marked while ahead");
 		resync_begin(p, MD_SYNC_SOURCE_BITMAP);
 	}
@@ -280,8 +281,11 @@ repl_ship(struct daemon *d, struct vol_req *vr)
 	if (d->conf.protocol == PROTO_ASYNC && vr->io.opcode != IO_FLUSH) {
 		f->sent = async_sent;
 		f->ctx = vr;
-		lag_add(p, vr);
 	}
+	/* async and memsync complete before the peer's disk: remember the
+	 * range until WRITE_ACK says whether the peer wrote it. */
+	if (d->conf.protocol != PROTO_SYNC && vr->io.opcode != IO_FLUSH)
+		lag_add(p, vr);
 	peer_send(p->data, f);
 	return true;
 }
@@ -293,25 +297,33 @@ on_ack(struct peer *p, uint16_t type, uint64_t seq, uint32_t status)
 	struct daemon *d = p->d;
 	struct vol_req *vr;
 
-	if (type == REPL_MSG_WRITE_ACK && d->conf.protocol == PROTO_ASYNC) {
+	if (type == REPL_MSG_WRITE_ACK && d->conf.protocol != PROTO_SYNC) {
+		/* The write completed earlier (sent / received); the peer's
+		 * result decides its bits. */
 		lag_ack(p, seq, (int)status);
-		return;
-	}
-	if (type == REPL_MSG_WRITE_ACK && d->conf.protocol == PROTO_MEMSYNC) {
-		/* memsync completed at RECV_ACK; a failed peer write still
-		 * leaves the region out of sync. */
 		return;
 	}
 	vr = pend_find(p, seq);
 	if (vr == NULL)
 		return;		/* already completed (link loss raced) */
+	if (status != 0 && vr->io.opcode == IO_FLUSH) {
+		/* Nothing tells which earlier writes the peer lost: mark the
+		 * whole volume and drop the link (the client's FLUSH is
+		 * durable here; the peer catches up by a full resync). */
+		log_err("replication: the peer failed FLUSH of seq %" PRIu64 ": %s; the peer's "
+		    "disk is marked out of sync entirely", seq, strerror((int)status));
+		meta_set_oos(d, 0, d->size);
+		pend_remove(p, vr);
+		vol_peer_done(d, vr, 0);
+		peer_link_down(p, REPL_DISC_IO_ERROR, "the peer's disk failed a flush");
+		return;
+	}
 	if (status != 0) {
 		log_warn("replication: the peer failed %s of seq %" PRIu64 ": %s; "
 		    "region marked out of sync", repl_type_name(type), seq,
 		    strerror((int)status));
-		if (vr->io.opcode != IO_FLUSH)
-			meta_set_oos(d, vr->io.offset, vr->io.len);
-	} else if (vr->io.opcode != IO_FLUSH &&
+		meta_set_oos(d, vr->io.offset, vr->io.len);
+	} else if (vr->io.opcode != IO_FLUSH && type == REPL_MSG_WRITE_ACK &&
 	    (p->rs == RS_SYNC_SOURCE || p->rs == RS_PAUSED_SYNC_SOURCE)) {
 		/* The peer now holds this data: the region is in sync. */
 		meta_clear_oos(d, vr->io.offset, vr->io.len);

@@ -358,8 +358,8 @@ window(struct peer *p)
 		return allowed > used ? MIN(allowed - used + rs->inflight_bytes,
 		    (uint64_t)RESYNC_INFLIGHT) : 0;
 	}
-	/* Client I/O in flight besides ours: yield. */
-	return d->inflight > 1 ? RESYNC_INFLIGHT_BUSY : RESYNC_INFLIGHT;
+	/* Client I/O in flight: yield. */
+	return d->client_inflight > 0 ? RESYNC_INFLIGHT_BUSY : RESYNC_INFLIGHT;
 }
 
 static void
@@ -689,8 +689,17 @@ resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_msg *m,
 		return;
 	case REPL_MSG_RESYNC_DATA:
 		if (m->resync_data.status != 0) {
-			log_err("resync: the source could not read offset %" PRIu64,
-			    m->resync_data.offset);
+			/* Settle the range with the error: its bits stay set. */
+			struct repl_resync_ack a = { .offset = m->resync_data.offset,
+			    .length = m->resync_data.length, .status = m->resync_data.status };
+			struct peer_frame *f = peer_frame_new();
+			struct repl_tx tx = peer_tx(p);
+			int n = repl_resync_ack_encode(f->buf, sizeof(f->buf), &tx, &a);
+
+			log_err("resync: the source could not read offset %" PRIu64 "; the range "
+			    "stays out of sync", m->resync_data.offset);
+			f->len = n > 0 ? (uint32_t)n : 0;
+			peer_send(n > 0 ? p->meta : NULL, f);
 			return;
 		}
 		tgt_start(p, h->type, m->resync_data.offset, m->resync_data.length, 0, payload);

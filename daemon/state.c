@@ -245,6 +245,20 @@ decide(struct peer *p)
 		refuse_connection(p, dec, rule);
 		return;
 	}
+	if (d->role == ROLE_PRIMARY &&
+	    (dec == MD_SYNC_TARGET_BITMAP || dec == MD_SYNC_TARGET_FULL)) {
+		/* Never overwrite the data a primary serves. */
+		char why[200];
+
+		snprintf(why, sizeof(why), "this primary's data is older than the peer's (%s): "
+		    "refusing; demote it ('blkmirrorctl secondary') and connect again",
+		    md_sync_decision_name(dec));
+		log_err("%s", why);
+		p->want_connect = false;
+		peer_link_down(p, REPL_DISC_STATE_CONFLICT, why);
+		state_set(d, "refused", -1, -1, CONN_STANDALONE, RS_OFF, why);
+		return;
+	}
 	p->discard_my_data = false;
 	if (dec == MD_NO_SYNC)
 		dec = state_leftover_decision(p);
@@ -337,6 +351,7 @@ state_received(struct peer *p, const struct repl_state *st)
 	if (st->epoch > d->epoch) {
 		d->epoch = st->epoch;
 		d->md->sb.epoch = st->epoch;
+		meta_sb_write(d, NULL);	/* the epoch is durable at once */
 	}
 	p->peer_paused = st->flags & REPL_STATE_F_SYNC_PAUSED;
 	if (p->rs == RS_SYNC_TARGET && p->rs_state.done_sent &&
@@ -415,7 +430,7 @@ state_promote(struct daemon *d, bool force, char *err, size_t errlen)
 		    "it the source of a full sync)", disk_state_name(d->disk));
 		return -EPERM;
 	}
-	if (p != NULL && p->rs == RS_SYNC_TARGET) {
+	if (p != NULL && (p->rs == RS_SYNC_TARGET || p->rs == RS_PAUSED_SYNC_TARGET)) {
 		snprintf(err, errlen, "this node is a resync target: wait for the resync to finish");
 		return -EBUSY;
 	}
