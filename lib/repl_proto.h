@@ -31,7 +31,8 @@
  *
  * Version history (message types are never renumbered; a type, once
  * published, keeps its number and layout within a version):
- *   1  first version: header above, message types 1..26.
+ *   1  first version: header above, message types 1..26; STATE flag
+ *      CLEAR_BITMAP (new-current-uuid --clear-bitmap) added before release.
  *
  * Compatibility rule: the header layout and the bodies of HELLO, REJECT,
  * AUTH_CHALLENGE, AUTH_RESPONSE and AUTH_RESULT are frozen forever and
@@ -83,7 +84,7 @@
 #define REPL_MSG_AUTH_RESPONSE	3	/* both [dm]: HMAC over both nonces */
 #define REPL_MSG_AUTH_RESULT	4	/* both [dm]: your proof is accepted */
 #define REPL_MSG_REJECT		5	/* both [dm]: refused, reason, then close */
-#define REPL_MSG_STATE		6	/* both [m]: role, disk state, UUIDs */
+#define REPL_MSG_STATE		6	/* both [dm]: role, disk state, UUIDs (data once up) */
 #define REPL_MSG_BITMAP		7	/* both [d]: a chunk of my dirty bitmap */
 #define REPL_MSG_DATA		8	/* P->S [d]: a client write, payload follows */
 #define REPL_MSG_TRIM		9	/* P->S [d]: a client trim */
@@ -94,13 +95,13 @@
 #define REPL_MSG_FLUSH_ACK	14	/* S->P [m]: flush seq done */
 #define REPL_MSG_PING		15	/* both [m]: heartbeat */
 #define REPL_MSG_PING_ACK	16	/* both [m]: heartbeat echo */
-#define REPL_MSG_RESYNC_REQUEST	17	/* tgt->src [d]: send me this range */
+#define REPL_MSG_RESYNC_REQUEST	17	/* tgt->src [d]: csums differ, send the range */
 #define REPL_MSG_RESYNC_DATA	18	/* src->tgt [d]: range contents, payload follows */
-#define REPL_MSG_CSUM_REQUEST	19	/* tgt->src [d]: my digest of a range */
-#define REPL_MSG_CSUM_SAME	20	/* src->tgt [m]: digests equal, range in sync */
+#define REPL_MSG_CSUM_REQUEST	19	/* src->tgt [d]: the source's digest of a range */
+#define REPL_MSG_CSUM_SAME	20	/* tgt->src [m]: digests equal, range in sync */
 #define REPL_MSG_VERIFY_REQUEST	21	/* src->tgt [d]: my digest, compare yours */
 #define REPL_MSG_VERIFY_REPLY	22	/* tgt->src [m]: your digest and the verdict */
-#define REPL_MSG_RESYNC_DONE	23	/* driver->peer [d]: resync (tgt) / verify (src) finished */
+#define REPL_MSG_RESYNC_DONE	23	/* src->peer [d]: resync / verify finished */
 #define REPL_MSG_PROMOTE_NOTICE	24	/* new P->peer [m]: I became primary */
 #define REPL_MSG_DISCONNECT	25	/* both [dm]: closing, reason */
 #define REPL_MSG_RESYNC_ACK	26	/* tgt->src [m]: resync range written */
@@ -389,7 +390,7 @@ struct repl_resync_data {
 struct repl_csum_request {
 	uint64_t offset;	/* byte offset */
 	uint32_t length;	/* bytes (> 0, <= REPL_MAX_DATA) */
-	uint64_t digest;	/* target's XXH3-64 of the range */
+	uint64_t digest;	/* source's XXH3-64 of the range (csums) */
 };
 
 /* CSUM_SAME: 0 u64 offset | 8 u32 length | 12 u32 reserved */
