@@ -277,6 +277,8 @@ void admin_status(struct daemon *d, struct json_object *o);
 enum md_sync_decision state_leftover_decision(struct peer *p);
 int state_clear_bitmap(struct daemon *d, char *err, size_t errlen);
 const char *repl_state_name(int rs);
+void state_peer_uuids(const struct peer *p, struct md_uuids *u);
+void state_disk_uptodate(struct daemon *d);
 void resync_target_finish(struct peer *p);
 void state_set(struct daemon *d, const char *what, int role, int disk, int conn,
     int rs, const char *reason);

@@ -198,21 +198,16 @@ resync_target_finish(struct peer *p)
 {
 	struct daemon *d = p->d;
 	struct meta *m = d->md;
-	struct md_uuids src = { 0 };
+	struct md_uuids src;
 
 	p->rs_state.active = false;
 	p->rs_state.done_sent = false;
 	if (md_bitmap_count(&m->bm) != 0)
 		log_warn("resync: source finished but %" PRIu64 " bytes are still marked "
 		    "here; they are resynced at the next connect", md_bitmap_set_bytes(&m->bm));
-	src.current = p->peer_state.current_uuid;
-	src.bitmap = p->peer_state.bitmap_uuid;
-	memcpy(src.history, p->peer_state.history_uuid, sizeof(src.history));
+	state_peer_uuids(p, &src);
 	md_uuid_adopt(&m->sb.uuids, &src);
-	m->sb.flags |= MD_FL_CONSISTENT | MD_FL_WAS_UPTODATE;
-	m->sb.flags &= ~(MD_FL_FULL_SYNC | MD_FL_CRASHED_PRIMARY);
-	m->sb.disk_state = MD_DISK_UPTODATE;
-	meta_sb_write(d, NULL);
+	state_disk_uptodate(d);
 	state_event(d, "resync-done", "target: %" PRIu64 " bytes received",
 	    p->rs_state.done_bytes);
 	state_set(d, "resync done", -1, DISK_UPTODATE, -1, RS_ESTABLISHED, NULL);

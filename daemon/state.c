@@ -272,6 +272,28 @@ decide(struct peer *p)
 	resync_begin(p, dec);
 }
 
+/* The peer's generation UUIDs, from its last STATE. */
+void
+state_peer_uuids(const struct peer *p, struct md_uuids *u)
+{
+	memset(u, 0, sizeof(*u));
+	u->current = p->peer_state.current_uuid;
+	u->bitmap = p->peer_state.bitmap_uuid;
+	memcpy(u->history, p->peer_state.history_uuid, sizeof(u->history));
+}
+
+/* The local disk holds a whole, current generation: say so durably. */
+void
+state_disk_uptodate(struct daemon *d)
+{
+	struct meta *m = d->md;
+
+	m->sb.flags |= MD_FL_CONSISTENT | MD_FL_WAS_UPTODATE;
+	m->sb.flags &= ~(MD_FL_FULL_SYNC | MD_FL_CRASHED_PRIMARY);
+	m->sb.disk_state = MD_DISK_UPTODATE;
+	meta_sb_write(d, NULL);
+}
+
 /* The peer skipped the initial sync (disks known equal): take its UUIDs. */
 static void
 adopt_cleared(struct peer *p)
@@ -284,15 +306,10 @@ adopt_cleared(struct peer *p)
 		log_warn("connect: the peer cleared its bitmap but this disk is uptodate; ignored");
 		return;
 	}
-	src.current = p->peer_state.current_uuid;
-	src.bitmap = p->peer_state.bitmap_uuid;
-	memcpy(src.history, p->peer_state.history_uuid, sizeof(src.history));
+	state_peer_uuids(p, &src);
 	md_uuid_adopt(&m->sb.uuids, &src);
 	md_bitmap_clear_all(&m->bm);
-	m->sb.flags |= MD_FL_CONSISTENT | MD_FL_WAS_UPTODATE;
-	m->sb.flags &= ~MD_FL_FULL_SYNC;
-	m->sb.disk_state = MD_DISK_UPTODATE;
-	meta_sb_write(d, NULL);
+	state_disk_uptodate(d);
 	meta_flush_bitmap(d);
 	state_set(d, "initial sync skipped", -1, DISK_UPTODATE, -1, -1,
 	    "peer ran new-current-uuid --clear-bitmap");
@@ -315,10 +332,7 @@ state_clear_bitmap(struct daemon *d, char *err, size_t errlen)
 		return -EIO;
 	md_uuid_clear_bitmap(&m->sb.uuids, u);
 	md_bitmap_clear_all(&m->bm);
-	m->sb.flags |= MD_FL_CONSISTENT | MD_FL_WAS_UPTODATE;
-	m->sb.flags &= ~MD_FL_FULL_SYNC;
-	m->sb.disk_state = MD_DISK_UPTODATE;
-	meta_sb_write(d, NULL);
+	state_disk_uptodate(d);
 	meta_flush_bitmap(d);
 	state_set(d, "initial sync skipped", -1, DISK_UPTODATE, -1, -1,
 	    "new-current-uuid --clear-bitmap");
@@ -440,9 +454,7 @@ state_promote(struct daemon *d, bool force, char *err, size_t errlen)
 			return -EIO;
 		}
 		md_uuid_new_current(&m->sb.uuids, u);
-		m->sb.flags |= MD_FL_CONSISTENT | MD_FL_WAS_UPTODATE;
-		m->sb.flags &= ~MD_FL_FULL_SYNC;
-		m->sb.disk_state = MD_DISK_UPTODATE;
+		state_disk_uptodate(d);
 		state_set(d, "forced uptodate", -1, DISK_UPTODATE, -1, -1, "primary --force");
 	}
 	d->epoch++;
