@@ -56,9 +56,17 @@ sleep 1.5
 d2=$(st alpha resync.done_bytes)
 assert_eq "$d2" "$d1" "resync.done_bytes while paused"
 [ "$d1" -lt "$size" ] || fail "the sync finished before pause-sync took effect"
+t0=$(date +%s%N)
 bm alpha resume-sync
 repl_wait1 alpha 10 's["replication"] in ("sync-source", "established")
     and not s["resync"]["paused"]' "resumed resync"
+repl_wait1 alpha 60 's["replication"] == "established"' "end of the resumed sync"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+after=$(( $(st alpha resync.done_bytes) - d1 ))
+msg "after resume-sync: $after bytes in $ms ms (resync-rate 32M/s)"
+# resync-rate holds after a pause too (no burst to catch up the pause).
+[ $(( after / (32 << 10) )) -le $(( ms * 2 )) ] ||
+    fail "resync after resume-sync ran far above resync-rate: $after bytes in $ms ms"
 repl_wait_synced 60
 repl_fio_wait
 shipped=$(st alpha resync_bytes_shipped)
