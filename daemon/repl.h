@@ -164,6 +164,8 @@ struct resync {
 	uint64_t started_ns, last_ns;	/* timing */
 	uint64_t rate_bps;		/* measured rate */
 	uint64_t rate_mark_bytes, rate_mark_ns;	/* rate window start */
+	uint64_t limit_base_ns;		/* resync-rate: allowance counted from here */
+	uint64_t limit_base_bytes;	/* ... and done_bytes at that moment */
 	struct loop_timer timer;	/* rate limiting / restart */
 	bool done_sent;			/* RESYNC_DONE queued */
 	uint64_t bm_pos;		/* bitmap transfer position */

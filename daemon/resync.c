@@ -138,7 +138,7 @@ resync_begin(struct peer *p, enum md_sync_decision dec)
 	rs->done_sent = false;
 	rs->active = true;
 	rs->source = source;
-	rs->started_ns = rs->rate_mark_ns = now_ns();
+	rs->started_ns = rs->rate_mark_ns = rs->limit_base_ns = now_ns();
 	if (full)
 		md_bitmap_set_all(&m->bm);
 	if (source) {
@@ -346,9 +346,11 @@ window(struct peer *p)
 	struct resync *rs = &p->rs_state;
 
 	if (d->conf.resync_rate > 0) {
-		uint64_t el = (now_ns() - rs->started_ns) / 1000000 + 1;
+		/* From the last start or resume: a pause is not caught up. */
+		uint64_t el = (now_ns() - rs->limit_base_ns) / 1000000 + 1;
 		uint64_t allowed = d->conf.resync_rate * el / 1000;
-		uint64_t used = rs->done_bytes + rs->inflight_bytes;
+		uint64_t used = rs->done_bytes + rs->verify_done - rs->limit_base_bytes +
+		    rs->inflight_bytes;
 
 		return allowed > used ? MIN(allowed - used + rs->inflight_bytes,
 		    (uint64_t)RESYNC_INFLIGHT) : 0;
@@ -591,6 +593,8 @@ verify_start(struct daemon *d)
 	rs->verify = true;
 	rs->verify_pos = rs->verify_diff = rs->verify_done = 0;
 	rs->inflight_bytes = 0;
+	rs->limit_base_ns = now_ns();		/* resync-rate limits verify too */
+	rs->limit_base_bytes = rs->done_bytes;	/* verify_done is 0 here */
 	log_notice("verify: comparing %" PRIu64 " bytes with the peer", d->size);
 	state_event(d, "verify-start", "%" PRIu64 " bytes", d->size);
 	verify_kick(p);
@@ -764,6 +768,10 @@ resync_cmd_pause(struct daemon *d, bool pause)
 	if (rs->paused == pause)
 		return;
 	rs->paused = pause;
+	if (!pause) {
+		rs->limit_base_ns = now_ns();
+		rs->limit_base_bytes = rs->done_bytes + rs->verify_done;
+	}
 	if (rs->active)
 		state_set(d, pause ? "pause-sync" : "resume-sync", -1, -1, -1,
 		    rs->source ? (pause ? RS_PAUSED_SYNC_SOURCE : RS_SYNC_SOURCE) :
