@@ -350,26 +350,26 @@ state_received(struct peer *p, const struct repl_state *st)
 	p->peer_state = *st;
 	p->state_received = true;
 	/*
-	 * Two primaries: the one with the lower epoch is stale and steps
-	 * down at once (DESIGN.md); equal epochs cannot be settled: refuse.
-	 * A peer that is secondary never makes a serving primary step down,
-	 * whatever its epoch (it may have been primary during a split brain).
+	 * A primary that sees a higher epoch steps down at once (DESIGN.md:
+	 * the other node was promoted later, so this node's role is void),
+	 * whatever the peer's role now.  Two primaries with equal epochs
+	 * cannot be settled: refuse.  A peer primary with a lower epoch
+	 * steps down itself when it sees our STATE.
 	 */
+	if (st->epoch > d->epoch && d->role == ROLE_PRIMARY) {
+		log_warn("the peer has a higher epoch (%" PRIu64 " > %" PRIu64 "): stepping down",
+		    st->epoch, d->epoch);
+		state_demote(d, NULL, 0);
+	}
 	if (st->role == REPL_ROLE_PRIMARY && d->role == ROLE_PRIMARY) {
-		if (st->epoch > d->epoch) {
-			log_warn("the peer is primary with a higher epoch (%" PRIu64 " > %" PRIu64
-			    "): stepping down", st->epoch, d->epoch);
-			state_demote(d, NULL, 0);
-		} else if (st->epoch == d->epoch) {
-			p->want_connect = false;
-			peer_link_down(p, REPL_DISC_STATE_CONFLICT,
-			    "both nodes are primary: refusing to connect (demote one with "
-			    "'blkmirrorctl secondary', then 'blkmirrorctl connect')");
-			state_set(d, "two primaries", -1, -1, CONN_STANDALONE, RS_OFF, NULL);
+		if (st->epoch < d->epoch)
 			return;
-		} else {
-			return;		/* the peer steps down when it sees our STATE */
-		}
+		p->want_connect = false;
+		peer_link_down(p, REPL_DISC_STATE_CONFLICT,
+		    "both nodes are primary: refusing to connect (demote one with "
+		    "'blkmirrorctl secondary', then 'blkmirrorctl connect')");
+		state_set(d, "two primaries", -1, -1, CONN_STANDALONE, RS_OFF, NULL);
+		return;
 	}
 	if (st->epoch > d->epoch) {
 		d->epoch = st->epoch;
