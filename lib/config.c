@@ -318,7 +318,7 @@ key_io_engine(struct parser *p, const char *key, const char *val)
 static int
 key_block_size(struct parser *p, const char *key, const char *val)
 {
-	uint64_t v;
+	uint64_t v = 0;
 
 	if (parse_size(val, &v) < 0 || (v != 512 && v != 4096))
 		return conf_error(p, p->lineno, key, "must be 512 or 4096, got %s", val);
@@ -352,7 +352,7 @@ key_timeout(struct parser *p, const char *key, const char *val)
 static int
 key_ko_count(struct parser *p, const char *key, const char *val)
 {
-	uint64_t v;
+	uint64_t v = 0;
 	int r = parse_uint_range(p, key, val, 1, KO_COUNT_MAX, &v);
 
 	if (r == 0)
@@ -363,7 +363,7 @@ key_ko_count(struct parser *p, const char *key, const char *val)
 static int
 key_max_lag(struct parser *p, const char *key, const char *val)
 {
-	uint64_t v;
+	uint64_t v = 0;
 	int r = parse_size_key(p, key, val, &v);
 
 	if (r < 0)
@@ -406,7 +406,7 @@ key_csums(struct parser *p, const char *key, const char *val)
 static int
 key_al_extents(struct parser *p, const char *key, const char *val)
 {
-	uint64_t v;
+	uint64_t v = 0;
 	int r = parse_uint_range(p, key, val, AL_EXTENTS_MIN, AL_EXTENTS_MAX, &v);
 
 	if (r == 0)
@@ -417,7 +417,7 @@ key_al_extents(struct parser *p, const char *key, const char *val)
 static int
 key_bm_gran(struct parser *p, const char *key, const char *val)
 {
-	uint64_t v;
+	uint64_t v = 0;
 
 	if (parse_size(val, &v) < 0 || !IS_POW2(v) || v < BM_GRAN_MIN ||
 	    v > BM_GRAN_MAX)
