@@ -36,24 +36,16 @@ num(struct json_object *o, const char *key)
 	return json_object_get_int64(v);
 }
 
-/* Format a byte count as "1.5 GiB (1610612736 bytes)". */
+/* Format a byte count as "1.5 GiB (1610612736 bytes)" (cmd_size_short + exact). */
 static const char *
 human_size(int64_t bytes, char *buf, size_t len)
 {
-	static const char *const units[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB" };
-	double v = (double)bytes;
-	unsigned u = 0;
+	char s[32];
 
-	if (bytes < 0)
-		return "-";
-	while (v >= 1024 && u + 1 < ARRAY_SIZE(units)) {
-		v /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, len, "%" PRId64 " bytes", bytes);
-	else
-		snprintf(buf, len, "%.1f %s (%" PRId64 " bytes)", v, units[u], bytes);
+	if (bytes < 1024)
+		return cmd_size_short(bytes, buf, len);
+	cmd_size_short(bytes, s, sizeof(s));
+	snprintf(buf, len, "%s (%" PRId64 " bytes)", s, bytes);
 	return buf;
 }
 
