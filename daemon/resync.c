@@ -334,6 +334,7 @@ rsreq_start(struct peer *p, uint64_t off, uint64_t len, bool verify)
 	q->next = rs_inflight;
 	rs_inflight = q;
 	p->rs_state.inflight_bytes += len;
+	p->rs_state.inflight_reqs++;
 	vol_submit(d, &q->vr);
 	return 0;
 }
@@ -375,7 +376,7 @@ resync_kick(struct peer *p)
 	if (!rs->active || !rs->source || rs->paused || p->peer_paused ||
 	    !rs->bitmap_received || p->data == NULL)
 		return;
-	while (rs->inflight_bytes < window(p)) {
+	while (rs->inflight_bytes < window(p) && rs->inflight_reqs < RESYNC_MAX_REQS) {
 		uint64_t bit = md_bitmap_find_next_set(bm, rs->pos), end, off, len;
 
 		if (bit == MD_BM_NONE) {
@@ -420,6 +421,7 @@ range_settled(struct peer *p, uint64_t off, uint64_t len, uint32_t status, bool 
 	}
 	rsreq_unlink(q);
 	rs->inflight_bytes -= len;
+	rs->inflight_reqs--;
 	if (status == 0) {
 		meta_clear_oos(p->d, off, len);
 		rs->done_bytes += len;
@@ -562,7 +564,8 @@ verify_kick(struct peer *p)
 	struct daemon *d = p->d;
 	struct resync *rs = &p->rs_state;
 
-	while (rs->verify && rs->verify_pos < d->size && rs->inflight_bytes < window(p)) {
+	while (rs->verify && rs->verify_pos < d->size && rs->inflight_bytes < window(p) &&
+	    rs->inflight_reqs < RESYNC_MAX_REQS) {
 		uint64_t len = MIN((uint64_t)VERIFY_CHUNK, d->size - rs->verify_pos);
 
 		if (rsreq_start(p, rs->verify_pos, len, true) < 0)
@@ -593,6 +596,7 @@ verify_start(struct daemon *d)
 	rs->verify = true;
 	rs->verify_pos = rs->verify_diff = rs->verify_done = 0;
 	rs->inflight_bytes = 0;
+	rs->inflight_reqs = 0;
 	rs->limit_base_ns = now_ns();		/* resync-rate limits verify too */
 	rs->limit_base_bytes = rs->done_bytes;	/* verify_done is 0 here */
 	log_notice("verify: comparing %" PRIu64 " bytes with the peer", d->size);
@@ -641,6 +645,7 @@ verify_chunk_done(struct peer *p, struct rsreq *q)
 
 	rsreq_unlink(q);
 	rs->inflight_bytes -= q->vr.io.len;
+	rs->inflight_reqs--;
 	rs->verify_done += q->vr.io.len;
 	vol_peer_done(p->d, &q->vr, 0);
 	verify_kick(p);
@@ -751,6 +756,7 @@ resync_stop(struct peer *p)
 	p->rs_state.active = false;
 	p->rs_state.verify = false;
 	p->rs_state.inflight_bytes = 0;
+	p->rs_state.inflight_reqs = 0;
 	/* Ranges in flight keep their bits; release their holds. */
 	while ((q = rs_inflight) != NULL) {
 		rs_inflight = q->next;
