@@ -440,3 +440,16 @@ repl_log_has()
 	local log=LOG_$1
 	grep -Eqi -- "$2" "${!log}"
 }
+
+# repl_up SIZE: the usual start of a test: two fresh nodes with SIZE disks,
+# both daemons started and connected, alpha made primary with --force and
+# the initial full sync finished.
+repl_up()
+{
+	repl_setup "$1"
+	repl_start alpha
+	repl_start beta
+	repl_wait_connected 20
+	bm alpha primary --force
+	repl_wait_synced 60
+}

@@ -12,12 +12,7 @@ source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
 requires fio qemu-io
 
-repl_setup 64M
-repl_start alpha
-repl_start beta
-repl_wait_connected 20
-bm alpha primary --force
-repl_wait_synced 60
+repl_up 64M
 
 for proto in sync async; do
 	msg "== protocol $proto: 8 fio connections over the same 4 MiB"

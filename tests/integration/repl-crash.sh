@@ -18,12 +18,7 @@ source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
 requires fio
 
-repl_setup 128M
-repl_start alpha
-repl_start beta
-repl_wait_connected 20
-bm alpha primary --force
-repl_wait_synced 60
+repl_up 128M
 size=$(st alpha size_bytes)
 
 msg "== secondary killed"

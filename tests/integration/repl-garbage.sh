@@ -12,12 +12,7 @@ source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
 requires fio
 
-repl_setup 64M
-repl_start alpha
-repl_start beta
-repl_wait_connected 20
-bm alpha primary --force
-repl_wait_synced 60
+repl_up 64M
 
 repl_fio_bg alpha --rw=randwrite --bs=4k --offset=8M --size=16M --iodepth=4 \
     --time_based --runtime=15 --rate_iops=200 --randseed=8

@@ -12,12 +12,7 @@ source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
 requires fio qemu-io
 
-repl_setup 96M
-repl_start alpha
-repl_start beta
-repl_wait_connected 20
-bm alpha primary --force
-repl_wait_synced 60
+repl_up 96M
 
 seed=1
 for proto in sync memsync async; do

@@ -16,12 +16,7 @@ source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
 requires qemu-io
 
-repl_setup 64M
-repl_start alpha
-repl_start beta
-repl_wait_connected 20
-bm alpha primary --force
-repl_wait_synced 60
+repl_up 64M
 
 msg "== one primary at a time, clients only on the primary"
 out=$(bm_fails beta primary)

@@ -12,12 +12,7 @@
 source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
 
-repl_setup 96M
-repl_start alpha
-repl_start beta
-repl_wait_connected 20
-bm alpha primary --force
-repl_wait_synced 60
+repl_up 96M
 repl_events alpha
 repl_events beta
 
