@@ -164,14 +164,13 @@ struct resync {
 	uint64_t done_bytes;		/* resynced so far */
 	uint64_t shipped_bytes;		/* bytes of data sent (source) */
 	uint64_t same_bytes;		/* csums: ranges found equal */
-	uint64_t started_ns, last_ns;	/* timing */
+	uint64_t started_ns;		/* when the resync started */
 	uint64_t rate_bps;		/* measured rate */
 	uint64_t rate_mark_bytes, rate_mark_ns;	/* rate window start */
 	uint64_t limit_base_ns;		/* resync-rate: allowance counted from here */
 	uint64_t limit_base_bytes;	/* ... and done_bytes at that moment */
 	struct loop_timer timer;	/* rate limiting / restart */
 	bool done_sent;			/* RESYNC_DONE queued */
-	uint64_t bm_pos;		/* bitmap transfer position */
 	/* verify */
 	bool verify;			/* an online verify runs */
 	uint64_t verify_pos, verify_diff, verify_done;
@@ -183,7 +182,6 @@ struct peer {
 	struct peer_sock *socks;	/* every socket (handshaking or ready) */
 	struct peer_sock *data, *meta;	/* the link, once authenticated */
 	struct listener lis[2];		/* data and meta listeners */
-	int lis_fd[2];
 	struct loop_op lis_op[2];
 	struct sockaddr_storage peer_addr[2];	/* peer's data and meta address */
 	unsigned peer_addrlen;
