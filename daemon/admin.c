@@ -257,6 +257,7 @@ admin_status(struct daemon *d, struct json_object *o)
 	json_object_object_add(rs, "paused", json_object_new_boolean(p->rs_state.paused));
 	json_object_object_add(rs, "verify_running", json_object_new_boolean(p->rs_state.verify));
 	add_u64(rs, "verify_diff_bytes", p->rs_state.verify_diff);
+	add_u64(rs, "stale_refused", p->rs_state.stale_refused);
 	json_object_object_add(o, "resync", rs);
 	uu = json_object_new_object();
 	json_object_object_add(uu, "current", uuid_hex(sb->uuids.current));
@@ -280,4 +281,8 @@ admin_status(struct daemon *d, struct json_object *o)
 	add_u64(o, "pending_writes", p->n_pend);
 	add_u64(o, "lag_bytes", p->lag_bytes);
 	add_u64(o, "metadata_writes", d->md->al_writes + d->md->bm_writes);
+	add_u64(o, "reads_from_peer", p->reads_from_peer);
+	add_u64(o, "read_bytes_from_peer", p->read_bytes_from_peer);
+	add_u64(o, "reads_for_peer", p->reads_for_peer);
+	add_u64(o, "io_refused_no_data", p->io_refused_no_data);
 }

@@ -78,6 +78,11 @@ struct vol_req {
 	bool shipped;			/* a frame for it went to the peer */
 	bool local_done;		/* the local disk finished */
 	bool peer_done;			/* the peer condition of the mode holds */
+	bool peer_only_copy;		/* shipped by a primary whose disk is not
+					 * uptodate: the peer holds the only good
+					 * copy, so the request completes on the
+					 * peer's WRITE_ACK (whatever the protocol)
+					 * and fails when the peer's write does */
 	int local_res;			/* local result */
 	int peer_res;			/* peer result (sync) */
 	uint64_t peer_seq;		/* replication sequence number */

@@ -254,6 +254,9 @@ block_status(struct nbd_req *q)
 	unsigned n = 0;
 	uint8_t *p;
 	int fd = ioeng_fd(d->eng);
+	/* A disk that is not uptodate (a promoted sync target) may have holes
+	 * where the peer has data: report everything as data then. */
+	bool all_data = ioeng_is_blockdev(d->eng) || d->disk != DISK_UPTODATE;
 
 	if (bufpool_get(&d->pool, max * 8, &q->data) < 0) {
 		reply(q, NBD_ENOMEM);
@@ -261,7 +264,7 @@ block_status(struct nbd_req *q)
 	}
 	p = q->data.p;
 	while (pos < end && n < max) {
-		off_t data = ioeng_is_blockdev(d->eng) ? (off_t)pos : lseek(fd, (off_t)pos, SEEK_DATA);
+		off_t data = all_data ? (off_t)pos : lseek(fd, (off_t)pos, SEEK_DATA);
 		uint64_t len;
 		uint32_t flags;
 
@@ -272,7 +275,7 @@ block_status(struct nbd_req *q)
 			len = next - pos;
 			flags = NBD_STATE_HOLE | NBD_STATE_ZERO;
 		} else {
-			off_t hole = ioeng_is_blockdev(d->eng) ? (off_t)end :
+			off_t hole = all_data ? (off_t)end :
 			    lseek(fd, (off_t)pos, SEEK_HOLE);
 			uint64_t next = hole < 0 ? end : MIN((uint64_t)hole, end);
 

@@ -462,6 +462,7 @@ link_up(struct peer *p)
 	p->connects++;
 	p->state_sent = p->state_received = false;
 	p->send_seq = 0;
+	p->apply_seq = 0;
 	p->data->last_rx_ns = p->meta->last_rx_ns = now_ns();
 	state_set(p->d, "connected", -1, -1, CONN_CONNECTED, RS_CONNECTING, NULL);
 	p->ping_timer.cb = ping_tick;
@@ -591,13 +592,18 @@ ping_tick(struct loop_timer *t)
 static bool
 frame_has_payload(uint16_t type)
 {
-	return type == REPL_MSG_DATA || type == REPL_MSG_RESYNC_DATA;
+	return type == REPL_MSG_DATA || type == REPL_MSG_RESYNC_DATA ||
+	    type == REPL_MSG_READ_REPLY;
 }
 
 static size_t
 frame_fixed_len(uint16_t type)
 {
-	return type == REPL_MSG_DATA ? REPL_DATA_LEN : REPL_RESYNC_DATA_LEN;
+	switch (type) {
+	case REPL_MSG_DATA:		return REPL_DATA_LEN;
+	case REPL_MSG_READ_REPLY:	return REPL_READ_REPLY_LEN;
+	default:			return REPL_RESYNC_DATA_LEN;
+	}
 }
 
 /* One complete frame: body at body (len bytes), payload (if any) in s->payload. */

@@ -171,6 +171,7 @@ struct resync {
 	uint64_t limit_base_bytes;	/* ... and done_bytes at that moment */
 	struct loop_timer timer;	/* rate limiting / restart */
 	bool done_sent;			/* RESYNC_DONE queued */
+	uint64_t stale_refused;		/* target: ranges refused as older than our writes */
 	/* verify */
 	bool verify;			/* an online verify runs */
 	uint64_t verify_pos, verify_diff, verify_done;
@@ -210,7 +211,9 @@ struct peer {
 	uint64_t lag_bytes;		/* async: sent, not yet written on the peer */
 	struct vol_req *cong_wait;	/* writes blocked by on-congestion = block */
 	uint64_t congestion_waits;	/* writes that had to wait (stats) */
+	unsigned n_peer_only;		/* pending writes with peer_only_copy */
 	/* secondary: replicated writes in flight, in seq order */
+	uint64_t apply_seq;		/* last write-type seq handed to the volume */
 	struct vol_req *apply_head, *apply_tail;
 	struct vol_req *flush_wait;	/* FLUSHes waiting for earlier writes */
 	struct resync rs_state;		/* resync / verify */
@@ -220,6 +223,11 @@ struct peer {
 	uint64_t resync_bytes_shipped;	/* since start */
 	uint64_t resync_bytes_received;
 	uint64_t split_brains;
+	/* promoted sync target (peerread.c) */
+	uint64_t reads_from_peer;	/* client reads the peer served */
+	uint64_t read_bytes_from_peer;	/* their bytes */
+	uint64_t reads_for_peer;	/* READ_REQUESTs this node served */
+	uint64_t io_refused_no_data;	/* I/O failed: no good data reachable */
 };
 
 /* meta.c */
@@ -269,7 +277,26 @@ void resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_ms
 void resync_kick(struct peer *p);
 void resync_stop(struct peer *p);
 void resync_cmd_pause(struct daemon *d, bool pause);
+/* Show a pause of either node in the replication state (paused-sync-*). */
+void resync_show_pause(struct peer *p);
 int verify_start(struct daemon *d);
+
+/* peerread.c: a primary whose disk is not uptodate (promoted sync target) */
+/* Divert vr (not yet submitted): reads of out-of-sync blocks go to the peer,
+ * I/O that needs the peer's data fails with EIO while the peer cannot serve
+ * it.  true: vr was taken (it completes later through vr->done). */
+bool peerread_divert(struct daemon *d, struct vol_req *vr);
+/* The peer serves this node's reads and writes (sync target, peer uptodate). */
+bool peerread_peer_serves(const struct daemon *d);
+/* READ_REQUEST (source side) and READ_REPLY (target side). */
+void peerread_handle(struct peer *p, const struct repl_hdr *h, const union repl_msg *m,
+    struct buf *payload);
+/* Link lost: pending reads fail with EIO. */
+void peerread_link_lost(struct peer *p);
+/* A client write overlapping [off, off+len) that the peer may not have
+ * applied before applied_seq (not yet acknowledged as written, or shipped
+ * with a higher sequence number): resync data read then is stale for it. */
+bool peerread_newer_write(struct daemon *d, uint64_t off, uint64_t len, uint64_t applied_seq);
 
 /* admin.c */
 int admin_exec(struct daemon *d, const char *cmd, struct json_object *args, char *err,

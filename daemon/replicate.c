@@ -60,6 +60,8 @@ pend_remove(struct peer *p, struct vol_req *vr)
 			}
 			vr->pnext = NULL;
 			p->n_pend--;
+			if (vr->peer_only_copy)
+				p->n_peer_only--;
 			return;
 		}
 	}
@@ -198,7 +200,8 @@ shipping(struct daemon *d)
 
 	return d->role == ROLE_PRIMARY && p->data != NULL &&
 	    (p->rs == RS_ESTABLISHED || p->rs == RS_SYNC_SOURCE ||
-	    p->rs == RS_PAUSED_SYNC_SOURCE);
+	    p->rs == RS_PAUSED_SYNC_SOURCE || p->rs == RS_SYNC_TARGET ||
+	    p->rs == RS_PAUSED_SYNC_TARGET);
 }
 
 /* Encode vr's frame into f; false if vr is not replicated (reads, async flush). */
@@ -236,7 +239,7 @@ encode(struct daemon *d, struct vol_req *vr, struct peer_frame *f)
 	case IO_FLUSH: {
 		struct repl_flush m = { .seq = vr->peer_seq };
 
-		if (d->conf.protocol == PROTO_ASYNC)
+		if (d->conf.protocol == PROTO_ASYNC && !vr->peer_only_copy)
 			return false;
 		n = repl_flush_encode(f->buf, sizeof(f->buf), &tx, &m);
 		break;
@@ -262,6 +265,9 @@ repl_ship(struct daemon *d, struct vol_req *vr)
 		return false;
 	f = peer_frame_new();
 	vr->peer_seq = p->send_seq + 1;
+	/* A promoted sync target: the peer holds the only good copy of the
+	 * out-of-sync blocks, so every write waits for the peer's disk. */
+	vr->peer_only_copy = d->disk != DISK_UPTODATE;
 	if (!encode(d, vr, f)) {
 		f->len = 0;
 		f->payload = NULL;
@@ -278,6 +284,11 @@ repl_ship(struct daemon *d, struct vol_req *vr)
 		p->pend_head = vr;
 	p->pend_tail = vr;
 	p->n_pend++;
+	if (vr->peer_only_copy) {
+		p->n_peer_only++;
+		peer_send(p->data, f);
+		return true;
+	}
 	if (d->conf.protocol == PROTO_ASYNC && vr->io.opcode != IO_FLUSH) {
 		f->sent = async_sent;
 		f->ctx = vr;
@@ -295,17 +306,21 @@ static void
 on_ack(struct peer *p, uint16_t type, uint64_t seq, uint32_t status)
 {
 	struct daemon *d = p->d;
-	struct vol_req *vr;
+	struct vol_req *vr = NULL;
 
-	if (type == REPL_MSG_WRITE_ACK && d->conf.protocol != PROTO_SYNC) {
+	if (type == REPL_MSG_WRITE_ACK && d->conf.protocol != PROTO_SYNC &&
+	    (p->n_peer_only == 0 || (vr = pend_find(p, seq)) == NULL || !vr->peer_only_copy)) {
 		/* The write completed earlier (sent / received); the peer's
 		 * result decides its bits. */
 		lag_ack(p, seq, (int)status);
 		return;
 	}
-	vr = pend_find(p, seq);
+	if (vr == NULL)
+		vr = pend_find(p, seq);
 	if (vr == NULL)
 		return;		/* already completed (link loss raced) */
+	if (type == REPL_MSG_RECV_ACK && vr->peer_only_copy)
+		return;		/* it waits for WRITE_ACK */
 	if (status != 0 && vr->io.opcode == IO_FLUSH) {
 		/* Nothing tells which earlier writes the peer lost: mark the
 		 * whole volume and drop the link (the client's FLUSH is
@@ -324,7 +339,10 @@ on_ack(struct peer *p, uint16_t type, uint64_t seq, uint32_t status)
 		    strerror((int)status));
 		meta_set_oos(d, vr->io.offset, vr->io.len);
 	} else if (vr->io.opcode != IO_FLUSH && type == REPL_MSG_WRITE_ACK &&
-	    (p->rs == RS_SYNC_SOURCE || p->rs == RS_PAUSED_SYNC_SOURCE)) {
+	    (p->rs == RS_SYNC_SOURCE || p->rs == RS_PAUSED_SYNC_SOURCE ||
+	    p->rs == RS_SYNC_TARGET || p->rs == RS_PAUSED_SYNC_TARGET)) {
+		/* Sync source, or a promoted sync target: the peer wrote what we
+		 * wrote, so the blocks the write covers whole are in sync. */
 		/* The peer now holds this data: the region is in sync. */
 		meta_clear_oos(d, vr->io.offset, vr->io.len);
 	}
@@ -338,13 +356,15 @@ repl_link_lost(struct peer *p)
 	struct daemon *d = p->d;
 	struct vol_req *vr;
 
-	/* Writes the peer did not confirm may be missing there. */
+	/* Writes the peer did not confirm may be missing there.  Where the
+	 * peer held the only good copy, they fail. */
 	while ((vr = p->pend_head) != NULL) {
 		if (vr->io.opcode != IO_FLUSH)
 			meta_set_oos(d, vr->io.offset, vr->io.len);
 		pend_remove(p, vr);
-		vol_peer_done(d, vr, 0);
+		vol_peer_done(d, vr, vr->peer_only_copy ? -EIO : 0);
 	}
+	peerread_link_lost(p);
 	while (lag_head != NULL) {
 		struct lag_rec *r = lag_head;
 
@@ -510,6 +530,7 @@ apply(struct peer *p, const struct repl_hdr *h, const union repl_msg *m, struct 
 	}
 	log_debug("apply: %s seq %" PRIu64 " %" PRIu64 "+%" PRIu64, repl_type_name(h->type),
 	    seq, off, len);
+	p->apply_seq = seq;
 	a = apply_new(p, h->type, seq, opcode, off, len, flags);
 	if (a == NULL) {
 		peer_link_down(p, REPL_DISC_PROTOCOL, "out of memory applying a write");
@@ -562,6 +583,10 @@ repl_handle(struct peer *p, struct peer_sock *s, const struct repl_hdr *h,
 		return;
 	case REPL_MSG_FLUSH_ACK:
 		on_ack(p, h->type, m->flush_ack.seq, m->flush_ack.status);
+		return;
+	case REPL_MSG_READ_REQUEST:
+	case REPL_MSG_READ_REPLY:
+		peerread_handle(p, h, m, payload);
 		return;
 	default:
 		resync_handle(p, h, m, payload, body, len);

@@ -42,6 +42,8 @@ struct rsreq {
 	bool refining;			/* verify: the chunk differs, its granules
 					 * are being compared one by one */
 	unsigned sub_pending;		/* verify: granule replies outstanding */
+	uint64_t applied_seq;		/* the peer's last write applied before the read */
+	struct loop_timer hold;		/* BLKMIRROR_TEST_RESYNC_HOLD_MS delay */
 	struct rsreq *next;		/* in-flight list */
 };
 static struct rsreq *rs_inflight;
@@ -141,15 +143,18 @@ resync_begin(struct peer *p, enum md_sync_decision dec)
 	rs->started_ns = rs->rate_mark_ns = rs->limit_base_ns = now_ns();
 	if (full)
 		md_bitmap_set_all(&m->bm);
+	paused = rs->paused || p->peer_paused;
 	if (source) {
-		state_set(d, "resync", -1, -1, -1, RS_SYNC_SOURCE, md_sync_decision_name(dec));
+		state_set(d, "resync", -1, -1, -1, paused ? RS_PAUSED_SYNC_SOURCE : RS_SYNC_SOURCE,
+		    md_sync_decision_name(dec));
 	} else {
 		m->sb.flags &= ~(MD_FL_CONSISTENT | MD_FL_WAS_UPTODATE);
 		if (full)
 			m->sb.flags |= MD_FL_FULL_SYNC;
 		m->sb.disk_state = MD_DISK_INCONSISTENT;
 		meta_sb_write(d, NULL);
-		state_set(d, "resync", -1, DISK_INCONSISTENT, -1, RS_SYNC_TARGET,
+		state_set(d, "resync", -1, DISK_INCONSISTENT, -1,
+		    paused ? RS_PAUSED_SYNC_TARGET : RS_SYNC_TARGET,
 		    md_sync_decision_name(dec));
 	}
 	state_event(d, "resync-start", "%s", md_sync_decision_name(dec));
@@ -242,6 +247,7 @@ rsreq_done(struct vol_req *vr, int res)
 {
 	struct rsreq *q = vr->owner;
 
+	loop_timer_cancel(vr->d->loop, &q->hold);
 	bufpool_put(&vr->d->pool, &q->data);
 	free(q);
 }
@@ -256,7 +262,8 @@ send_range(struct rsreq *q, uint16_t type, uint64_t digest, int status)
 
 	if (type == REPL_MSG_RESYNC_DATA) {
 		struct repl_resync_data m = { .offset = q->vr.io.offset,
-		    .length = (uint32_t)q->vr.io.len, .status = (uint32_t)-status };
+		    .length = (uint32_t)q->vr.io.len, .status = (uint32_t)-status,
+		    .applied_seq = q->applied_seq };
 
 		n = repl_resync_data_encode(f->buf, sizeof(f->buf), &tx, &m);
 		if (status == 0) {
@@ -283,9 +290,9 @@ send_range(struct rsreq *q, uint16_t type, uint64_t digest, int status)
 
 /* The source's read of a range finished: ship data, digest or verify digest. */
 static void
-rsreq_read(struct vol_req *vr, int res)
+rsreq_ship(struct rsreq *q, int res)
 {
-	struct rsreq *q = vr->owner;
+	struct vol_req *vr = &q->vr;
 	struct peer *p = q->p;
 
 	if (p->data == NULL)
@@ -305,6 +312,51 @@ rsreq_read(struct vol_req *vr, int res)
 		send_range(q, REPL_MSG_CSUM_REQUEST, repl_digest(q->data.p, vr->io.len), 0);
 	else
 		send_range(q, REPL_MSG_RESYNC_DATA, 0, 0);
+}
+
+static void
+rsreq_hold_done(struct loop_timer *t)
+{
+	struct rsreq *q = t->data;
+
+	rsreq_ship(q, q->vr.local_res);
+}
+
+/*
+ * For tests: BLKMIRROR_TEST_RESYNC_HOLD_MS=N keeps each resync range read
+ * N ms before it is shipped, so that a test can write to a range whose
+ * resync data is on its way (see peerread.c on stale resync data).
+ */
+static uint64_t
+test_hold_ms(void)
+{
+	static int64_t ms = -1;
+
+	if (ms < 0) {
+		const char *v = getenv("BLKMIRROR_TEST_RESYNC_HOLD_MS");
+
+		ms = v != NULL ? strtoll(v, NULL, 10) : 0;
+		if (ms < 0 || ms > 60000)
+			ms = 0;
+		if (ms > 0)
+			log_warn("resync: BLKMIRROR_TEST_RESYNC_HOLD_MS=%" PRId64 ": every range is "
+			    "held that long before it is shipped (a test setting)", ms);
+	}
+	return (uint64_t)ms;
+}
+
+static void
+rsreq_read(struct vol_req *vr, int res)
+{
+	struct rsreq *q = vr->owner;
+
+	if (!q->verify && test_hold_ms() > 0 && q->p->data != NULL) {
+		q->hold.cb = rsreq_hold_done;
+		q->hold.data = q;
+		loop_timer_arm(vr->d->loop, &q->hold, test_hold_ms());
+		return;
+	}
+	rsreq_ship(q, res);
 }
 
 static int
@@ -330,6 +382,9 @@ rsreq_start(struct peer *p, uint64_t off, uint64_t len, bool verify)
 	q->vr.is_resync = true;
 	q->vr.local_cb = rsreq_read;
 	q->vr.done = rsreq_done;
+	/* Writes of a primary peer are submitted in seq order: the read is
+	 * ordered after every one submitted so far that overlaps it. */
+	q->applied_seq = p->apply_seq;
 	log_debug("resync: %s read %" PRIu64 "+%" PRIu64, verify ? "verify" : "resync", off, len);
 	q->next = rs_inflight;
 	rs_inflight = q;
@@ -681,6 +736,19 @@ on_verify_reply(struct peer *p, const struct repl_verify_reply *m)
 
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
+/* Settle a range on the source without writing it (status: positive errno). */
+static void
+resync_ack_status(struct peer *p, uint64_t off, uint32_t len, uint32_t status)
+{
+	struct repl_resync_ack a = { .offset = off, .length = len, .status = status };
+	struct peer_frame *f = peer_frame_new();
+	struct repl_tx tx = peer_tx(p);
+	int n = repl_resync_ack_encode(f->buf, sizeof(f->buf), &tx, &a);
+
+	f->len = n > 0 ? (uint32_t)n : 0;
+	peer_send(n > 0 ? p->meta : NULL, f);
+}
+
 void
 resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_msg *m,
     struct buf *payload, const uint8_t *body, size_t len)
@@ -694,21 +762,43 @@ resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_msg *m,
 	case REPL_MSG_RESYNC_DATA:
 		if (m->resync_data.status != 0) {
 			/* Settle the range with the error: its bits stay set. */
-			struct repl_resync_ack a = { .offset = m->resync_data.offset,
-			    .length = m->resync_data.length, .status = m->resync_data.status };
-			struct peer_frame *f = peer_frame_new();
-			struct repl_tx tx = peer_tx(p);
-			int n = repl_resync_ack_encode(f->buf, sizeof(f->buf), &tx, &a);
-
 			log_err("resync: the source could not read offset %" PRIu64 "; the range "
 			    "stays out of sync", m->resync_data.offset);
-			f->len = n > 0 ? (uint32_t)n : 0;
-			peer_send(n > 0 ? p->meta : NULL, f);
+			resync_ack_status(p, m->resync_data.offset, m->resync_data.length,
+			    m->resync_data.status);
+			return;
+		}
+		if (peerread_newer_write(p->d, m->resync_data.offset, m->resync_data.length,
+		    m->resync_data.applied_seq)) {
+			/* We are primary and wrote there after the source read
+			 * it: refuse the stale data, the range stays marked and
+			 * the source sends it again later.  (Writing it would
+			 * also wait behind our write, which waits on the peer
+			 * behind this range: a deadlock.) */
+			log_debug("resync: %" PRIu64 "+%" PRIu32 " is older than a write of ours; "
+			    "refused", m->resync_data.offset, m->resync_data.length);
+			p->rs_state.stale_refused++;
+			resync_ack_status(p, m->resync_data.offset, m->resync_data.length, ESTALE);
 			return;
 		}
 		tgt_start(p, h->type, m->resync_data.offset, m->resync_data.length, 0, payload);
 		return;
 	case REPL_MSG_CSUM_REQUEST:
+		if (peerread_newer_write(p->d, m->csum_request.offset, m->csum_request.length, 0)) {
+			/* A write of ours to the range waits on the peer behind
+			 * this very range: comparing now would wait for that
+			 * write (a deadlock).  Ask for the data instead; it is
+			 * checked for staleness when it comes. */
+			struct repl_resync_request rr = { .offset = m->csum_request.offset,
+			    .length = m->csum_request.length };
+			struct peer_frame *f = peer_frame_new();
+			struct repl_tx tx = peer_tx(p);
+			int n = repl_resync_request_encode(f->buf, sizeof(f->buf), &tx, &rr);
+
+			f->len = n > 0 ? (uint32_t)n : 0;
+			peer_send(n > 0 ? p->data : NULL, f);
+			return;
+		}
 		tgt_start(p, h->type, m->csum_request.offset, m->csum_request.length,
 		    m->csum_request.digest, NULL);
 		return;
@@ -766,6 +856,25 @@ resync_stop(struct peer *p)
 }
 
 void
+resync_show_pause(struct peer *p)
+{
+	struct resync *rs = &p->rs_state;
+	bool paused = rs->paused || p->peer_paused;
+	enum link_state want;
+
+	if (!rs->active)
+		return;
+	if (rs->source)
+		want = paused ? RS_PAUSED_SYNC_SOURCE : RS_SYNC_SOURCE;
+	else
+		want = paused ? RS_PAUSED_SYNC_TARGET : RS_SYNC_TARGET;
+	if (p->rs != want)
+		state_set(p->d, paused ? "resync paused" : "resync resumed", -1, -1, -1, want,
+		    rs->paused ? "pause-sync on this node" :
+		    p->peer_paused ? "pause-sync on the peer" : NULL);
+}
+
+void
 resync_cmd_pause(struct daemon *d, bool pause)
 {
 	struct peer *p = d->link;
@@ -778,10 +887,7 @@ resync_cmd_pause(struct daemon *d, bool pause)
 		rs->limit_base_ns = now_ns();
 		rs->limit_base_bytes = rs->done_bytes + rs->verify_done;
 	}
-	if (rs->active)
-		state_set(d, pause ? "pause-sync" : "resume-sync", -1, -1, -1,
-		    rs->source ? (pause ? RS_PAUSED_SYNC_SOURCE : RS_SYNC_SOURCE) :
-		    (pause ? RS_PAUSED_SYNC_TARGET : RS_SYNC_TARGET), NULL);
+	resync_show_pause(p);
 	state_send(p);
 	resync_kick(p);
 }

@@ -223,6 +223,37 @@ state_leftover_decision(struct peer *p)
 	return i_source ? MD_SYNC_SOURCE_BITMAP : MD_SYNC_TARGET_BITMAP;
 }
 
+/*
+ * A disk that is inconsistent (a resync into it was interrupted) is never
+ * the source towards an uptodate one, whatever the UUIDs say: an interrupted
+ * resync leaves the UUIDs as they were, and a promoted sync target that
+ * crashed carries the crashed-primary flag (rule 42 would make it the
+ * source).  Both nodes apply the same rule to the same two disk states.
+ */
+static enum md_sync_decision
+prefer_good_disk(struct peer *p, enum md_sync_decision dec)
+{
+	bool me_bad = p->d->disk == DISK_INCONSISTENT;
+	bool peer_bad = p->peer_state.disk == REPL_DISK_INCONSISTENT;
+	bool me_good = p->d->disk == DISK_UPTODATE;
+	bool peer_good = p->peer_state.disk == REPL_DISK_UPTODATE;
+	enum md_sync_decision out = dec;
+
+	if (me_bad && peer_good && dec == MD_SYNC_SOURCE_BITMAP)
+		out = MD_SYNC_TARGET_BITMAP;
+	else if (me_bad && peer_good && dec == MD_SYNC_SOURCE_FULL)
+		out = MD_SYNC_TARGET_FULL;
+	else if (me_good && peer_bad && dec == MD_SYNC_TARGET_BITMAP)
+		out = MD_SYNC_SOURCE_BITMAP;
+	else if (me_good && peer_bad && dec == MD_SYNC_TARGET_FULL)
+		out = MD_SYNC_SOURCE_FULL;
+	if (out != dec)
+		log_notice("connect: %s turned into %s: the %s disk is inconsistent and the "
+		    "other uptodate", md_sync_decision_name(dec), md_sync_decision_name(out),
+		    me_bad ? "local" : "peer's");
+	return out;
+}
+
 /* Run the UUID decision and act on it (both nodes do it, mirror images). */
 static void
 decide(struct peer *p)
@@ -245,9 +276,14 @@ decide(struct peer *p)
 		refuse_connection(p, dec, rule);
 		return;
 	}
-	if (d->role == ROLE_PRIMARY &&
+	if (dec == MD_NO_SYNC)
+		dec = state_leftover_decision(p);
+	dec = prefer_good_disk(p, dec);
+	if (d->role == ROLE_PRIMARY && d->disk == DISK_UPTODATE &&
 	    (dec == MD_SYNC_TARGET_BITMAP || dec == MD_SYNC_TARGET_FULL)) {
-		/* Never overwrite the data a primary serves. */
+		/* Never overwrite the data a primary serves.  (A primary whose
+		 * disk is not uptodate, a promoted sync target, resumes its
+		 * resync: what it served came from the peer or reached it.) */
 		char why[200];
 
 		snprintf(why, sizeof(why), "this primary's data is older than the peer's (%s): "
@@ -260,8 +296,6 @@ decide(struct peer *p)
 		return;
 	}
 	p->discard_my_data = false;
-	if (dec == MD_NO_SYNC)
-		dec = state_leftover_decision(p);
 	if (dec == MD_NO_SYNC) {
 		/* Same generation: the peer's disk is as good as ours. */
 		if (d->disk == DISK_OUTDATED && p->peer_state.disk == REPL_DISK_UPTODATE)
@@ -377,6 +411,7 @@ state_received(struct peer *p, const struct repl_state *st)
 		meta_sb_write(d, NULL);	/* the epoch is durable at once */
 	}
 	p->peer_paused = st->flags & REPL_STATE_F_SYNC_PAUSED;
+	resync_show_pause(p);
 	if (p->rs == RS_SYNC_TARGET && p->rs_state.done_sent &&
 	    st->repl == REPL_RS_ESTABLISHED) {
 		resync_target_finish(p);
@@ -388,8 +423,10 @@ state_received(struct peer *p, const struct repl_state *st)
 	}
 	/* The peer started a resync (resync, invalidate): mirror it. */
 	if (!first && p->rs == RS_ESTABLISHED && !p->rs_state.active &&
-	    (st->repl == REPL_RS_SYNC_SOURCE || st->repl == REPL_RS_SYNC_TARGET)) {
-		resync_begin(p, st->repl == REPL_RS_SYNC_SOURCE ? MD_SYNC_TARGET_BITMAP :
+	    (st->repl == REPL_RS_SYNC_SOURCE || st->repl == REPL_RS_SYNC_TARGET ||
+	    st->repl == REPL_RS_PAUSED_SYNC_SOURCE || st->repl == REPL_RS_PAUSED_SYNC_TARGET)) {
+		resync_begin(p, st->repl == REPL_RS_SYNC_SOURCE ||
+		    st->repl == REPL_RS_PAUSED_SYNC_SOURCE ? MD_SYNC_TARGET_BITMAP :
 		    MD_SYNC_SOURCE_BITMAP);
 		return;
 	}
@@ -448,16 +485,24 @@ state_promote(struct daemon *d, bool force, char *err, size_t errlen)
 		snprintf(err, errlen, "the peer is primary: demote it first");
 		return -EBUSY;
 	}
-	if (d->disk != DISK_UPTODATE && !force) {
+	if (p != NULL && (p->rs == RS_SYNC_TARGET || p->rs == RS_PAUSED_SYNC_TARGET)) {
+		/* A sync target may serve clients: what is still out of sync
+		 * is read from the peer (peerread.c).  --force changes nothing
+		 * here: the peer's data is the good copy. */
+		if (!peerread_peer_serves(d)) {
+			snprintf(err, errlen, "this node is a resync target and the peer cannot "
+			    "serve its data yet (peer disk %s, bitmaps %s); try again",
+			    repl_disk_name(p->peer_state.disk),
+			    p->rs_state.bitmap_received ? "exchanged" : "not yet exchanged");
+			return -EBUSY;
+		}
+		log_notice("promoting a resync target: %" PRIu64 " bytes still out of sync are "
+		    "read from the peer until the resync ends", meta_oos_bytes(d));
+	} else if (d->disk != DISK_UPTODATE && !force) {
 		snprintf(err, errlen, "the local disk is %s, not uptodate (use --force to make "
 		    "it the source of a full sync)", disk_state_name(d->disk));
 		return -EPERM;
-	}
-	if (p != NULL && (p->rs == RS_SYNC_TARGET || p->rs == RS_PAUSED_SYNC_TARGET)) {
-		snprintf(err, errlen, "this node is a resync target: wait for the resync to finish");
-		return -EBUSY;
-	}
-	if (d->disk != DISK_UPTODATE) {
+	} else if (d->disk != DISK_UPTODATE) {
 		if (md_uuid_random(&u) < 0) {
 			snprintf(err, errlen, "no randomness for a generation uuid");
 			return -EIO;

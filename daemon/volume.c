@@ -63,7 +63,7 @@ finish(struct daemon *d, struct vol_req *vr)
 		next = w->wait_next;
 		try_start(d, w);
 	}
-	vr->done(vr, vr->local_res);
+	vr->done(vr, vr->local_res < 0 || !vr->peer_only_copy ? vr->local_res : vr->peer_res);
 }
 
 static void
@@ -142,9 +142,13 @@ try_start(struct daemon *d, struct vol_req *vr)
 void
 vol_submit(struct daemon *d, struct vol_req *vr)
 {
+	/* A primary sync target reads out-of-sync blocks from the peer. */
+	if (d->link != NULL && !vr->is_resync && peerread_divert(d, vr))
+		return;
 	vr->seq = ++d->vol_seq;
 	vr->waiters = NULL;
 	vr->al_pinned = vr->shipped = vr->local_done = vr->peer_done = false;
+	vr->peer_only_copy = false;
 	vr->local_res = vr->peer_res = 0;
 	vr->pnext = NULL;
 	if (vr->is_write) {

@@ -83,6 +83,10 @@ static const struct repl_type_info types[REPL_MSG_MAX + 1] = {
 	    REPL_DISCONNECT_MIN_LEN, REPL_DISCONNECT_MAX_LEN, false },
 	[REPL_MSG_RESYNC_ACK] = { "REPL_MSG_RESYNC_ACK", M,
 	    REPL_RESYNC_ACK_LEN, REPL_RESYNC_ACK_LEN, false },
+	[REPL_MSG_READ_REQUEST] = { "REPL_MSG_READ_REQUEST", D,
+	    REPL_READ_REQUEST_LEN, REPL_READ_REQUEST_LEN, false },
+	[REPL_MSG_READ_REPLY] = { "REPL_MSG_READ_REPLY", D,
+	    REPL_READ_REPLY_LEN, REPL_READ_REPLY_LEN + REPL_MAX_DATA, false },
 };
 #undef D
 #undef M
@@ -1040,6 +1044,7 @@ repl_resync_data_decode(const void *buf, size_t len, struct repl_resync_data *ou
 		return rc;
 	if (len - REPL_RESYNC_DATA_LEN != (m.status == 0 ? m.length : 0))
 		return -EBADMSG;
+	m.applied_seq = get_be64((const uint8_t *)buf + 16);
 	*out = m;
 	return 0;
 }
@@ -1049,9 +1054,95 @@ repl_resync_data_encode(void *buf, size_t size, const struct repl_tx *tx,
     const struct repl_resync_data *m)
 {
 	size_t data = m->status == 0 ? m->length : 0;
-
-	return range_encode(buf, size, tx, REPL_MSG_RESYNC_DATA, REPL_RESYNC_DATA_LEN,
+	int n = range_encode(buf, size, tx, REPL_MSG_RESYNC_DATA, REPL_RESYNC_DATA_LEN,
 	    REPL_RESYNC_DATA_LEN + data, m->offset, m->length, m->status);
+
+	if (n >= 0)
+		put_be64(BODY(buf) + 16, m->applied_seq);
+	return n;
+}
+
+/* ---- reads served by the peer: id u64 | offset u64 | length u32 | u32 word ---- */
+
+/* Decode the common 24-byte layout of READ_REQUEST and READ_REPLY. */
+static int
+read_decode(const uint8_t *p, uint64_t *id, uint64_t *offset, uint32_t *length,
+    uint32_t *word)
+{
+	*id = get_be64(p);
+	*offset = get_be64(p + 8);
+	*length = get_be32(p + 16);
+	*word = get_be32(p + 20);
+	return check_io(*offset, *length, REPL_MAX_DATA);
+}
+
+/* Encode that layout as a frame of wire_len bytes (trailing data after it). */
+static int
+read_encode(void *buf, size_t size, const struct repl_tx *tx, uint16_t type,
+    size_t wire_len, uint64_t id, uint64_t offset, uint32_t length, uint32_t word)
+{
+	int n;
+
+	if (check_io(offset, length, REPL_MAX_DATA) < 0)
+		return -EINVAL;
+	if ((n = frame_begin(buf, size, tx, type, REPL_READ_REQUEST_LEN, wire_len)) < 0)
+		return n;
+	put_be64(BODY(buf), id);
+	put_be64(BODY(buf) + 8, offset);
+	put_be32(BODY(buf) + 16, length);
+	put_be32(BODY(buf) + 20, word);
+	return n;
+}
+
+int
+repl_read_request_decode(const void *buf, size_t len, struct repl_read_request *out)
+{
+	struct repl_read_request m;
+	uint32_t reserved;
+	int rc;
+
+	if (len != REPL_READ_REQUEST_LEN)
+		return -EBADMSG;
+	if ((rc = read_decode(buf, &m.id, &m.offset, &m.length, &reserved)) < 0)
+		return rc;
+	if (reserved != 0)
+		return -EINVAL;
+	*out = m;
+	return 0;
+}
+
+int
+repl_read_request_encode(void *buf, size_t size, const struct repl_tx *tx,
+    const struct repl_read_request *m)
+{
+	return read_encode(buf, size, tx, REPL_MSG_READ_REQUEST, REPL_READ_REQUEST_LEN,
+	    m->id, m->offset, m->length, 0);
+}
+
+int
+repl_read_reply_decode(const void *buf, size_t len, struct repl_read_reply *out)
+{
+	struct repl_read_reply m;
+	int rc;
+
+	if (len < REPL_READ_REPLY_LEN)
+		return -EBADMSG;
+	if ((rc = read_decode(buf, &m.id, &m.offset, &m.length, &m.status)) < 0)
+		return rc;
+	if (len - REPL_READ_REPLY_LEN != (m.status == 0 ? m.length : 0))
+		return -EBADMSG;
+	*out = m;
+	return 0;
+}
+
+int
+repl_read_reply_encode(void *buf, size_t size, const struct repl_tx *tx,
+    const struct repl_read_reply *m)
+{
+	size_t data = m->status == 0 ? m->length : 0;
+
+	return read_encode(buf, size, tx, REPL_MSG_READ_REPLY, REPL_READ_REPLY_LEN + data,
+	    m->id, m->offset, m->length, m->status);
 }
 
 int
@@ -1313,6 +1404,8 @@ repl_body_decode(uint32_t type, const void *buf, size_t len, union repl_msg *out
 	case REPL_MSG_PROMOTE_NOTICE:	return repl_promote_notice_decode(buf, len, &out->promote);
 	case REPL_MSG_DISCONNECT:	return repl_disconnect_decode(buf, len, &out->disconnect);
 	case REPL_MSG_RESYNC_ACK:	return repl_resync_ack_decode(buf, len, &out->resync_ack);
+	case REPL_MSG_READ_REQUEST:	return repl_read_request_decode(buf, len, &out->read_request);
+	case REPL_MSG_READ_REPLY:	return repl_read_reply_decode(buf, len, &out->read_reply);
 	default:			return -EPROTO;
 	}
 }

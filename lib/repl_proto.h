@@ -105,7 +105,9 @@
 #define REPL_MSG_PROMOTE_NOTICE	24	/* new P->peer [m]: I became primary */
 #define REPL_MSG_DISCONNECT	25	/* both [dm]: closing, reason */
 #define REPL_MSG_RESYNC_ACK	26	/* tgt->src [m]: resync range written */
-#define REPL_MSG_MAX		26	/* highest type known to this build */
+#define REPL_MSG_READ_REQUEST	27	/* P(sync tgt)->src [d]: read this range for a client */
+#define REPL_MSG_READ_REPLY	28	/* src->P(sync tgt) [d]: its contents, payload follows */
+#define REPL_MSG_MAX		28	/* highest type known to this build */
 
 /* Connection kinds (HELLO.conn, repl_type_conns() bits). */
 #define REPL_CONN_DATA		1u	/* data connection */
@@ -376,13 +378,37 @@ struct repl_resync_request {
 
 /*
  * RESYNC_DATA: 0 u64 offset | 8 u32 length | 12 u32 status |
- * 16 u8[length] data (only when status == 0).  Trailing data as DATA.
+ * 16 u64 applied_seq | 24 u8[length] data (only when status == 0).
+ * Trailing data as DATA.
  */
-#define REPL_RESYNC_DATA_LEN	16	/* fixed part */
+#define REPL_RESYNC_DATA_LEN	24	/* fixed part */
 struct repl_resync_data {
 	uint64_t offset;	/* byte offset */
 	uint32_t length;	/* bytes of the range (> 0, <= REPL_MAX_DATA) */
 	uint32_t status;	/* 0: data follows; else errno of the source's read, no data */
+	uint64_t applied_seq;	/* the source's read saw every write of the peer up to
+				 * this sequence number (0: none); a primary sync
+				 * target drops data older than its own writes */
+};
+
+/* READ_REQUEST: 0 u64 id | 8 u64 offset | 16 u32 length | 20 u32 reserved */
+#define REPL_READ_REQUEST_LEN	24
+struct repl_read_request {
+	uint64_t id;		/* the requester's tag, echoed in READ_REPLY */
+	uint64_t offset;	/* byte offset */
+	uint32_t length;	/* bytes (> 0, <= REPL_MAX_DATA) */
+};
+
+/*
+ * READ_REPLY: 0 u64 id | 8 u64 offset | 16 u32 length | 20 u32 status |
+ * 24 u8[length] data (only when status == 0).  Trailing data as DATA.
+ */
+#define REPL_READ_REPLY_LEN	24	/* fixed part */
+struct repl_read_reply {
+	uint64_t id;		/* READ_REQUEST's id */
+	uint64_t offset;	/* its offset */
+	uint32_t length;	/* its length */
+	uint32_t status;	/* 0: data follows; else errno of the read, no data */
 };
 
 /* CSUM_REQUEST: 0 u64 offset | 8 u32 length | 12 u32 reserved | 16 u64 digest */
@@ -480,6 +506,8 @@ union repl_msg {
 	struct repl_promote_notice promote;
 	struct repl_disconnect disconnect;
 	struct repl_resync_ack resync_ack;
+	struct repl_read_request read_request;
+	struct repl_read_reply read_reply;
 };
 
 /* What every frame we send carries besides its type and body. */
@@ -528,9 +556,9 @@ void repl_hdr_encode(void *buf, const struct repl_hdr *h);
  * lengths not multiples of REPL_SECTOR (-EINVAL), offset + length wrapping
  * (-EOVERFLOW).  Volume bounds need the volume: repl_check_range().
  *
- * DATA and RESYNC_DATA carry trailing data: their len is still the whole
- * body length from the header, but only the fixed part (REPL_DATA_LEN /
- * REPL_RESYNC_DATA_LEN bytes) is read from buf, so the data may already be
+ * DATA, RESYNC_DATA and READ_REPLY carry trailing data: their len is still
+ * the whole body length from the header, but only the fixed part
+ * (REPL_DATA_LEN / REPL_RESYNC_DATA_LEN / REPL_READ_REPLY_LEN bytes) is read from buf, so the data may already be
  * in a separate buffer; the decoder checks len == fixed part + data length.
  */
 int repl_hello_decode(const void *buf, size_t len, struct repl_hello *out);
@@ -558,6 +586,8 @@ int repl_resync_done_decode(const void *buf, size_t len, struct repl_resync_done
 int repl_promote_notice_decode(const void *buf, size_t len, struct repl_promote_notice *out);
 int repl_disconnect_decode(const void *buf, size_t len, struct repl_disconnect *out);
 int repl_resync_ack_decode(const void *buf, size_t len, struct repl_resync_ack *out);
+int repl_read_request_decode(const void *buf, size_t len, struct repl_read_request *out);
+int repl_read_reply_decode(const void *buf, size_t len, struct repl_read_reply *out);
 /* Dispatch on type (PING_ACK uses .ping, WRITE_ZEROES .trim); -EPROTO if unknown. */
 int repl_body_decode(uint32_t type, const void *buf, size_t len, union repl_msg *out);
 
@@ -566,7 +596,8 @@ int repl_body_decode(uint32_t type, const void *buf, size_t len, union repl_msg 
  * frame length, or -ENOSPC (buf too small) / -EINVAL (a field the decoder
  * would refuse: unknown flag, string too long or empty, bad length).
  * Handshake frames are always encoded with version 1, others with
- * tx->version.  repl_data_encode() and repl_resync_data_encode() write only
+ * tx->version.  repl_data_encode(), repl_resync_data_encode() and
+ * repl_read_reply_encode() write only
  * the header and the fixed part (REPL_HDR_LEN + REPL_DATA_LEN bytes); the
  * header's length counts the data, which the caller sends next from its own
  * buffer (zero copy: iov[0] = buf, iov[1] = data).
@@ -601,6 +632,8 @@ int repl_resync_done_encode(void *buf, size_t size, const struct repl_tx *tx, co
 int repl_promote_notice_encode(void *buf, size_t size, const struct repl_tx *tx, const struct repl_promote_notice *m);
 int repl_disconnect_encode(void *buf, size_t size, const struct repl_tx *tx, const struct repl_disconnect *m);
 int repl_resync_ack_encode(void *buf, size_t size, const struct repl_tx *tx, const struct repl_resync_ack *m);
+int repl_read_request_encode(void *buf, size_t size, const struct repl_tx *tx, const struct repl_read_request *m);
+int repl_read_reply_encode(void *buf, size_t size, const struct repl_tx *tx, const struct repl_read_reply *m);
 
 /* ---- checks and helpers ---- */
 /*

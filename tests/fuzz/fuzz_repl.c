@@ -52,6 +52,8 @@ reencode(uint32_t type, const union repl_msg *m, const struct repl_tx *tx)
 	case REPL_MSG_PROMOTE_NOTICE:	return repl_promote_notice_encode(out, sizeof(out), tx, &m->promote);
 	case REPL_MSG_DISCONNECT:	return repl_disconnect_encode(out, sizeof(out), tx, &m->disconnect);
 	case REPL_MSG_RESYNC_ACK:	return repl_resync_ack_encode(out, sizeof(out), tx, &m->resync_ack);
+	case REPL_MSG_READ_REQUEST:	return repl_read_request_encode(out, sizeof(out), tx, &m->read_request);
+	case REPL_MSG_READ_REPLY:	return repl_read_reply_encode(out, sizeof(out), tx, &m->read_reply);
 	default:			abort();
 	}
 }
@@ -87,6 +89,8 @@ body(uint32_t type, const uint8_t *p, size_t len)
 		fixed = REPL_DATA_LEN;
 	else if (type == REPL_MSG_RESYNC_DATA)
 		fixed = REPL_RESYNC_DATA_LEN;
+	else if (type == REPL_MSG_READ_REPLY)
+		fixed = REPL_READ_REPLY_LEN;
 	else if (type == REPL_MSG_BITMAP)
 		memcpy(out + REPL_HDR_LEN + REPL_BITMAP_HDR_LEN, p + REPL_BITMAP_HDR_LEN,
 		    m.bitmap.chunk_len);

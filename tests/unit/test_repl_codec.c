@@ -298,8 +298,8 @@ static void
 test_rt_resync(void)
 {
 	struct repl_resync_request rq = { 1ull << 20, 1u << 20, REPL_RSR_F_URGENT };
-	struct repl_resync_data rd = { 1ull << 20, 1u << 20, 0 };
-	struct repl_resync_data rde = { 1ull << 20, 1u << 20, EIO };
+	struct repl_resync_data rd = { 1ull << 20, 1u << 20, 0, 0x0123456789abcdefull };
+	struct repl_resync_data rde = { 1ull << 20, 1u << 20, EIO, 7 };
 	struct repl_resync_ack rk = { 1ull << 20, 1u << 20, 0 };
 	struct repl_csum_request cr = { 4096, 4096, 0x0102030405060708ull };
 	struct repl_csum_same cs = { 4096, 4096 };
@@ -320,6 +320,7 @@ test_rt_resync(void)
 	CU_ASSERT_EQUAL(frame_decode(n, REPL_MSG_RESYNC_DATA, REPL_RESYNC_DATA_LEN, &o), 0);
 	CU_ASSERT_EQUAL(o.resync_data.status, EIO);
 	CU_ASSERT_EQUAL(o.resync_data.length, 1u << 20);
+	CU_ASSERT_EQUAL(o.resync_data.applied_seq, 7);
 	n = repl_resync_ack_encode(buf, sizeof(buf), &TX, &rk);
 	CU_ASSERT_EQUAL(frame_decode(n, REPL_MSG_RESYNC_ACK, REPL_RESYNC_ACK_LEN, &o), 0);
 	CU_ASSERT_EQUAL(memcmp(&o.resync_ack, &rk, sizeof(rk)), 0);
@@ -612,6 +613,73 @@ put_range(uint8_t *b, uint64_t off, uint32_t len, uint32_t word)
 	put_be32(b + 12, word);
 }
 
+/* READ_REQUEST / READ_REPLY: round trip, trailing data, every refusal. */
+static void
+test_peer_read(void)
+{
+	struct repl_read_request rq = { 0x1122334455667788ull, 1ull << 30, 65536 };
+	struct repl_read_reply rp = { 0x1122334455667788ull, 1ull << 30, 65536, 0 };
+	struct repl_read_reply rpe = { 9, 4096, 4096, EIO };
+	uint8_t b[32] = { 0 };
+	union repl_msg o;
+	int n;
+
+	n = repl_read_request_encode(buf, sizeof(buf), &TX, &rq);
+	CU_ASSERT_EQUAL(n, REPL_HDR_LEN + REPL_READ_REQUEST_LEN);
+	CU_ASSERT_EQUAL(frame_decode(n, REPL_MSG_READ_REQUEST, REPL_READ_REQUEST_LEN, &o), 0);
+	CU_ASSERT_EQUAL(o.read_request.id, rq.id);
+	CU_ASSERT_EQUAL(o.read_request.offset, rq.offset);
+	CU_ASSERT_EQUAL(o.read_request.length, rq.length);
+	/* The reply's header counts the data; the encoder writes the fixed part. */
+	n = repl_read_reply_encode(buf, sizeof(buf), &TX, &rp);
+	CU_ASSERT_EQUAL(n, REPL_HDR_LEN + REPL_READ_REPLY_LEN);
+	CU_ASSERT_EQUAL(frame_decode(n, REPL_MSG_READ_REPLY, REPL_READ_REPLY_LEN + 65536, &o), 0);
+	CU_ASSERT_EQUAL(o.read_reply.id, rp.id);
+	CU_ASSERT_EQUAL(o.read_reply.offset, rp.offset);
+	CU_ASSERT_EQUAL(o.read_reply.length, rp.length);
+	CU_ASSERT_EQUAL(o.read_reply.status, 0);
+	n = repl_read_reply_encode(buf, sizeof(buf), &TX, &rpe);	/* error: no data */
+	CU_ASSERT_EQUAL(frame_decode(n, REPL_MSG_READ_REPLY, REPL_READ_REPLY_LEN, &o), 0);
+	CU_ASSERT_EQUAL(o.read_reply.status, EIO);
+	CU_ASSERT_EQUAL(o.read_reply.id, 9);
+	CU_ASSERT_EQUAL(repl_type_conns(REPL_MSG_READ_REQUEST), REPL_CONN_DATA);
+	CU_ASSERT_STRING_EQUAL(repl_type_name(REPL_MSG_READ_REPLY), "REPL_MSG_READ_REPLY");
+
+	/* Decoder refusals. */
+	put_be64(b, 1);
+	put_be64(b + 8, 4096);
+	put_be32(b + 16, 4096);
+	CU_ASSERT_EQUAL(repl_read_request_decode(b, 24, &o.read_request), 0);
+	CU_ASSERT_EQUAL(repl_read_request_decode(b, 23, &o.read_request), -EBADMSG);
+	CU_ASSERT_EQUAL(repl_read_request_decode(b, 25, &o.read_request), -EBADMSG);
+	put_be32(b + 20, 1);					/* reserved */
+	CU_ASSERT_EQUAL(repl_read_request_decode(b, 24, &o.read_request), -EINVAL);
+	/* ... which is READ_REPLY's status: then no data may follow */
+	CU_ASSERT_EQUAL(repl_read_reply_decode(b, 24, &o.read_reply), 0);
+	CU_ASSERT_EQUAL(repl_read_reply_decode(b, 24 + 4096, &o.read_reply), -EBADMSG);
+	put_be32(b + 20, 0);
+	CU_ASSERT_EQUAL(repl_read_reply_decode(b, 24 + 4096, &o.read_reply), 0);
+	CU_ASSERT_EQUAL(repl_read_reply_decode(b, 24 + 4095, &o.read_reply), -EBADMSG);
+	CU_ASSERT_EQUAL(repl_read_reply_decode(b, 24, &o.read_reply), -EBADMSG);
+	CU_ASSERT_EQUAL(repl_read_reply_decode(b, 23, &o.read_reply), -EBADMSG);
+	put_be32(b + 16, 0);					/* zero length */
+	CU_ASSERT_EQUAL(repl_read_request_decode(b, 24, &o.read_request), -EINVAL);
+	put_be32(b + 16, REPL_MAX_DATA + 512);			/* too long */
+	CU_ASSERT_EQUAL(repl_read_request_decode(b, 24, &o.read_request), -EINVAL);
+	put_be32(b + 16, 4096);
+	put_be64(b + 8, 4095);					/* misaligned */
+	CU_ASSERT_EQUAL(repl_read_request_decode(b, 24, &o.read_request), -EINVAL);
+	put_be64(b + 8, UINT64_MAX - 511);			/* wraps */
+	CU_ASSERT_EQUAL(repl_read_request_decode(b, 24, &o.read_request), -EOVERFLOW);
+	/* Encoder refusals. */
+	rq.length = 0;
+	CU_ASSERT_EQUAL(repl_read_request_encode(buf, sizeof(buf), &TX, &rq), -EINVAL);
+	rp.offset = 1;
+	CU_ASSERT_EQUAL(repl_read_reply_encode(buf, sizeof(buf), &TX, &rp), -EINVAL);
+	rp.offset = 0;
+	CU_ASSERT_EQUAL(repl_read_reply_encode(buf, 8, &TX, &rp), -ENOSPC);
+}
+
 static void
 test_range_rejects(void)
 {
@@ -647,11 +715,13 @@ test_range_rejects(void)
 	CU_ASSERT_EQUAL(repl_verify_reply_decode(b, 32, &o.verify_reply), 0);
 	/* RESYNC_DATA: data length must match, none after an error status */
 	put_range(b, 0, 4096, 0);
-	CU_ASSERT_EQUAL(repl_resync_data_decode(b, 16 + 4096, &o.resync_data), 0);
-	CU_ASSERT_EQUAL(repl_resync_data_decode(b, 16, &o.resync_data), -EBADMSG);
-	put_range(b, 0, 4096, EIO);
-	CU_ASSERT_EQUAL(repl_resync_data_decode(b, 16, &o.resync_data), 0);
+	CU_ASSERT_EQUAL(repl_resync_data_decode(b, 24 + 4096, &o.resync_data), 0);
+	CU_ASSERT_EQUAL(repl_resync_data_decode(b, 24, &o.resync_data), -EBADMSG);
 	CU_ASSERT_EQUAL(repl_resync_data_decode(b, 16 + 4096, &o.resync_data), -EBADMSG);
+	CU_ASSERT_EQUAL(repl_resync_data_decode(b, 23, &o.resync_data), -EBADMSG);
+	put_range(b, 0, 4096, EIO);
+	CU_ASSERT_EQUAL(repl_resync_data_decode(b, 24, &o.resync_data), 0);
+	CU_ASSERT_EQUAL(repl_resync_data_decode(b, 24 + 4096, &o.resync_data), -EBADMSG);
 	/* FLUSH_ACK reserved, RESYNC_DONE kind, PROMOTE flags and reserved, WRITE_ACK flags */
 	memset(b, 0, sizeof(b));
 	b[12] = 1;
@@ -938,6 +1008,7 @@ main(void)
 	CU_add_test(s, "state_rejects", test_state_rejects);
 	CU_add_test(s, "write_rejects", test_write_rejects);
 	CU_add_test(s, "range_rejects", test_range_rejects);
+	CU_add_test(s, "peer_read", test_peer_read);
 	CU_add_test(s, "encoder_refusals", test_encoder_refusals);
 	CU_add_test(s, "handshake_version", test_handshake_version);
 	CU_add_test(s, "bitmap", test_bitmap);
