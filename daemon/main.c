@@ -334,7 +334,12 @@ main(int argc, char **argv)
 	if (ret < 0)
 		log_errno(LOG_ERR, ret, "event loop failed");
 	control_stop(d);
-	meta_detach(d, true);
+	/* A forced stop with requests still running is not clean: the
+	 * activity log must be replayed at the next start. */
+	if (d->inflight > 0 || d->inflight_writes != NULL)
+		log_warn("shutdown: requests still running (%u on the disk); metadata not "
+		    "marked clean", d->inflight);
+	meta_detach(d, d->inflight == 0 && d->inflight_writes == NULL);
 	ioeng_close(d->eng);
 	bufpool_destroy(&d->pool);
 	loop_free(d->loop);
