@@ -247,6 +247,10 @@ prefer_good_disk(struct peer *p, enum md_sync_decision dec)
 		out = MD_SYNC_SOURCE_BITMAP;
 	else if (me_good && peer_bad && dec == MD_SYNC_TARGET_FULL)
 		out = MD_SYNC_SOURCE_FULL;
+	else if (me_bad && peer_good && dec == MD_NO_SYNC)
+		out = MD_SYNC_TARGET_BITMAP;	/* a resync cut short after its last range */
+	else if (me_good && peer_bad && dec == MD_NO_SYNC)
+		out = MD_SYNC_SOURCE_BITMAP;
 	if (out != dec)
 		log_notice("connect: %s turned into %s: the %s disk is inconsistent and the "
 		    "other uptodate", md_sync_decision_name(dec), md_sync_decision_name(out),
