@@ -309,6 +309,9 @@ status_result(const struct daemon *d)
 	add_str(o, "connection", conn_state_name(d->conn));
 	add_str(o, "io_engine", d->eng != NULL ?
 	    ioeng_kind_name(ioeng_get_kind(d->eng)) : NULL);
+	/* O_DIRECT in use on the disk (false: page cache); null before open */
+	json_object_object_add(o, "direct_io", d->eng != NULL ?
+	    json_object_new_boolean(ioeng_is_direct(d->eng)) : NULL);
 	add_u64(o, "size_bytes", d->size);
 	add_u64(o, "block_size", d->block_size != 0 ? d->block_size : d->conf.block_size);
 	add_str(o, "protocol", conf_protocol_name(d->conf.protocol));

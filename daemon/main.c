@@ -186,7 +186,7 @@ disk_open(struct daemon *d)
 {
 	struct ioeng_opts o = {
 		.kind = d->conf.io_engine,
-		.direct = true,
+		.direct = d->conf.direct_io,
 		.io_align = d->conf.block_size,
 		.queue_depth = ENGINE_QUEUE_DEPTH,
 		.threads = 4,
@@ -211,9 +211,11 @@ disk_open(struct daemon *d)
 	ret = ioeng_register_buffers(d->eng, iov, BUFPOOL_CLASSES);
 	if (ret < 0)
 		log_errno(LOG_INFO, ret, "disk: buffers not registered (plain I/O buffers used)");
-	log_info("disk %s: %" PRIu64 " bytes, engine %s%s, block size %u",
+	log_info("disk %s: %" PRIu64 " bytes, engine %s (%s), block size %u",
 	    d->self->disk, d->size, ioeng_kind_name(ioeng_get_kind(d->eng)),
-	    ioeng_is_direct(d->eng) ? " (O_DIRECT)" : "", d->block_size);
+	    ioeng_is_direct(d->eng) ? "O_DIRECT" : d->conf.direct_io ?
+	    "buffered: O_DIRECT not possible here" : "buffered: direct-io = no",
+	    d->block_size);
 }
 
 static void

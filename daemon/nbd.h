@@ -15,6 +15,10 @@
 #define NBD_TX_BATCH		64		/* replies per sendmsg */
 #define NBD_BS_DESCRIPTORS	256		/* extents per BLOCK_STATUS reply */
 #define NBD_HANDSHAKE_TIMEOUT_MS 60000		/* idle limit before transmission */
+#define NBD_SPEC_MAX		31		/* WRITE payload buffers posted
+						 * ahead in one receive */
+#define NBD_SPEC_RESERVE	64		/* pool buffers speculation leaves
+						 * to requests */
 
 /* Transmission flags of the export (NBD_INFO_EXPORT and EXPORT_NAME). */
 #define NBD_EXPORT_TFLAGS (NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | \
@@ -42,6 +46,18 @@ struct nbd_req {
 	struct nbd_req *next;		/* reply queue / free list link */
 };
 
+/*
+ * A pool buffer posted ahead, in a scattering receive, for the payload of a
+ * WRITE whose header has not arrived yet (see nbd_transmit.c, "receive
+ * ahead").  Slot i's header lands in rx at hdr_off = i * NBD_REQUEST_LEN.
+ */
+struct nbd_spec {
+	struct buf b;		/* pool buffer; b.p NULL once a request took it */
+	uint32_t cap;		/* bytes the receive may put into it */
+	uint32_t got;		/* bytes that arrived in it */
+	uint32_t hdr_off;	/* offset in rx of the header before it */
+};
+
 /* One client connection. */
 struct nbd_conn {
 	struct daemon *d;		/* owner */
@@ -65,6 +81,14 @@ struct nbd_conn {
 	struct nbd_req *rx_req;		/* WRITE whose payload is being received */
 	uint64_t drain;			/* bytes of a rejected payload to skip */
 	struct nbd_limits lim;		/* negotiated export limits */
+	struct nbd_spec spec[NBD_SPEC_MAX];	/* receive-ahead payload buffers */
+	unsigned n_spec;		/* slots in the receive (0: plain recv) */
+	unsigned spec_next;		/* first slot whose header is not taken */
+	uint32_t spec_len;		/* payload length the slots expect */
+	uint32_t last_write_len;	/* length of the last WRITE taken, 0: none
+					 * since the last mismatch */
+	unsigned batch_writes;		/* WRITEs taken since the last receive */
+	struct iovec rx_iov[2 * NBD_SPEC_MAX + 1];	/* the receive's vector */
 
 	/* send side */
 	struct loop_op tx_op;		/* pending sendmsg */
@@ -79,6 +103,8 @@ struct nbd_conn {
 	unsigned inflight;		/* requests not yet fully replied */
 	bool dead;			/* socket unusable: drop replies */
 	uint64_t requests;		/* requests seen, for the close log line */
+	uint64_t spec_hits;		/* WRITE payloads received ahead (no copy) */
+	uint64_t spec_unwinds;		/* receive-ahead guesses that missed */
 };
 
 /* nbd_server.c */
@@ -93,6 +119,13 @@ void nbd_transmit_input(struct nbd_conn *c);
 /* A WRITE payload receive completed with res bytes. */
 void nbd_transmit_payload(struct nbd_conn *c, int res);
 void nbd_tx_kick(struct nbd_conn *c);
+/* Post a scattering receive with payload buffers for the WRITEs likely to
+ * come; false (nothing posted) when that does not apply. */
+bool nbd_spec_post(struct nbd_conn *c);
+/* The receive posted by nbd_spec_post() brought res > 0 bytes. */
+void nbd_spec_received(struct nbd_conn *c, size_t res);
+/* Give unused receive-ahead buffers back to the pool. */
+void nbd_spec_release(struct nbd_conn *c);
 void nbd_tx_flush(struct loop_flush *f);
 
 #endif

@@ -89,6 +89,7 @@ conn_free(struct nbd_conn *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	d->n_conns--;
+	nbd_spec_release(c);
 	close(c->fd);
 	free(c->rx);
 	free(c);
@@ -116,8 +117,10 @@ nbd_conn_close(struct nbd_conn *c, const char *why)
 	if (c->state == NC_CLOSING)
 		return;
 	if (why != NULL)
-		log_info("nbd: connection %" PRIu64 " from %s closed: %s (%" PRIu64 " requests)",
-		    c->id, c->peer, why, c->requests);
+		log_info("nbd: connection %" PRIu64 " from %s closed: %s (%" PRIu64
+		    " requests; %" PRIu64 " WRITE payloads received ahead, %" PRIu64
+		    " guesses missed)", c->id, c->peer, why, c->requests,
+		    c->spec_hits, c->spec_unwinds);
 	c->state = NC_CLOSING;
 	c->rx_stopped = true;
 	/* A pending recv completes with 0 once the read side is shut. */
@@ -234,7 +237,10 @@ conn_rx_step(struct nbd_conn *c, int res)
 		nbd_conn_close(c, res < 0 ? strerror(-res) : "client closed the connection");
 		return;
 	}
-	c->rx_len += (size_t)res;
+	if (c->n_spec > 0)
+		nbd_spec_received(c, (size_t)res);
+	else
+		c->rx_len += (size_t)res;
 	if (c->state == NC_HANDSHAKE)
 		hs_step(c);
 	else
@@ -287,6 +293,8 @@ nbd_conn_rx_post(struct nbd_conn *c)
 		return;
 	}
 	c->rx_busy = true;
+	if (c->state == NC_TRANSMIT && nbd_spec_post(c))
+		return;
 	loop_recv(d->loop, &c->rx_op, c->fd, c->rx + c->rx_len, NBD_RX_BUF - c->rx_len);
 }
 

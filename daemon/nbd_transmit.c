@@ -8,6 +8,20 @@
  * the rest of a WRITE payload that did not fit is received straight into the
  * request's buffer (c->rx_req).  A rejected WRITE still has its payload read
  * and dropped (c->drain) so the stream stays in sync.
+ *
+ * Receive ahead: after WRITEs of length L, the next receive is a recvmsg
+ * whose vector guesses that more of them follow:
+ *
+ *   [rest of header 0][payload 0: pool buffer, L][header 1: rx + 28]
+ *   [payload 1: pool buffer, L] ... [tail: rx + 28 * n, whatever follows]
+ *
+ * Headers land one after the other at the start of rx, payloads in the
+ * I/O buffers the requests then use: no copy.  When the header in front of
+ * a slot turns out not to be a valid WRITE of length L (a READ, another
+ * length, a rejected request), the bytes after it are put back in stream
+ * order into rx ("unwind", one copy, as without receive ahead) and parsing
+ * goes on as usual.  The vector never holds more stream bytes than rx can
+ * take after header 0, so the unwind always fits.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -20,6 +34,7 @@
 #include "util.h"
 
 static struct nbd_req *req_free_list;	/* recycled request structs */
+static uint8_t unwind_buf[NBD_RX_BUF];	/* scratch for spec_unwind() */
 
 static struct nbd_req *
 req_alloc(struct nbd_conn *c)
@@ -374,6 +389,171 @@ dispatch(struct nbd_req *q)
 	reply(q, NBD_EINVAL);
 }
 
+/* ---- receive ahead ------------------------------------------------------ */
+
+void
+nbd_spec_release(struct nbd_conn *c)
+{
+	for (unsigned i = 0; i < c->n_spec; i++)
+		bufpool_put(&c->d->pool, &c->spec[i].b);
+	c->n_spec = c->spec_next = 0;
+}
+
+/* A pool buffer for slot s, unless that would eat into the requests' share
+ * (fallback allocations or a nearly empty class).  0 or -ENOMEM. */
+static int
+spec_buf_get(struct bufpool *bp, uint32_t len, struct nbd_spec *s)
+{
+	if (bufpool_get(bp, len, &s->b) < 0)
+		return -ENOMEM;
+	if (s->b.cls < 0 || bp->cls[s->b.cls].nfree < NBD_SPEC_RESERVE) {
+		bufpool_put(bp, &s->b);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * Build the vector in the comment at the top: as many slots as the last
+ * receive brought WRITEs, doubled (at least one), as long as the stream
+ * bytes after header 0 fit in rx; the first slot alone may be shorter than
+ * L (large WRITEs: the rest then arrives through c->rx_req).
+ */
+bool
+nbd_spec_post(struct nbd_conn *c)
+{
+	size_t k = c->rx_len, left = NBD_RX_BUF - NBD_REQUEST_LEN;
+	uint32_t len = c->last_write_len;
+	unsigned want = MIN(2 * c->batch_writes + 1, NBD_SPEC_MAX), n = 0, v = 0;
+
+	nbd_spec_release(c);
+	c->batch_writes = 0;
+	if (len == 0 || c->drain > 0 || k >= NBD_REQUEST_LEN)
+		return false;
+	c->rx_iov[v++] = (struct iovec){ c->rx + k, NBD_REQUEST_LEN - k };
+	while (n < want && left > 0) {
+		struct nbd_spec *s = &c->spec[n];
+
+		if (n > 0 && left < NBD_REQUEST_LEN + (size_t)len)
+			break;
+		if (spec_buf_get(&c->d->pool, len, s) < 0)
+			break;
+		if (n > 0) {
+			c->rx_iov[v++] = (struct iovec){ c->rx + n * NBD_REQUEST_LEN,
+			    NBD_REQUEST_LEN };
+			left -= NBD_REQUEST_LEN;
+		}
+		s->cap = (uint32_t)MIN((size_t)len, left);
+		s->got = 0;
+		s->hdr_off = n * NBD_REQUEST_LEN;
+		c->rx_iov[v++] = (struct iovec){ s->b.p, s->cap };
+		left -= s->cap;
+		n++;
+	}
+	if (n == 0)
+		return false;
+	if (left > 0)
+		c->rx_iov[v++] = (struct iovec){ c->rx + n * NBD_REQUEST_LEN, left };
+	c->n_spec = n;
+	c->spec_len = len;
+	loop_recvmsg(c->d->loop, &c->rx_op, c->fd, c->rx_iov, (int)v);
+	return true;
+}
+
+void
+nbd_spec_received(struct nbd_conn *c, size_t res)
+{
+	size_t seg = MIN(res, NBD_REQUEST_LEN - c->rx_len);
+
+	/* Segments fill in vector order; a short one ends the data. */
+	c->rx_len += seg;
+	res -= seg;
+	for (unsigned i = 0; i < c->n_spec && res > 0; i++) {
+		struct nbd_spec *s = &c->spec[i];
+
+		if (i > 0) {
+			seg = MIN(res, (size_t)NBD_REQUEST_LEN);
+			c->rx_len += seg;
+			res -= seg;
+		}
+		s->got = (uint32_t)MIN(res, (size_t)s->cap);
+		res -= s->got;
+	}
+	c->rx_len += res;	/* the tail, at rx + 28 * n_spec */
+}
+
+/*
+ * The header at c->rx_off (slot c->spec_next's) is not the WRITE its slot
+ * expected: put the stream bytes after it back into rx in order, right
+ * behind it, and stop receiving ahead until the next WRITE.
+ */
+static void
+spec_unwind(struct nbd_conn *c)
+{
+	size_t base = c->spec[c->spec_next].hdr_off + NBD_REQUEST_LEN, n = 0;
+	size_t tail = (size_t)c->n_spec * NBD_REQUEST_LEN;
+
+	for (unsigned i = c->spec_next; i < c->n_spec; i++) {
+		struct nbd_spec *s = &c->spec[i];
+
+		memcpy(unwind_buf + n, s->b.p, s->got);
+		n += s->got;
+		if (i + 1 < c->n_spec && c->spec[i + 1].hdr_off < c->rx_len) {
+			size_t h = c->spec[i + 1].hdr_off;
+			size_t m = MIN((size_t)NBD_REQUEST_LEN, c->rx_len - h);
+
+			memcpy(unwind_buf + n, c->rx + h, m);
+			n += m;
+		}
+	}
+	if (c->rx_len > tail) {
+		memcpy(unwind_buf + n, c->rx + tail, c->rx_len - tail);
+		n += c->rx_len - tail;
+	}
+	memcpy(c->rx + base, unwind_buf, n);
+	c->rx_len = base + n;
+	nbd_spec_release(c);
+	c->last_write_len = 0;
+	c->spec_unwinds++;
+}
+
+/*
+ * At slot c->spec_next's header, decoded into r: the slot if r is the
+ * valid WRITE it expects (the caller adopts its buffer), else NULL after
+ * unwinding.  NULL too when c->rx_off is not at a slot's header.
+ */
+static struct nbd_spec *
+spec_match(struct nbd_conn *c, const struct nbd_request *r)
+{
+	struct nbd_spec *s = &c->spec[c->spec_next];
+
+	if (c->spec_next >= c->n_spec || c->rx_off != s->hdr_off)
+		return NULL;
+	if (r->type == NBD_CMD_WRITE && r->length == c->spec_len &&
+	    nbd_request_validate(r, &c->lim) == 0) {
+		c->spec_next++;
+		return s;
+	}
+	spec_unwind(c);
+	return NULL;
+}
+
+/* WRITE q takes slot s's buffer and what arrived in it. */
+static bool
+spec_adopt(struct nbd_conn *c, struct nbd_req *q, struct nbd_spec *s)
+{
+	q->data = s->b;
+	s->b.p = NULL;
+	c->spec_hits++;
+	q->got = s->got;
+	if (q->got == q->r.length) {
+		dispatch(q);
+		return true;
+	}
+	c->rx_req = q;		/* the rest comes straight into q->data */
+	return false;
+}
+
 /*
  * Take one request header at c->rx + c->rx_off.  Returns false when the
  * connection must stop parsing (closed, or waiting for a payload).
@@ -383,6 +563,7 @@ take_request(struct nbd_conn *c)
 {
 	struct daemon *d = c->d;
 	struct nbd_request r;
+	struct nbd_spec *s;
 	struct nbd_req *q;
 	uint32_t err;
 	size_t avail;
@@ -394,6 +575,7 @@ take_request(struct nbd_conn *c)
 		nbd_conn_close(c, "protocol error");
 		return false;
 	}
+	s = spec_match(c, &r);
 	c->rx_off += NBD_REQUEST_LEN;
 	if (r.type == NBD_CMD_DISC) {
 		nbd_conn_close(c, "client disconnected");
@@ -412,6 +594,10 @@ take_request(struct nbd_conn *c)
 		return false;
 	}
 	q->r = r;
+	if (s != NULL) {
+		c->batch_writes++;
+		return spec_adopt(c, q, s);
+	}
 	err = (uint32_t)nbd_request_validate(&r, &c->lim);
 	if (err != 0) {
 		d->ops.rejected++;
@@ -435,6 +621,8 @@ take_request(struct nbd_conn *c)
 		dispatch(q);
 		return true;
 	}
+	c->last_write_len = r.length;	/* receive ahead for the next ones */
+	c->batch_writes++;
 	/* WRITE: take what is buffered, receive the rest in place. */
 	avail = MIN(c->rx_len - c->rx_off, (size_t)r.length);
 	memcpy(q->data.p, c->rx + c->rx_off, avail);

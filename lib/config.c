@@ -52,7 +52,7 @@ enum sect_kind {
 
 /* Every key, in the order of the key table. */
 enum conf_key {
-	K_NAME, K_PROTOCOL, K_IO_ENGINE, K_BLOCK_SIZE, K_SECRET_FILE,
+	K_NAME, K_PROTOCOL, K_IO_ENGINE, K_DIRECT_IO, K_BLOCK_SIZE, K_SECRET_FILE,
 	K_TIMEOUT, K_KO_COUNT, K_MAX_LAG, K_ON_CONGESTION, K_RESYNC_RATE,
 	K_CSUMS, K_AL_EXTENTS, K_BM_GRAN,
 	K_DISK, K_META_DISK, K_ADDRESS, K_NBD_LISTEN, K_CONTROL,
@@ -94,6 +94,7 @@ static const char *const protocol_names[] = {
 static const char *const engine_names[] = {
 	[IOENG_URING] = "io_uring", [IOENG_LIBAIO] = "libaio", [IOENG_SYNC] = "sync",
 };
+static const char *const yes_no_names[] = { "no", "yes" };
 static const char *const congestion_names[] = {
 	[CONGESTION_BLOCK] = "block", [CONGESTION_PULL_AHEAD] = "pull-ahead",
 };
@@ -312,6 +313,17 @@ key_io_engine(struct parser *p, const char *key, const char *val)
 	if (i < 0)
 		return i;
 	p->c->io_engine = (enum ioeng_kind)i;
+	return 0;
+}
+
+static int
+key_direct_io(struct parser *p, const char *key, const char *val)
+{
+	int i = parse_choice(p, key, val, yes_no_names, ARRAY_SIZE(yes_no_names));
+
+	if (i < 0)
+		return i;
+	p->c->direct_io = i == 1;
 	return 0;
 }
 
@@ -543,6 +555,7 @@ static const struct key_def keys[K_COUNT] = {
 	[K_NAME] = { "name", SECT_RESOURCE, false, key_name },
 	[K_PROTOCOL] = { "protocol", SECT_RESOURCE, false, key_protocol },
 	[K_IO_ENGINE] = { "io-engine", SECT_RESOURCE, false, key_io_engine },
+	[K_DIRECT_IO] = { "direct-io", SECT_RESOURCE, false, key_direct_io },
 	[K_BLOCK_SIZE] = { "block-size", SECT_RESOURCE, false, key_block_size },
 	[K_SECRET_FILE] = { "secret-file", SECT_RESOURCE, false, key_secret_file },
 	[K_TIMEOUT] = { "timeout", SECT_RESOURCE, false, key_timeout },
@@ -854,6 +867,14 @@ conf_finish(struct parser *p)
 	if (c->name[0] == '\0')
 		return conf_error(p, p->resource_line, "name",
 		    "missing; [resource] needs name = NAME");
+	/* Kernel AIO is only asynchronous with O_DIRECT: on a buffered fd
+	 * io_submit() copies (and reads from disk) before it returns, which
+	 * would stall the one event loop thread and every client with it. */
+	if (!c->direct_io && c->io_engine == IOENG_LIBAIO)
+		return conf_error(p, p->seen[0][K_DIRECT_IO], "direct-io",
+		    "no cannot be combined with io-engine = libaio (line %u): "
+		    "kernel AIO on a buffered file blocks inside io_submit(2); "
+		    "use io-engine = io_uring or sync", p->seen[0][K_IO_ENGINE]);
 	if (c->n_nodes == 0)
 		return conf_error(p, 0, "[node NAME]", "missing section; add "
 		    "[node NAME] with disk = PATH (one node: standalone, two: "
@@ -891,6 +912,7 @@ conf_defaults(struct conf *c, const char *file)
 	snprintf(c->path, sizeof(c->path), "%s", file);
 	c->protocol = PROTO_SYNC;
 	c->io_engine = IOENG_URING;
+	c->direct_io = true;
 	c->block_size = 4096;
 	c->timeout_ms = 6000;
 	c->ko_count = 7;

@@ -63,6 +63,8 @@ struct conf {
 	char name[CONF_NAME_MAX];	/* name = (required; export name too) */
 	enum repl_protocol protocol;	/* protocol = sync|memsync|async (sync) */
 	enum ioeng_kind io_engine;	/* io-engine = io_uring|libaio|sync (io_uring) */
+	bool direct_io;			/* direct-io = yes|no (yes): O_DIRECT on the
+					 * disk where its DIO alignment allows */
 	uint32_t block_size;		/* block-size = 512|4096 (4096) */
 	char secret_file[256];		/* secret-file = PATH (replication auth) */
 	uint64_t timeout_ms;		/* timeout = 6s */

@@ -754,15 +754,25 @@ open_backing(struct ioeng *e, const char *path, const struct ioeng_opts *o)
 	return 0;
 }
 
-/* The engine to run: io_uring needs the loop's ring. */
+/*
+ * The engine to run: io_uring needs the loop's ring.  Without it, libaio
+ * takes over, unless the caller asked for buffered I/O: kernel AIO on a
+ * buffered fd does its work inside io_submit(2), on the loop thread, so
+ * the sync engine's offload threads serve buffered I/O instead.
+ */
 static enum ioeng_kind
-choose_kind(struct loop *l, enum ioeng_kind want)
+choose_kind(struct loop *l, enum ioeng_kind want, bool direct)
 {
 	char why[128];
 
 	if (want != IOENG_URING || loop_ring(l) != NULL)
 		return want;
 	uring_unavailable_reason(why, sizeof(why));
+	if (!direct) {
+		log_notice("io_uring unavailable (%s): using sync engine "
+		    "(buffered I/O: libaio would block in io_submit)", why);
+		return IOENG_SYNC;
+	}
 	log_notice("io_uring unavailable (%s): using libaio engine", why);
 	return IOENG_LIBAIO;
 }
@@ -890,7 +900,7 @@ ioeng_open(struct loop *l, const char *path, const struct ioeng_opts *opts,
 	if (ret == 0)
 		ret = open_backing(e, path, opts);
 	if (ret == 0)
-		ret = engine_init(e, choose_kind(l, opts->kind));
+		ret = engine_init(e, choose_kind(l, opts->kind, opts->direct));
 	if (ret < 0) {
 		ioeng_free(e);
 		return ret;
@@ -952,5 +962,8 @@ ioeng_alignment(const struct ioeng *e)
 {
 	unsigned a = MAX(e->dio_align, e->mem_align);
 
+	/* Through the page cache only the device's sector size matters. */
+	if (!e->direct)
+		return e->lbs;
 	return MAX(a, e->lbs);
 }

@@ -30,6 +30,14 @@
  *    to slow zero writes.
  * Buffers for read/write must be aligned to ioeng_alignment() (4096 is
  * always enough) when the engine opened the device with O_DIRECT.
+ *
+ * Buffered I/O (opts.direct false, or a device that refuses O_DIRECT) keeps
+ * these semantics: writes complete once in the page cache, IO_F_FUA still
+ * writes with RWF_DSYNC (or write + fdatasync), IO_FLUSH is still
+ * fdatasync(2), and buffers need no alignment.  io_uring and sync stay
+ * asynchronous to the loop (io_uring punts blocking buffered I/O to its
+ * io-wq workers); libaio does not: io_submit(2) itself copies into the page
+ * cache, and reads missing the cache wait for the disk there.
  */
 #ifndef BLKMIRROR_IOENGINE_H
 #define BLKMIRROR_IOENGINE_H
@@ -92,7 +100,9 @@ struct ioeng_opts {
 /*
  * Open the backing device or file at path and create the engine on loop l.
  * If kind is IOENG_URING and the loop has no ring, fall back to IOENG_LIBAIO
- * with one log line naming the reason.  Returns 0 or a negative errno.
+ * (IOENG_SYNC when opts.direct is false: kernel AIO on a buffered fd blocks
+ * in io_submit) with one log line naming the reason.  Returns 0 or a
+ * negative errno.
  */
 int ioeng_open(struct loop *l, const char *path, const struct ioeng_opts *opts,
     struct ioeng **out);
@@ -122,7 +132,10 @@ int ioeng_kind_parse(const char *s, enum ioeng_kind *out);
 uint64_t ioeng_size(const struct ioeng *e);	/* bytes */
 bool ioeng_is_blockdev(const struct ioeng *e);
 bool ioeng_is_direct(const struct ioeng *e);	/* opened with O_DIRECT */
-unsigned ioeng_alignment(const struct ioeng *e);	/* logical block size */
+/* Alignment that offsets, lengths and buffers need: with O_DIRECT the
+ * largest of the DIO offset and memory alignment and the logical block
+ * size; buffered, the logical block size only. */
+unsigned ioeng_alignment(const struct ioeng *e);
 int ioeng_fd(const struct ioeng *e);		/* backing fd (for lseek SEEK_DATA) */
 unsigned ioeng_in_flight(const struct ioeng *e);
 

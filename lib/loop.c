@@ -218,6 +218,13 @@ ep_try(struct loop_op *op)
 		case LOOP_OP_RECV:
 			n = recv(op->fd, op->buf, op->len, MSG_DONTWAIT);
 			break;
+		case LOOP_OP_RECVMSG: {
+			struct msghdr msg = { .msg_iov = op->iov,
+			    .msg_iovlen = (size_t)op->iovcnt };
+
+			n = recvmsg(op->fd, &msg, MSG_DONTWAIT);
+			break;
+		}
 		case LOOP_OP_SEND:
 			n = send(op->fd, (char *)op->buf + op->done,
 			    op->len - op->done, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -302,7 +309,8 @@ ep_submit(struct loop *l, struct loop_op *op)
 {
 	struct ep_fd *s;
 	/* CONNECT waits for POLLOUT: it is a writer. */
-	bool reader = op->kind == LOOP_OP_RECV || op->kind == LOOP_OP_ACCEPT ||
+	bool reader = op->kind == LOOP_OP_RECV || op->kind == LOOP_OP_RECVMSG ||
+	    op->kind == LOOP_OP_ACCEPT ||
 	    (op->kind == LOOP_OP_POLL && (op->poll_events & POLLIN));
 	int ret;
 
@@ -388,6 +396,12 @@ uring_submit_op(struct loop *l, struct loop_op *op)
 	case LOOP_OP_RECV:
 		io_uring_prep_recv(sqe, op->fd, op->buf, op->len, 0);
 		break;
+	case LOOP_OP_RECVMSG:
+		memset(&op->msg, 0, sizeof(op->msg));
+		op->msg.msg_iov = op->iov;
+		op->msg.msg_iovlen = (size_t)op->iovcnt;
+		io_uring_prep_recvmsg(sqe, op->fd, &op->msg, 0);
+		break;
 	case LOOP_OP_SEND:
 		io_uring_prep_send(sqe, op->fd, (char *)op->buf + op->done,
 		    op->len - op->done, MSG_NOSIGNAL | MSG_WAITALL);
@@ -429,6 +443,15 @@ loop_recv(struct loop *l, struct loop_op *op, int fd, void *buf, size_t len)
 	op_init(op, LOOP_OP_RECV, fd);
 	op->buf = buf;
 	op->len = len;
+	submit(l, op);
+}
+
+void
+loop_recvmsg(struct loop *l, struct loop_op *op, int fd, struct iovec *iov, int iovcnt)
+{
+	op_init(op, LOOP_OP_RECVMSG, fd);
+	op->iov = iov;
+	op->iovcnt = iovcnt;
 	submit(l, op);
 }
 

@@ -50,6 +50,7 @@ enum loop_op_kind {
 	LOOP_OP_RAW,		/* SQE prepared by the caller (io engine) */
 	LOOP_OP_DEFER,		/* run the callback on the next iteration */
 	LOOP_OP_CONNECT,	/* connect(2) a non-blocking socket; res = 0 */
+	LOOP_OP_RECVMSG,	/* one recvmsg(2) into iov[]; res = bytes (0 = EOF) */
 };
 
 struct loop_op {
@@ -63,9 +64,10 @@ struct loop_op {
 	void *buf;			/* RECV/SEND buffer */
 	size_t len;			/* RECV capacity / SEND length */
 	size_t done;			/* SEND/SENDMSG bytes sent so far */
-	struct iovec *iov;		/* SENDMSG vector (advanced in place) */
-	int iovcnt;			/* SENDMSG entries left */
-	struct msghdr msg;		/* SENDMSG header while in flight */
+	struct iovec *iov;		/* SENDMSG vector (advanced in place),
+					 * RECVMSG vector (left alone) */
+	int iovcnt;			/* SENDMSG entries left, RECVMSG entries */
+	struct msghdr msg;		/* SENDMSG/RECVMSG header while in flight */
 	struct sockaddr_storage addr;	/* CONNECT destination */
 	socklen_t addrlen;		/* CONNECT: bytes of addr */
 	bool connect_started;		/* epoll CONNECT: connect(2) issued */
@@ -120,6 +122,10 @@ struct io_uring_sqe *loop_sqe(struct loop *l);
 void loop_sqe_set_op(struct io_uring_sqe *sqe, struct loop_op *op);
 
 void loop_recv(struct loop *l, struct loop_op *op, int fd, void *buf, size_t len);
+/* One scattering receive: fills iov[0], then iov[1]... with what the socket
+ * has (like loop_recv, it completes with the first bytes available).  iov
+ * must stay valid until the callback. */
+void loop_recvmsg(struct loop *l, struct loop_op *op, int fd, struct iovec *iov, int iovcnt);
 void loop_send(struct loop *l, struct loop_op *op, int fd, const void *buf, size_t len);
 void loop_sendmsg(struct loop *l, struct loop_op *op, int fd, struct iovec *iov, int iovcnt);
 void loop_accept(struct loop *l, struct loop_op *op, int fd);

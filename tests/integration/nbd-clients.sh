@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-2-Clause
 #
-# nbd-clients.sh ENGINE: real NBD clients against a standalone volume using
-# io engine ENGINE (io_uring | libaio | sync), on a loop device (when root)
+# nbd-clients.sh ENGINE [DIRECT]: real NBD clients against a standalone
+# volume using io engine ENGINE (io_uring | libaio | sync) and direct-io =
+# DIRECT (yes, the default, or no: the page cache), on a loop device (when root)
 # and on a regular file, over a UNIX socket and TCP:
 #   nbdinfo   size, block sizes, flags, --list, --map (base:allocation)
 #   qemu-io   pattern writes and verified reads, FUA, write-zeroes, discard
 #   nbdcopy   random file -> NBD -> file, compared with cmp
 #   fio       --ioengine=nbd, 4 jobs (multi-conn), --verify=crc32c
 # and the status counters.  With BLKMIRROR_NO_IO_URING=1 and ENGINE io_uring
-# the daemon must fall back to libaio and say so in one log line.
+# the daemon must fall back to libaio (sync with direct-io = no) and say so
+# in one log line.
 
 source "$SRCDIR/tests/functions.sh"
 
-ENGINE=${1:?usage: nbd-clients.sh io_uring|libaio|sync}
+ENGINE=${1:?usage: nbd-clients.sh io_uring|libaio|sync [yes|no]}
+DIRECT=${2:-yes}
 requires nbdinfo qemu-io nbdcopy fio python3 cmp truncate
 
 EXPECT_ENGINE=$ENGINE
 if [ "${BLKMIRROR_NO_IO_URING:-}" = 1 ] && [ "$ENGINE" = io_uring ]; then
 	EXPECT_ENGINE=libaio
+	[ "$DIRECT" = no ] && EXPECT_ENGINE=sync
 elif [ "$ENGINE" = io_uring ] &&
     [ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" != 0 ]; then
 	msg "SKIP: io_uring is disabled here (kernel.io_uring_disabled)"
@@ -101,25 +105,75 @@ for j in d["jobs"]:
 PYEOF
 }
 
+# disk_fd_direct DISK: "true" if the daemon holds DISK open with O_DIRECT,
+# else "false" (from /proc/PID/fdinfo; fails if it does not hold DISK).
+disk_fd_direct()
+{
+	local fd flags want
+	want=$(readlink -f "$1")
+	for fd in /proc/"$DAEMON_PID"/fd/*; do
+		[ "$(readlink "$fd")" = "$want" ] || continue
+		flags=$(awk '/^flags:/ { print $2 }' "/proc/$DAEMON_PID/fdinfo/${fd##*/}")
+		# O_DIRECT is 040000 (octal) on x86 and arm64
+		if (( (8#$flags & 8#40000) != 0 )); then echo true; else echo false; fi
+		return 0
+	done
+	fail "the daemon does not hold $want open"
+}
+
+# run_fio_mixed URI: one connection, 32 in flight, writes of mixed sizes
+# (4k to 1M) with verifying reads interleaved (verify_backlog), over 32M..96M:
+# the stream mixes WRITE lengths and READs, which the daemon's receive-ahead
+# must unwind (nbd_transmit.c), and every block is checked.
+run_fio_mixed()
+{
+	local out=$TESTDIR/fio-mixed.json
+	timeout 300 fio --name=mixed --ioengine=nbd --uri="$1" \
+	    --rw=randwrite --bssplit=4k/40:8k/20:64k/20:512k/10:1m/10 \
+	    --iodepth=32 --numjobs=1 --size=64M --offset=32M \
+	    --verify=crc32c --verify_backlog=16 --verify_fatal=1 \
+	    --runtime=240 --output-format=json --output="$out" \
+	    >"$TESTDIR/fio.log" 2>&1 ||
+	    { cat "$TESTDIR/fio.log" >&2; fail "fio (mixed sizes) failed"; }
+	python3 - "$out" <<'PYEOF' || fail "fio (mixed sizes) results"
+import json, sys
+text = open(sys.argv[1]).read()
+j = json.loads(text[text.index("{"):])["jobs"][0]
+assert j["error"] == 0, "job error %d" % j["error"]
+assert j["write"]["io_bytes"] >= 64 << 20, "wrote %d bytes" % j["write"]["io_bytes"]
+assert j["read"]["io_bytes"] > 0, "nothing verified"
+PYEOF
+}
+
 # run_backing KIND DISK BS: the whole client suite on one backing.
 run_backing()
 {
 	local kind=$1 disk=$2 bs=$3 port js t0 t
 
-	msg "== $kind backing ($disk), engine $ENGINE, block size $bs"
+	msg "== $kind backing ($disk), engine $ENGINE, direct-io $DIRECT, block size $bs"
 	port=$(free_port)
 	standalone_conf "$TESTDIR/$kind.conf" "$disk" "$ENGINE" "$bs" "$port"
+	sed -i "/^io-engine = /a direct-io = $DIRECT" "$TESTDIR/$kind.conf"
 	start_daemon "$TESTDIR/$kind.conf"
 
 	js=$(ctl status --json) || fail "status --json"
 	assert_eq "$(jget "$js" io_engine)" "$EXPECT_ENGINE" "io engine in use"
+	# status tells the truth about O_DIRECT; "no" never uses it, "yes"
+	# always can on a loop device with 4096-byte blocks
+	t=$(disk_fd_direct "$disk")
+	assert_eq "$(jget "$js" direct_io)" "$t" "status direct_io vs the fd's flags"
+	if [ "$DIRECT" = no ]; then
+		assert_eq "$t" false "O_DIRECT with direct-io = no"
+	elif [ "$kind" = loop ]; then
+		assert_eq "$t" true "O_DIRECT on a loop device with direct-io = yes"
+	fi
 	assert_eq "$(jget "$js" size_bytes)" "$SIZE" "status size_bytes"
 	assert_eq "$(jget "$js" block_size)" "$bs" "status block_size"
 	assert_eq "$(jget "$js" role)" primary "status role"
 	if [ "$EXPECT_ENGINE" != "$ENGINE" ]; then
-		log_has 'io_uring.*libaio|libaio.*io_uring' ||
-		    { _show_log "$DAEMON_LOG"; fail "no log line about the libaio fallback"; }
-		assert_eq "$(grep -Eci 'io_uring.*libaio|libaio.*io_uring' "$DAEMON_LOG")" \
+		log_has "io_uring unavailable.*using $EXPECT_ENGINE engine" ||
+		    { _show_log "$DAEMON_LOG"; fail "no log line about the $EXPECT_ENGINE fallback"; }
+		assert_eq "$(grep -Eci 'io_uring.*(libaio|sync)|(libaio|sync).*io_uring' "$DAEMON_LOG")" \
 		    1 "log lines about the fallback"
 	fi
 
@@ -172,6 +226,12 @@ run_backing()
 	t0=$SECONDS
 	run_fio "$NBD_TCP_URI"
 	msg "fio done in $((SECONDS - t0)) s"
+	msg "fio: mixed write sizes with interleaved verifying reads (UNIX)"
+	run_fio_mixed "$NBD_URI"
+	# the daemon received WRITE payloads ahead, straight into their I/O
+	# buffers, and unwound the guesses the mixed stream broke
+	log_has 'closed: .* [1-9][0-9]* WRITE payloads received ahead, [1-9][0-9]* guesses missed' ||
+	    { _show_log "$DAEMON_LOG"; fail "no connection received payloads ahead and unwound"; }
 	# the first 32M still hold nbdcopy's data (fio wrote 32M..96M only)
 	timeout 120 nbdcopy "$NBD_URI" "$TESTDIR/out.bin" || fail "nbdcopy from NBD"
 	cmp -n $((32 << 20)) "$TESTDIR/rand.bin" "$TESTDIR/out.bin" ||

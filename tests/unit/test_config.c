@@ -124,6 +124,7 @@ test_standalone(void)
 	/* every [resource] default */
 	CU_ASSERT_EQUAL(c.protocol, PROTO_SYNC);
 	CU_ASSERT_EQUAL(c.io_engine, IOENG_URING);
+	CU_ASSERT_TRUE(c.direct_io);
 	CU_ASSERT_EQUAL(c.block_size, 4096);
 	CU_ASSERT_STRING_EQUAL(c.secret_file, "");
 	CU_ASSERT_EQUAL(c.timeout_ms, 6000);
@@ -200,7 +201,8 @@ test_every_key(void)
 	CU_ASSERT_EQUAL_FATAL(conf_load("good-every-key.conf", &c, err, sizeof(err)), 0);
 	CU_ASSERT_STRING_EQUAL(c.name, "db.vol_2-a");
 	CU_ASSERT_EQUAL(c.protocol, PROTO_ASYNC);
-	CU_ASSERT_EQUAL(c.io_engine, IOENG_LIBAIO);
+	CU_ASSERT_EQUAL(c.io_engine, IOENG_SYNC);
+	CU_ASSERT_FALSE(c.direct_io);
 	CU_ASSERT_EQUAL(c.block_size, 512);
 	CU_ASSERT_STRING_EQUAL(c.secret_file, "/etc/blkmirror/db.secret");
 	CU_ASSERT_EQUAL(c.timeout_ms, 2500);
@@ -215,7 +217,7 @@ test_every_key(void)
 	a = &c.nodes[0];
 	b = &c.nodes[1];
 	CU_ASSERT_STRING_EQUAL(a->name, "alpha");
-	CU_ASSERT_EQUAL(a->line, 18);
+	CU_ASSERT_EQUAL(a->line, 19);
 	CU_ASSERT_STRING_EQUAL(a->disk, "/srv/alpha.img");
 	CU_ASSERT_STRING_EQUAL(a->meta_disk, "/srv/alpha.meta");
 	CU_ASSERT_EQUAL(a->address.ss.ss_family, AF_INET6);
@@ -416,6 +418,17 @@ test_string_values(void)
 	CU_ASSERT_EQUAL(c.al_extents, 65534);
 	CU_ASSERT_EQUAL(c.resync_rate, 2ull << 30);
 	CU_ASSERT_EQUAL(c.io_engine, IOENG_SYNC);
+	ASSERT_GOOD(RES "direct-io = no\n" NODE);
+	CU_ASSERT_FALSE(c.direct_io);
+	CU_ASSERT_EQUAL(c.io_engine, IOENG_URING);
+	ASSERT_GOOD(RES "io-engine = libaio\ndirect-io = yes\n" NODE);
+	CU_ASSERT_TRUE(c.direct_io);
+	ASSERT_BAD(RES "direct-io = off\n", "t.conf:3: direct-io: must be no or "
+	    "yes, got off");
+	ASSERT_BAD(RES "direct-io = no\nio-engine = libaio\n" NODE, "t.conf:3: "
+	    "direct-io: no cannot be combined with io-engine = libaio (line 4): "
+	    "kernel AIO on a buffered file blocks inside io_submit(2); use "
+	    "io-engine = io_uring or sync");
 	ASSERT_BAD(RES "timeout = 0ms\n", "t.conf:3: timeout: must be from 1ms "
 	    "to 3600s, got 0ms");
 	ASSERT_BAD(RES "timeout = -1\n", "t.conf:3: timeout: must be a duration "

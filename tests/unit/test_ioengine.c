@@ -744,6 +744,35 @@ test_fallback(void)
 	free(in);
 }
 
+/* Without io_uring and with buffered I/O, io_uring becomes sync, not libaio
+ * (kernel AIO would block in io_submit on a buffered fd). */
+static void
+test_fallback_buffered(void)
+{
+	struct cfg c = { IOENG_SYNC, false, false };
+	struct ioeng_opts o = { .kind = IOENG_URING, .direct = false, .io_align = 4096 };
+	struct target t = { .c = &c };
+	char *out = xalloc(MiB), *in = xalloc(MiB), *file = make_file("/var/tmp", 4 * MiB);
+
+	setenv("BLKMIRROR_NO_IO_URING", "1", 1);
+	CU_ASSERT_EQUAL_FATAL(loop_new(&t.l, 16, true, NULL), 0);
+	CU_ASSERT_PTR_NULL(loop_ring(t.l));
+	CU_ASSERT_EQUAL_FATAL(ioeng_open(t.l, file, &o, &t.e), 0);
+	unsetenv("BLKMIRROR_NO_IO_URING");
+	CU_ASSERT_EQUAL(ioeng_get_kind(t.e), IOENG_SYNC);
+	CU_ASSERT_FALSE(ioeng_is_direct(t.e));
+	fill(out, MiB, 12);
+	CU_ASSERT_EQUAL(do_io(&t, IO_WRITE, IO_F_FUA, MiB, MiB, out), 0);
+	CU_ASSERT_EQUAL(do_io(&t, IO_FLUSH, 0, 0, 0, NULL), 0);
+	CU_ASSERT_EQUAL(do_io(&t, IO_READ, 0, MiB, MiB, in), 0);
+	CU_ASSERT_EQUAL(memcmp(in, out, MiB), 0);
+	ioeng_close(t.e);
+	loop_free(t.l);
+	rm_file(file);
+	free(out);
+	free(in);
+}
+
 /* O_DIRECT only when asked and when the DIO alignment divides io_align. */
 static void
 test_direct_choice(void)
@@ -764,6 +793,8 @@ test_direct_choice(void)
 	CU_ASSERT_EQUAL_FATAL(ioeng_open(l, file, &o, &e), 0);
 	CU_ASSERT_FALSE(ioeng_is_direct(e));
 	CU_ASSERT_EQUAL(fcntl(ioeng_fd(e), F_GETFL) & O_DIRECT, 0);
+	/* buffered: only the sector size of a file (512) constrains I/O */
+	CU_ASSERT_EQUAL(ioeng_alignment(e), 512);
 	ioeng_close(e);
 	loop_free(l);
 	rm_file(file);
@@ -945,6 +976,7 @@ main(void)
 	CU_add_test(s, "kind_names", test_kind_names);
 	CU_add_test(s, "open_errors", test_open_errors);
 	CU_add_test(s, "direct_choice", test_direct_choice);
+	CU_add_test(s, "fallback_buffered", test_fallback_buffered);
 	CU_add_test(s, "fault_env", test_fault_env);
 	CU_add_test(s, "fallback_no_io_uring", test_fallback);
 	CU_add_test(s, "short_read", test_short_read);

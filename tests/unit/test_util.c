@@ -168,7 +168,57 @@ loop_roundtrip(bool uring)
 	free(in);
 }
 
+/*
+ * RECVMSG scatters one receive over several buffers in order, completes
+ * with what was there (not waiting to fill them all), and with 0 at EOF.
+ */
+static void
+loop_scatter(bool uring)
+{
+	struct loop *l;
+	struct ctx c = { 0 };
+	struct loop_op rop = { .cb = record_cb, .data = &c };
+	char a[3], b[5], tail[64];
+	struct iovec iov[3] = { { a, sizeof(a) }, { b, sizeof(b) }, { tail, sizeof(tail) } };
+	int sv[2];
+
+	CU_ASSERT_EQUAL_FATAL(loop_new(&l, 16, uring, NULL), 0);
+	CU_ASSERT_EQUAL(loop_ring(l) != NULL, uring);
+	CU_ASSERT_EQUAL_FATAL(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	loop_set_nonblock(sv[0]);
+	loop_set_nonblock(sv[1]);
+	/* Posted before the data exists: the epoll backend parks it. */
+	loop_recvmsg(l, &rop, sv[1], iov, 3);
+	CU_ASSERT_EQUAL(loop_run_once(l, 10), 0);
+	CU_ASSERT_EQUAL(c.n, 0);
+	CU_ASSERT_EQUAL(write(sv[0], "0123456789", 10), 10);
+	while (c.n == 0)
+		CU_ASSERT_EQUAL_FATAL(loop_run_once(l, 1000), 0);
+	CU_ASSERT_EQUAL(c.results[0], 10);
+	CU_ASSERT_EQUAL(memcmp(a, "012", 3), 0);
+	CU_ASSERT_EQUAL(memcmp(b, "34567", 5), 0);
+	CU_ASSERT_EQUAL(memcmp(tail, "89", 2), 0);
+	/* Less than the first buffer: a short completion. */
+	c.n = 0;
+	CU_ASSERT_EQUAL(write(sv[0], "xy", 2), 2);
+	loop_recvmsg(l, &rop, sv[1], iov, 3);
+	while (c.n == 0)
+		CU_ASSERT_EQUAL_FATAL(loop_run_once(l, 1000), 0);
+	CU_ASSERT_EQUAL(c.results[0], 2);
+	CU_ASSERT_EQUAL(memcmp(a, "xy", 2), 0);
+	c.n = 0;
+	loop_recvmsg(l, &rop, sv[1], iov, 3);
+	close(sv[0]);
+	while (c.n == 0)
+		CU_ASSERT_EQUAL_FATAL(loop_run_once(l, 1000), 0);
+	CU_ASSERT_EQUAL(c.results[0], 0);
+	close(sv[1]);
+	loop_free(l);
+}
+
 static void test_loop_uring(void) { loop_roundtrip(true); }
+static void test_loop_scatter_uring(void) { loop_scatter(true); }
+static void test_loop_scatter_epoll(void) { loop_scatter(false); }
 static void test_loop_epoll(void) { loop_roundtrip(false); }
 
 static void
@@ -260,6 +310,8 @@ main(void)
 	CU_add_test(s, "parse_sockaddr", test_parse_sockaddr);
 	CU_add_test(s, "loop_uring", test_loop_uring);
 	CU_add_test(s, "loop_epoll", test_loop_epoll);
+	CU_add_test(s, "loop_scatter_uring", test_loop_scatter_uring);
+	CU_add_test(s, "loop_scatter_epoll", test_loop_scatter_epoll);
 	CU_add_test(s, "loop_no_uring_env", test_loop_no_uring_env);
 	CU_add_test(s, "loop_defer", test_loop_defer);
 	CU_add_test(s, "loop_connect_uring", test_loop_connect_uring);
