@@ -134,10 +134,17 @@ static void
 drain_writes(struct daemon *d)
 {
 	struct meta *m = d->md;
+	uint64_t deadline = now_ns() + 10000000000ull;
 
 	while (m->sb_busy || m->bm_busy || m->al.tr_busy) {
-		int ret = loop_run_once(d->loop, 5);
+		int ret;
 
+		if (now_ns() > deadline) {
+			log_msg(LOG_CRIT, "metadata: writes still running after 10 s at shutdown; "
+			    "exiting without waiting for them");
+			_exit(70);	/* EX_SOFTWARE: not a clean shutdown */
+		}
+		ret = loop_run_once(d->loop, 5);
 		if (ret < 0) {
 			log_errno(LOG_CRIT, ret, "metadata: loop failed while waiting for "
 			    "metadata writes");

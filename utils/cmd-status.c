@@ -248,7 +248,9 @@ print_table(struct json_object *r)
 	printf("%-12s %s\n", "role", field(r, "role"));
 	printf("%-12s %s\n", "disk", field(r, "disk"));
 	printf("%-12s %s\n", "connection", field(r, "connection"));
-	printf("%-12s %s\n", "io engine", field(r, "io_engine"));
+	printf("%-12s %s%s\n", "io engine", field(r, "io_engine"),
+	    strcmp(field(r, "direct_io"), "true") == 0 ? " (O_DIRECT)" :
+	    strcmp(field(r, "direct_io"), "false") == 0 ? " (page cache)" : "");
 	printf("%-12s %s\n", "protocol", field(r, "protocol"));
 	printf("%-12s %s\n", "size", human_size(num(r, "size_bytes"), buf, sizeof(buf)));
 	print_num("block size", num(r, "block_size"));
