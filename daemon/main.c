@@ -95,31 +95,6 @@ daemon_request_stop(struct daemon *d, const char *why)
 	loop_timer_arm(d->loop, &d->stop_timer, 0);
 }
 
-/* ---- busy polling --------------------------------------------------------------------- */
-
-/* A completion is due soon: disk I/O, a peer acknowledgement or an applied
- * write in flight (not merely idle sockets). */
-static bool
-completion_due(void *arg)
-{
-	struct daemon *d = arg;
-
-	return d->inflight > 0 || (d->link != NULL &&
-	    (d->link->n_pend > 0 || d->link->apply_head != NULL));
-}
-
-static void
-busy_poll_setup(struct daemon *d)
-{
-	const char *v = getenv("BLKMIRROR_BUSY_POLL_US");
-	long us = v != NULL ? strtol(v, NULL, 10) : 0;
-
-	if (us <= 0 || us > 1000)
-		return;
-	loop_set_spin(d->loop, (uint64_t)us * 1000, completion_due, d);
-	log_info("busy polling up to %ld us before each wait while I/O is in flight", us);
-}
-
 /* ---- signals through the loop ------------------------------------------------------ */
 
 static struct loop_op sig_op;
@@ -339,7 +314,6 @@ main(int argc, char **argv)
 		setup_replicated(d);
 	else
 		setup_standalone(d);
-	busy_poll_setup(d);
 	log_set_prefix(d->conf.name, role_name(d->role));
 	if ((ret = nbd_server_start(d)) < 0)
 		die_errno(EX_UNAVAILABLE, ret, "cannot start the NBD server");

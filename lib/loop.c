@@ -38,10 +38,6 @@ struct loop {
 	struct loop_flush **flush_tail;	/* where the next one goes */
 	bool stop;			/* loop_stop() was called */
 	struct loop_stats stats;
-	/* busy polling before a wait (loop_set_spin) */
-	bool (*spin_check)(void *arg);	/* is a completion due soon? */
-	void *spin_arg;
-	uint64_t spin_ns;		/* how long to poll at most (0: never) */
 };
 
 int
@@ -678,35 +674,6 @@ wait_ms(struct loop *l, int timeout_ms)
 	return timeout_ms;
 }
 
-/*
- * Poll for completions for up to spin_ns before sleeping, while the owner
- * says one is due soon (a disk write or a peer acknowledgement in flight):
- * a sleeping thread's wake-up costs tens of microseconds on a virtual
- * machine (the idle vCPU halts), more than the I/O it waits for.  With
- * DEFER_TASKRUN, completions are only posted inside io_uring_enter, so the
- * poll enters the kernel without waiting (io_uring_get_events).  Returns
- * true when completions are ready.
- */
-static bool
-uring_spin(struct loop *l)
-{
-	uint64_t end;
-
-	if (l->spin_ns == 0 || l->spin_check == NULL || !l->spin_check(l->spin_arg))
-		return false;
-	end = now_ns() + l->spin_ns;
-	io_uring_submit(&l->ring);
-	do {
-		io_uring_get_events(&l->ring);
-		if (io_uring_cq_ready(&l->ring) > 0) {
-			l->stats.spin_hits++;
-			return true;
-		}
-	} while (now_ns() < end);
-	l->stats.spin_misses++;
-	return false;
-}
-
 static int
 uring_turn(struct loop *l, int timeout_ms)
 {
@@ -715,8 +682,6 @@ uring_turn(struct loop *l, int timeout_ms)
 	unsigned head, n = 0;
 	int ret;
 
-	if (timeout_ms != 0 && uring_spin(l))
-		timeout_ms = 0;
 	if (timeout_ms == 0) {
 		ret = io_uring_submit(&l->ring);
 	} else if (timeout_ms > 0) {
@@ -782,14 +747,6 @@ loop_run(struct loop *l)
 	while (!l->stop && ret == 0)
 		ret = loop_run_once(l, -1);
 	return ret;
-}
-
-void
-loop_set_spin(struct loop *l, uint64_t ns, bool (*check)(void *arg), void *arg)
-{
-	l->spin_ns = l->uring ? ns : 0;
-	l->spin_check = check;
-	l->spin_arg = arg;
 }
 
 void

@@ -100,8 +100,6 @@ struct loop_stats {
 	uint64_t iterations;		/* loop turns */
 	uint64_t completions;		/* callbacks run */
 	uint64_t submits;		/* io_uring_enter / epoll_wait calls */
-	uint64_t spin_hits;		/* busy polls that found a completion */
-	uint64_t spin_misses;		/* busy polls that ran out (then slept) */
 };
 
 /*
@@ -142,13 +140,6 @@ void loop_flush_cancel(struct loop *l, struct loop_flush *f);
 void loop_timer_arm(struct loop *l, struct loop_timer *t, uint64_t ms);
 void loop_timer_arm_ns(struct loop *l, struct loop_timer *t, uint64_t ns);
 void loop_timer_cancel(struct loop *l, struct loop_timer *t);
-
-/*
- * Busy polling (io_uring backend only): before each wait for completions,
- * when check(arg) says a completion is due soon, poll for up to ns
- * nanoseconds instead of sleeping at once.  ns = 0 turns it off.
- */
-void loop_set_spin(struct loop *l, uint64_t ns, bool (*check)(void *arg), void *arg);
 
 /* Run until loop_stop(); returns 0 or a negative errno on a fatal error. */
 int loop_run(struct loop *l);
