@@ -34,6 +34,7 @@ struct rangeidx_node {
 	int height;		/* of this subtree (a leaf: 1) */
 };
 
+/* An index; all zeros (or rangeidx_init) is an empty one. */
 struct rangeidx {
 	struct rangeidx_node *root;	/* NULL when empty */
 	size_t count;			/* nodes in the index */
