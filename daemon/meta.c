@@ -124,6 +124,28 @@ meta_attach(struct daemon *d)
 	return 0;
 }
 
+/*
+ * Let the asynchronous metadata writes in flight (and those their
+ * completions start) finish before the final synchronous ones: their
+ * callbacks use m, and an older block landing after the final write would
+ * undo it.
+ */
+static void
+drain_writes(struct daemon *d)
+{
+	struct meta *m = d->md;
+
+	while (m->sb_busy || m->bm_busy || m->al.tr_busy) {
+		int ret = loop_run_once(d->loop, 5);
+
+		if (ret < 0) {
+			log_errno(LOG_CRIT, ret, "metadata: loop failed while waiting for "
+			    "metadata writes");
+			return;
+		}
+	}
+}
+
 void
 meta_detach(struct daemon *d, bool clean)
 {
@@ -132,6 +154,7 @@ meta_detach(struct daemon *d, bool clean)
 
 	if (m == NULL)
 		return;
+	drain_writes(d);
 	if (clean) {
 		m->sb.flags |= MD_FL_CLEAN_SHUTDOWN;
 		m->sb.flags &= ~MD_FL_PRIMARY;
