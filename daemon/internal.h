@@ -14,6 +14,7 @@
 #include "ioengine.h"
 #include "loop.h"
 #include "nbd_proto.h"
+#include "rangeidx.h"
 
 struct daemon;
 struct nbd_conn;
@@ -65,8 +66,11 @@ struct vol_req {
 	struct daemon *d;		/* the volume's daemon */
 	void (*done)(struct vol_req *vr, int res);	/* completion, res 0 or -errno */
 	void *owner;			/* frontend's context */
-	struct vol_req *next;		/* in-flight write list link (conflicts) */
-	struct vol_req *waiters;	/* requests blocked behind this one */
+	struct rangeidx_node wnode;	/* in d->writes while a write runs or
+					 * waits (conflicts); key: seq */
+	struct vol_req *waiters;	/* requests blocked behind this one, in
+					 * the order they started waiting */
+	struct vol_req *waiters_last;	/* the last of them (appends in O(1)) */
 	struct vol_req *wait_next;	/* link in the blocker's waiters list */
 	uint64_t seq;			/* volume order of submission */
 	bool is_write;			/* modifies data: takes part in conflicts */
@@ -111,8 +115,8 @@ struct daemon {
 	unsigned n_conns;		/* entries on conns */
 	uint64_t conns_total;		/* accepted since start */
 
-	struct vol_req *inflight_writes;	/* writes running or waiting, newest
-					 * first (conflict detection) */
+	struct rangeidx writes;		/* writes running or waiting, by range
+					 * (conflict detection) */
 	uint64_t vol_seq;		/* last vol_req seq handed out */
 	unsigned inflight;		/* requests submitted to the volume */
 	unsigned client_inflight;	/* client (NBD) requests not yet answered */

@@ -295,11 +295,12 @@ peerread_newer_write(struct daemon *d, uint64_t off, uint64_t len, uint64_t appl
 {
 	if (d->role != ROLE_PRIMARY)
 		return false;	/* no writes of our own */
-	for (struct vol_req *o = d->inflight_writes; o != NULL; o = o->next) {
-		if (o->is_resync || o->io.offset >= off + len || off >= o->io.offset + o->io.len)
-			continue;
-		/* Not yet shipped, or shipped after the source's read. */
-		if (!o->shipped || o->peer_seq > applied_seq)
+	for (struct rangeidx_node *n = rangeidx_first(&d->writes, off, off + len); n != NULL;
+	    n = rangeidx_next(&d->writes, n, off, off + len)) {
+		struct vol_req *o = container_of(n, struct vol_req, wnode);
+
+		/* A client write not yet shipped, or shipped after the read. */
+		if (!o->is_resync && (!o->shipped || o->peer_seq > applied_seq))
 			return true;
 	}
 	return false;

@@ -24,8 +24,6 @@ struct json_object;
 #define RESYNC_CHUNK		(256u << 10)	/* bytes per resync request at most */
 #define RESYNC_INFLIGHT		(8u << 20)	/* resync bytes in flight (no rate set) */
 #define RESYNC_INFLIGHT_BUSY	(1u << 20)	/* ... while clients have I/O in flight */
-#define RESYNC_MAX_REQS		128		/* ranges in flight at most: the in-flight
-						 * and conflict lists are walked linearly */
 
 /* A callback waiting for metadata to be durable. */
 struct meta_wait {
@@ -159,7 +157,6 @@ struct resync {
 	bool bitmap_received;		/* the peer's BITMAP came in (last chunk) */
 	uint64_t pos;			/* next bit to look at (source) */
 	uint64_t inflight_bytes;	/* requested/shipped, not yet acked */
-	unsigned inflight_reqs;		/* ranges in flight (lookups are linear) */
 	uint64_t total_bytes;		/* out of sync at the start */
 	uint64_t done_bytes;		/* resynced so far */
 	uint64_t shipped_bytes;		/* bytes of data sent (source) */

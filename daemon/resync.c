@@ -44,9 +44,11 @@ struct rsreq {
 	unsigned sub_pending;		/* verify: granule replies outstanding */
 	uint64_t applied_seq;		/* the peer's last write applied before the read */
 	struct loop_timer hold;		/* BLKMIRROR_TEST_RESYNC_HOLD_MS delay */
-	struct rsreq *next;		/* in-flight list */
+	struct rangeidx_node rnode;	/* in rs_inflight, by range */
 };
-static struct rsreq *rs_inflight;
+/* Ranges in flight on the source (disjoint: the bitmap walk and verify move
+ * forward), found by offset when their answers come in. */
+static struct rangeidx rs_inflight;
 
 /* ---- bitmap exchange ---------------------------------------------------------------- */
 
@@ -224,20 +226,20 @@ resync_target_finish(struct peer *p)
 static void
 rsreq_unlink(struct rsreq *q)
 {
-	for (struct rsreq **pp = &rs_inflight; *pp != NULL; pp = &(*pp)->next) {
-		if (*pp == q) {
-			*pp = q->next;
-			return;
-		}
-	}
+	rangeidx_remove(&rs_inflight, &q->rnode);
 }
 
+/* The range in flight that is exactly [off, off + len), or NULL. */
 static struct rsreq *
 rsreq_find(uint64_t off, uint64_t len)
 {
-	for (struct rsreq *q = rs_inflight; q != NULL; q = q->next)
+	for (struct rangeidx_node *n = rangeidx_first(&rs_inflight, off, off + 1); n != NULL;
+	    n = rangeidx_next(&rs_inflight, n, off, off + 1)) {
+		struct rsreq *q = container_of(n, struct rsreq, rnode);
+
 		if (q->vr.io.offset == off && q->vr.io.len == len)
 			return q;
+	}
 	return NULL;
 }
 
@@ -386,10 +388,8 @@ rsreq_start(struct peer *p, uint64_t off, uint64_t len, bool verify)
 	 * ordered after every one submitted so far that overlaps it. */
 	q->applied_seq = p->apply_seq;
 	log_debug("resync: %s read %" PRIu64 "+%" PRIu64, verify ? "verify" : "resync", off, len);
-	q->next = rs_inflight;
-	rs_inflight = q;
+	rangeidx_insert(&rs_inflight, &q->rnode, off, len, 0);
 	p->rs_state.inflight_bytes += len;
-	p->rs_state.inflight_reqs++;
 	vol_submit(d, &q->vr);
 	return 0;
 }
@@ -431,7 +431,7 @@ resync_kick(struct peer *p)
 	if (!rs->active || !rs->source || rs->paused || p->peer_paused ||
 	    !rs->bitmap_received || p->data == NULL)
 		return;
-	while (rs->inflight_bytes < window(p) && rs->inflight_reqs < RESYNC_MAX_REQS) {
+	while (rs->inflight_bytes < window(p)) {
 		uint64_t bit = md_bitmap_find_next_set(bm, rs->pos), end, off, len;
 
 		if (bit == MD_BM_NONE) {
@@ -476,7 +476,6 @@ range_settled(struct peer *p, uint64_t off, uint64_t len, uint32_t status, bool 
 	}
 	rsreq_unlink(q);
 	rs->inflight_bytes -= len;
-	rs->inflight_reqs--;
 	if (status == 0) {
 		meta_clear_oos(p->d, off, len);
 		rs->done_bytes += len;
@@ -619,8 +618,7 @@ verify_kick(struct peer *p)
 	struct daemon *d = p->d;
 	struct resync *rs = &p->rs_state;
 
-	while (rs->verify && rs->verify_pos < d->size && rs->inflight_bytes < window(p) &&
-	    rs->inflight_reqs < RESYNC_MAX_REQS) {
+	while (rs->verify && rs->verify_pos < d->size && rs->inflight_bytes < window(p)) {
 		uint64_t len = MIN((uint64_t)VERIFY_CHUNK, d->size - rs->verify_pos);
 
 		if (rsreq_start(p, rs->verify_pos, len, true) < 0)
@@ -651,7 +649,6 @@ verify_start(struct daemon *d)
 	rs->verify = true;
 	rs->verify_pos = rs->verify_diff = rs->verify_done = 0;
 	rs->inflight_bytes = 0;
-	rs->inflight_reqs = 0;
 	rs->limit_base_ns = now_ns();		/* resync-rate limits verify too */
 	rs->limit_base_bytes = rs->done_bytes;	/* verify_done is 0 here */
 	log_notice("verify: comparing %" PRIu64 " bytes with the peer", d->size);
@@ -686,10 +683,13 @@ verify_refine(struct peer *p, struct rsreq *q)
 static struct rsreq *
 refining_find(uint64_t off)
 {
-	for (struct rsreq *q = rs_inflight; q != NULL; q = q->next)
-		if (q->verify && q->refining && off >= q->vr.io.offset &&
-		    off < q->vr.io.offset + q->vr.io.len)
+	for (struct rangeidx_node *n = rangeidx_first(&rs_inflight, off, off + 1); n != NULL;
+	    n = rangeidx_next(&rs_inflight, n, off, off + 1)) {
+		struct rsreq *q = container_of(n, struct rsreq, rnode);
+
+		if (q->verify && q->refining)
 			return q;
+	}
 	return NULL;
 }
 
@@ -700,7 +700,6 @@ verify_chunk_done(struct peer *p, struct rsreq *q)
 
 	rsreq_unlink(q);
 	rs->inflight_bytes -= q->vr.io.len;
-	rs->inflight_reqs--;
 	rs->verify_done += q->vr.io.len;
 	vol_peer_done(p->d, &q->vr, 0);
 	verify_kick(p);
@@ -846,10 +845,10 @@ resync_stop(struct peer *p)
 	p->rs_state.active = false;
 	p->rs_state.verify = false;
 	p->rs_state.inflight_bytes = 0;
-	p->rs_state.inflight_reqs = 0;
 	/* Ranges in flight keep their bits; release their holds. */
-	while ((q = rs_inflight) != NULL) {
-		rs_inflight = q->next;
+	while (rs_inflight.root != NULL) {
+		q = container_of(rs_inflight.root, struct rsreq, rnode);
+		rsreq_unlink(q);
 		if (!q->vr.peer_done)
 			vol_peer_done(p->d, &q->vr, 0);
 	}

@@ -14,36 +14,16 @@
 #include "log.h"
 #include "util.h"
 
-static bool
-overlaps(const struct vol_req *a, const struct vol_req *b)
-{
-	return a->io.offset < b->io.offset + b->io.len &&
-	    b->io.offset < a->io.offset + a->io.len;
-}
-
 /* Park vr behind blocker; it is resubmitted when blocker completes. */
 static void
 wait_behind(struct vol_req *blocker, struct vol_req *vr)
 {
-	struct vol_req **pp = &blocker->waiters;
-
-	while (*pp != NULL)
-		pp = &(*pp)->wait_next;
 	vr->wait_next = NULL;
-	*pp = vr;
-}
-
-static void
-unlink_write(struct daemon *d, struct vol_req *vr)
-{
-	struct vol_req **pp;
-
-	for (pp = &d->inflight_writes; *pp != NULL; pp = &(*pp)->next) {
-		if (*pp == vr) {
-			*pp = vr->next;
-			return;
-		}
-	}
+	if (blocker->waiters == NULL)
+		blocker->waiters = vr;
+	else
+		blocker->waiters_last->wait_next = vr;
+	blocker->waiters_last = vr;
 }
 
 static void try_start(struct daemon *d, struct vol_req *vr);
@@ -55,9 +35,9 @@ finish(struct daemon *d, struct vol_req *vr)
 	struct vol_req *w = vr->waiters, *next;
 
 	if (vr->is_write)
-		unlink_write(d, vr);
+		rangeidx_remove(&d->writes, &vr->wnode);
 	meta_write_done(d, vr);
-	vr->waiters = NULL;
+	vr->waiters = vr->waiters_last = NULL;
 	/* Release the waiters in arrival order; each re-checks conflicts. */
 	for (; w != NULL; w = next) {
 		next = w->wait_next;
@@ -117,18 +97,20 @@ vol_start(struct daemon *d, struct vol_req *vr)
 
 /*
  * Start vr unless an older write that overlaps it is still running or
- * waiting: then wait behind that one.  The oldest of any overlapping group
- * always runs, so the group drains in submission order.
+ * waiting: then wait behind the newest such one (d->writes finds it in
+ * O(log n)), and try again when it completes.  The oldest of any overlapping
+ * group always runs, so the group drains in submission order.
  */
 static void
 try_start(struct daemon *d, struct vol_req *vr)
 {
 	if (vr->is_write) {
-		for (struct vol_req *o = d->inflight_writes; o != NULL; o = o->next) {
-			if (o->seq < vr->seq && overlaps(o, vr)) {
-				wait_behind(o, vr);
-				return;
-			}
+		struct rangeidx_node *o = rangeidx_last_before(&d->writes, vr->io.offset,
+		    vr->io.offset + vr->io.len, vr->seq);
+
+		if (o != NULL) {
+			wait_behind(container_of(o, struct vol_req, wnode), vr);
+			return;
 		}
 		if (vr->is_resync)
 			vol_start(d, vr);
@@ -146,14 +128,12 @@ vol_submit(struct daemon *d, struct vol_req *vr)
 	if (d->link != NULL && !vr->is_resync && peerread_divert(d, vr))
 		return;
 	vr->seq = ++d->vol_seq;
-	vr->waiters = NULL;
+	vr->waiters = vr->waiters_last = NULL;
 	vr->al_pinned = vr->shipped = vr->local_done = vr->peer_done = false;
 	vr->peer_only_copy = false;
 	vr->local_res = vr->peer_res = 0;
 	vr->pnext = NULL;
-	if (vr->is_write) {
-		vr->next = d->inflight_writes;
-		d->inflight_writes = vr;
-	}
+	if (vr->is_write)
+		rangeidx_insert(&d->writes, &vr->wnode, vr->io.offset, vr->io.len, vr->seq);
 	try_start(d, vr);
 }
