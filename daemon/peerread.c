@@ -70,11 +70,31 @@ deferred_done(struct loop_op *op, int res)
 	vr->done(vr, res);
 }
 
-/* Complete vr with res on the next loop turn (never from inside submit). */
+/*
+ * Complete vr with res on the next loop turn, not from inside the caller's
+ * submit.  Out of memory even for that, complete it at once: running it
+ * locally instead could return or overwrite data that is not good.
+ */
 static bool
 fail_later(struct daemon *d, struct vol_req *vr, int res)
 {
 	struct pread *r = calloc(1, sizeof(*r));
+
+	if (r == NULL) {
+		vr->done(vr, res);
+		return true;
+	}
+	r->vr = vr;
+	r->op.cb = deferred_done;
+	r->op.data = r;
+	loop_defer(d->loop, &r->op, res);
+	return true;
+}
+
+/* No good copy reachable: fail vr with EIO, count and log it. */
+static bool
+no_data(struct daemon *d, struct vol_req *vr)
+{
 	uint64_t n = d->link->io_refused_no_data++;
 
 	if (n % 1000 == 0)
@@ -82,13 +102,7 @@ fail_later(struct daemon *d, struct vol_req *vr, int res)
 		    "the peer cannot serve its data (%" PRIu64 " such requests so far)",
 		    vr->io.opcode == IO_READ ? "read" : "write", vr->io.offset,
 		    disk_state_name(d->disk), n + 1);
-	if (r == NULL)
-		return false;	/* let the volume run it: better than losing it */
-	r->vr = vr;
-	r->op.cb = deferred_done;
-	r->op.data = r;
-	loop_defer(d->loop, &r->op, res);
-	return true;
+	return fail_later(d, vr, -EIO);
 }
 
 static bool
@@ -132,12 +146,12 @@ peerread_divert(struct daemon *d, struct vol_req *vr)
 		if (!md_bitmap_test_range(&d->md->bm, vr->io.offset, vr->io.len))
 			return false;	/* in sync: the local copy is good */
 		if (!peerread_peer_serves(d))
-			return fail_later(d, vr, -EIO);
+			return no_data(d, vr);
 		return send_request(d, vr);
 	case IO_WRITE:
 	case IO_TRIM:
 	case IO_WRITE_ZEROES:
-		return peerread_peer_serves(d) ? false : fail_later(d, vr, -EIO);
+		return peerread_peer_serves(d) ? false : no_data(d, vr);
 	default:
 		return false;	/* FLUSH: harmless locally, shipped when connected */
 	}
