@@ -466,6 +466,16 @@ meta_prepare_write(struct daemon *d, struct vol_req *vr)
 		vol_start(d, vr);
 		return;
 	}
+	/* A primary whose disk is not uptodate (a promoted sync target) may
+	 * write only while the peer takes the write too: checked here again,
+	 * as the link may have gone while this write waited (behind another
+	 * write, the activity log, a resync range). */
+	if (d->role == ROLE_PRIMARY && d->disk != DISK_UPTODATE && !vr->is_resync &&
+	    !peerread_peer_serves(d)) {
+		d->link->io_refused_no_data++;
+		vol_fail(d, vr, -EIO);
+		return;
+	}
 	if (d->role == ROLE_PRIMARY && !vr->al_pinned && !al_pin(d, vr)) {
 		vr->pnext = m->al_waiting;
 		m->al_waiting = vr;

@@ -48,6 +48,7 @@ struct sread {
 	struct peer *p;			/* link it came on */
 	struct buf data;		/* the range's data */
 	uint64_t id;			/* the request's id */
+	uint64_t link_gen;		/* p->connects when it came */
 };
 
 bool
@@ -227,7 +228,7 @@ sread_done(struct vol_req *vr, int res)
 	struct peer_frame *f;
 	int n;
 
-	if (p->data == NULL) {
+	if (p->data == NULL || sr->link_gen != p->connects) {
 		bufpool_put(&vr->d->pool, &sr->data);
 		free(sr);
 		return;		/* the link went: the requester failed the read */
@@ -272,6 +273,7 @@ on_request(struct peer *p, const struct repl_read_request *m)
 	p->reads_for_peer++;
 	sr->p = p;
 	sr->id = m->id;
+	sr->link_gen = p->connects;
 	sr->vr.d = d;
 	sr->vr.owner = sr;
 	sr->vr.done = sread_done;

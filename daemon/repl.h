@@ -242,6 +242,9 @@ uint64_t meta_oos_bytes(struct daemon *d);
 
 /* volume.c */
 void vol_start(struct daemon *d, struct vol_req *vr);
+/* Complete vr (submitted, not started on the disk) with res, as a failed
+ * request: its waiters go on. */
+void vol_fail(struct daemon *d, struct vol_req *vr, int res);
 /* The peer acknowledged vr as its mode requires (res 0 or -errno). */
 void vol_peer_done(struct daemon *d, struct vol_req *vr, int res);
 

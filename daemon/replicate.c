@@ -39,6 +39,8 @@ struct apply {
 	struct peer *p;			/* link it came on */
 	struct buf data;		/* payload (DATA) */
 	uint16_t type;			/* REPL_MSG_* it came as */
+	uint64_t link_gen;		/* p->connects when it came: acknowledge it
+					 * only on the link it came on */
 };
 
 /* ---- primary ----------------------------------------------------------------- */
@@ -329,7 +331,8 @@ on_ack(struct peer *p, uint16_t type, uint64_t seq, uint32_t status)
 		    "disk is marked out of sync entirely", seq, strerror((int)status));
 		meta_set_oos(d, 0, d->size);
 		pend_remove(p, vr);
-		vol_peer_done(d, vr, 0);
+		/* Where the peer held the only good copy, the FLUSH failed. */
+		vol_peer_done(d, vr, vr->peer_only_copy ? -(int)status : 0);
 		peer_link_down(p, REPL_DISC_IO_ERROR, "the peer's disk failed a flush");
 		return;
 	}
@@ -374,6 +377,10 @@ repl_link_lost(struct peer *p)
 	}
 	lag_tail = NULL;
 	p->lag_bytes = 0;
+	/* Secondary: writes of this link still running are not acknowledged
+	 * any more (apply_done); the next link's FLUSHes must not wait for
+	 * them, nor run before that link's own writes. */
+	p->apply_head = p->apply_tail = NULL;
 	/* Writes parked by congestion go ahead, tracked in the bitmap. */
 	while ((vr = p->cong_wait) != NULL) {
 		p->cong_wait = vr->pnext;
@@ -414,16 +421,27 @@ apply_done(struct vol_req *vr, int res)
 	struct peer *p = a->p;
 	struct daemon *d = vr->d;
 
+	/* Sequence numbers restart with each link: an acknowledgement of a
+	 * write of an earlier link would name a write of this one. */
+	bool same_link = p->data != NULL && a->link_gen == p->connects;
+
 	if (vr->io.opcode == IO_FLUSH) {
-		send_ack(p, REPL_MSG_FLUSH_ACK, vr->peer_seq, res);
+		if (same_link)
+			send_ack(p, REPL_MSG_FLUSH_ACK, vr->peer_seq, res);
 	} else {
 		apply_unlink(p, vr);
 		if (res < 0)
 			log_errno(LOG_ERR, res, "replication: applying seq %" PRIu64 " failed",
 			    vr->peer_seq);
-		else if (p->rs == RS_SYNC_TARGET || p->rs == RS_PAUSED_SYNC_TARGET)
+		else if (same_link && (p->rs == RS_SYNC_TARGET || p->rs == RS_PAUSED_SYNC_TARGET ||
+		    ((p->rs == RS_SYNC_SOURCE || p->rs == RS_PAUSED_SYNC_SOURCE) &&
+		    p->peer_state.role == REPL_ROLE_PRIMARY)))
+			/* Both nodes hold this write now (a sync source whose
+			 * peer is a promoted target clears too, or a block the
+			 * target keeps rewriting would never settle). */
 			meta_clear_oos(d, vr->io.offset, vr->io.len);
-		send_ack(p, REPL_MSG_WRITE_ACK, vr->peer_seq, res);
+		if (same_link)
+			send_ack(p, REPL_MSG_WRITE_ACK, vr->peer_seq, res);
 		flush_kick(p);
 	}
 	bufpool_put(&d->pool, &a->data);
@@ -478,6 +496,7 @@ apply_new(struct peer *p, uint16_t type, uint64_t seq, uint8_t opcode,
 		return NULL;
 	a->p = p;
 	a->type = type;
+	a->link_gen = p->connects;
 	a->vr.d = p->d;
 	a->vr.owner = a;
 	a->vr.done = apply_done;

@@ -501,6 +501,8 @@ struct tgt {
 	struct buf data;
 	uint16_t type;			/* the request it answers */
 	uint64_t digest;		/* CSUM/VERIFY: the source's digest */
+	uint64_t link_gen;		/* p->connects when it came: answered only
+					 * on that link */
 };
 
 static void
@@ -563,7 +565,7 @@ tgt_done(struct vol_req *vr, int res)
 {
 	struct tgt *t = vr->owner;
 
-	if (t->p->data != NULL)
+	if (t->p->data != NULL && t->link_gen == t->p->connects)
 		tgt_reply(t, res);
 	bufpool_put(&vr->d->pool, &t->data);
 	free(t);
@@ -588,6 +590,7 @@ tgt_start(struct peer *p, uint16_t type, uint64_t off, uint64_t len, uint64_t di
 	t->p = p;
 	t->type = type;
 	t->digest = digest;
+	t->link_gen = p->connects;
 	if (payload != NULL) {
 		t->data = *payload;
 		payload->p = NULL;

@@ -416,7 +416,7 @@ state_received(struct peer *p, const struct repl_state *st)
 	}
 	p->peer_paused = st->flags & REPL_STATE_F_SYNC_PAUSED;
 	resync_show_pause(p);
-	if (p->rs == RS_SYNC_TARGET && p->rs_state.done_sent &&
+	if ((p->rs == RS_SYNC_TARGET || p->rs == RS_PAUSED_SYNC_TARGET) && p->rs_state.done_sent &&
 	    st->repl == REPL_RS_ESTABLISHED) {
 		resync_target_finish(p);
 		return;

@@ -72,6 +72,14 @@ io_done(struct io_req *io, int res)
 }
 
 void
+vol_fail(struct daemon *d, struct vol_req *vr, int res)
+{
+	vr->local_done = true;
+	vr->local_res = res;
+	finish(d, vr);
+}
+
+void
 vol_peer_done(struct daemon *d, struct vol_req *vr, int res)
 {
 	vr->peer_done = true;
