@@ -11,8 +11,10 @@
 #     a write on beta into an out-of-sync region reads back at once.
 #  2. The link goes down: beta, primary with an inconsistent disk, fails
 #     reads of out-of-sync blocks and every write with EIO (it has no good
-#     copy and no peer), but still serves blocks in sync; after the
-#     reconnect the resync resumes towards beta, which stays primary.
+#     copy and no peer) -- also overlapping writes that were waiting behind
+#     one the peer never acknowledged -- without a new generation UUID, but
+#     still serves blocks in sync; after the reconnect the resync resumes
+#     towards beta, which stays primary.
 #  3. The same promotion with the resync running and a verified random
 #     write workload on the new primary over the out-of-sync region.
 # Both disks end identical.
@@ -103,6 +105,20 @@ repl_wait 20 'a["replication"] == "paused-sync-source" and b["replication"] == "
 bm alpha secondary
 bm beta primary
 qemu_io beta -r -c 'read -P 0x44 20M 256k'
+# Writes waiting behind a write the peer never acknowledges when the link
+# goes: they must fail too, before any metadata step (no new generation on
+# a disk that is not uptodate), not complete on the local disk alone.
+uuid0=$(st beta uuids.current)
+repl_partition
+out=$(qemu_io_fails beta -c "aio_write -P 0x71 $((24*M)) 64k" \
+    -c "aio_write -P 0x72 $((24*M)) 64k" -c "aio_write -P 0x73 $((24*M+32*K)) 64k" -c aio_flush)
+nfail=$(grep -c "aio_write failed" <<<"$out")
+msg "overlapping writes while the link went: $nfail of 3 failed"
+assert_eq "$nfail" 3 "overlapping writes failed when the peer went away"
+assert_eq "$(st beta uuids.current)" "$uuid0" "beta's current uuid (no new generation)"
+repl_heal
+repl_wait 30 'a["replication"] == "paused-sync-source" and b["replication"] == "paused-sync-target"' \
+    "the paused resync back after the heal"
 repl_kill alpha
 repl_wait1 beta 20 's["connection"] != "connected"' "beta sees alpha gone"
 assert_eq "$(st beta role)/$(st beta disk)" "primary/inconsistent" "beta without its peer"
