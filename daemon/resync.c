@@ -608,7 +608,13 @@ tgt_start(struct peer *p, uint16_t type, uint64_t off, uint64_t len, uint64_t di
 	t->vr.io.buf = t->data.p;
 	t->vr.io.buf_index = t->data.index;
 	log_debug("resync: %s %" PRIu64 "+%" PRIu64, repl_type_name(type), off, len);
-	t->vr.is_write = true;		/* ordered with the DATA stream */
+	/* Ordered with the DATA stream (a conflict holder) -- except a verify
+	 * read on the primary: the verify source then is the secondary, which
+	 * holds the chunk while the primary's writes to it wait there; were
+	 * this read to wait behind those writes, nothing would move until
+	 * ko-count.  Unordered, it can only see a write the source's copy does
+	 * not have yet: the granule is marked, and the next resync ships it. */
+	t->vr.is_write = !(type == REPL_MSG_VERIFY_REQUEST && d->role == ROLE_PRIMARY);
 	t->vr.is_resync = true;
 	vol_submit(d, &t->vr);
 }

@@ -59,4 +59,24 @@ repl_wait 60 '(not a["resync"]["verify_running"]) and a["replication"] == "estab
 assert_eq "$(st alpha resync.verify_diff_bytes)" 0 "bytes the second verify found different"
 assert_eq "$(st alpha out_of_sync_bytes)" 0 "out_of_sync_bytes after the second verify"
 repl_compare
+
+msg "== verify started on the secondary while the primary writes"
+# beta holds each chunk it compares; alpha's writes to it wait on beta.
+# alpha's verify reads must not wait behind those writes (a deadlock that
+# only ko-count would break, dropping the link).
+c0=$(st alpha connects)
+repl_fio_bg alpha --rw=randwrite --bs=4k --size=16M --iodepth=8 --time_based --runtime=8 \
+    --rate_iops=500 --randseed=7
+sleep 1
+bm beta verify
+repl_wait 60 '(not b["resync"]["verify_running"]) and b["replication"] == "established"' \
+    "verify on beta done"
+repl_fio_wait
+assert_eq "$(st alpha connects)" "$c0" "link connects during the verify (the link never dropped)"
+msg "verify on beta under writes: $(st beta resync.verify_diff_bytes) bytes marked (writes in flight)"
+if [ "$(st alpha out_of_sync_bytes)" != 0 ] || [ "$(st beta out_of_sync_bytes)" != 0 ]; then
+	bm alpha resync
+fi
+repl_wait_synced 30
+repl_compare
 msg "PASS"
