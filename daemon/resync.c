@@ -744,6 +744,19 @@ on_verify_reply(struct peer *p, const struct repl_verify_reply *m)
 
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
+/* Target: ask the source for the data of a range it offered a digest for. */
+static void
+resync_request_range(struct peer *p, uint64_t off, uint32_t len)
+{
+	struct repl_resync_request rr = { .offset = off, .length = len };
+	struct peer_frame *f = peer_frame_new();
+	struct repl_tx tx = peer_tx(p);
+	int n = repl_resync_request_encode(f->buf, sizeof(f->buf), &tx, &rr);
+
+	f->len = n > 0 ? (uint32_t)n : 0;
+	peer_send(n > 0 ? p->data : NULL, f);
+}
+
 /* Settle a range on the source without writing it (status: positive errno). */
 static void
 resync_ack_status(struct peer *p, uint64_t off, uint32_t len, uint32_t status)
@@ -797,14 +810,7 @@ resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_msg *m,
 			 * this very range: comparing now would wait for that
 			 * write (a deadlock).  Ask for the data instead; it is
 			 * checked for staleness when it comes. */
-			struct repl_resync_request rr = { .offset = m->csum_request.offset,
-			    .length = m->csum_request.length };
-			struct peer_frame *f = peer_frame_new();
-			struct repl_tx tx = peer_tx(p);
-			int n = repl_resync_request_encode(f->buf, sizeof(f->buf), &tx, &rr);
-
-			f->len = n > 0 ? (uint32_t)n : 0;
-			peer_send(n > 0 ? p->data : NULL, f);
+			resync_request_range(p, m->csum_request.offset, m->csum_request.length);
 			return;
 		}
 		tgt_start(p, h->type, m->csum_request.offset, m->csum_request.length,
