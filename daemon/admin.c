@@ -50,6 +50,12 @@ need_established(struct daemon *d, char *err, size_t errlen)
 		    repl_state_name(d->link->rs));
 		return -ENOTCONN;
 	}
+	if (ret == 0 && (diskfail_detached(d) ||
+	    d->link->peer_state.disk == REPL_DISK_DISKLESS)) {
+		snprintf(err, errlen, "the %s disk is detached (I/O error): nothing to resync or "
+		    "verify until it is attached again", diskfail_detached(d) ? "local" : "peer's");
+		return -EIO;
+	}
 	return ret;
 }
 
@@ -285,4 +291,7 @@ admin_status(struct daemon *d, struct json_object *o)
 	add_u64(o, "read_bytes_from_peer", p->read_bytes_from_peer);
 	add_u64(o, "reads_for_peer", p->reads_for_peer);
 	add_u64(o, "io_refused_no_data", p->io_refused_no_data);
+	add_u64(o, "detaches", d->detaches);
+	json_object_object_add(o, "on_io_error", json_object_new_string(
+	    conf_on_io_error_name(d->conf.on_io_error)));
 }

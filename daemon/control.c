@@ -321,6 +321,7 @@ status_result(const struct daemon *d)
 	json_object_object_add(o, "listeners", status_listeners(d));
 	json_object_object_add(o, "ops", status_ops(&d->ops));
 	add_u64(o, "in_flight", d->inflight);
+	add_u64(o, "disk_errors", d->disk_errors);
 	json_object_object_add(o, "stopping", json_object_new_boolean(d->stopping));
 	admin_status((struct daemon *)d, o);
 	return o;

@@ -87,6 +87,8 @@ struct vol_req {
 					 * copy, so the request completes on the
 					 * peer's WRITE_ACK (whatever the protocol)
 					 * and fails when the peer's write does */
+	bool local_lost;		/* the local disk failed it and was
+					 * detached: the peer's result decides */
 	int local_res;			/* local result */
 	int peer_res;			/* peer result (sync) */
 	uint64_t peer_seq;		/* replication sequence number */
@@ -132,6 +134,8 @@ struct daemon {
 	struct peer *link;		/* the peer link (two-node), or NULL */
 	uint64_t epoch;			/* current epoch (durable in the superblock) */
 	uint64_t transitions;		/* state changes since start */
+	uint64_t disk_errors;		/* local disk requests that failed */
+	uint64_t detaches;		/* times the disk was detached (0 or 1) */
 };
 
 /* main.c */

@@ -212,6 +212,9 @@ sb_done(struct io_req *io, int res)
 	run_waiters(w, res);
 	if (m->sb_next != NULL || m->sb_again)
 		sb_start(d);
+	/* Last: a detach writes the superblock again. */
+	if (res < 0)
+		diskfail_meta_error(d, "superblock write", res);
 }
 
 static void
@@ -277,14 +280,15 @@ al_done(struct io_req *io, int res)
 	struct meta *m = d->md;
 	struct vol_req *w = m->al_waiting;
 
+	m->al_waiting = NULL;	/* before a detach, which releases waiters too */
 	if (res < 0) {
 		log_errno(LOG_ERR, res, "metadata: activity log write failed");
 		md_al_abort(&m->al);
+		diskfail_meta_error(d, "activity log write", res);
 	} else {
 		md_al_commit(&m->al);
 		m->al_writes++;
 	}
-	m->al_waiting = NULL;
 	retry_list(d, w);
 	al_kick(d);
 }
@@ -296,7 +300,7 @@ al_kick(struct daemon *d)
 	uint32_t index;
 	int n;
 
-	if (m->al.tr_busy || !md_al_need_tr(&m->al))
+	if (m->detached || m->al.tr_busy || !md_al_need_tr(&m->al))
 		return;
 	n = md_al_make_tr(&m->al, m->al_buf, &index);
 	if (n < 0)
@@ -349,14 +353,15 @@ bm_done(struct io_req *io, int res)
 	struct vol_req *w = m->bm_waiting;
 
 	m->bm_busy = false;
+	m->bm_waiting = NULL;	/* before a detach, which releases waiters too */
 	if (res < 0) {
 		log_errno(LOG_ERR, res, "metadata: bitmap block %" PRIu64 " write failed",
 		    m->bm_blk);
+		diskfail_meta_error(d, "bitmap write", res);
 	} else {
 		md_bitmap_block_written(&m->bm, m->bm_blk, m->bm_gen);
 		m->bm_writes++;
 	}
-	m->bm_waiting = NULL;
 	retry_list(d, w);
 	bm_kick(d);
 }
@@ -367,7 +372,8 @@ bm_kick(struct daemon *d)
 	struct meta *m = d->md;
 	uint64_t blk;
 
-	if (m->bm_busy || (blk = md_bitmap_next_dirty_block(&m->bm, 0)) == MD_BM_NONE)
+	if (m->detached || m->bm_busy ||
+	    (blk = md_bitmap_next_dirty_block(&m->bm, 0)) == MD_BM_NONE)
 		return;
 	m->bm_busy = true;
 	m->bm_blk = blk;
@@ -404,6 +410,31 @@ void
 meta_flush_bitmap(struct daemon *d)
 {
 	bm_kick(d);
+}
+
+/*
+ * The disk was detached (diskfail.c): say in the superblock, if the disk
+ * still takes the write, that it needs a full sync before it is used
+ * again; no more activity-log or bitmap writes; the writes waiting for one
+ * go on (to the peer only).
+ */
+void
+meta_disk_detached(struct daemon *d)
+{
+	struct meta *m = d->md;
+	struct vol_req *w;
+
+	m->sb.flags &= ~(MD_FL_CONSISTENT | MD_FL_WAS_UPTODATE);
+	m->sb.flags |= MD_FL_FULL_SYNC;
+	m->sb.disk_state = MD_DISK_INCONSISTENT;
+	meta_sb_write(d, NULL);
+	m->detached = true;
+	w = m->al_waiting;
+	m->al_waiting = NULL;
+	retry_list(d, w);
+	w = m->bm_waiting;
+	m->bm_waiting = NULL;
+	retry_list(d, w);
 }
 
 uint64_t
@@ -474,6 +505,10 @@ meta_prepare_write(struct daemon *d, struct vol_req *vr)
 	    !peerread_peer_serves(d)) {
 		d->link->io_refused_no_data++;
 		vol_fail(d, vr, -EIO);
+		return;
+	}
+	if (m->detached && !vr->is_resync) {
+		vol_start(d, vr);	/* to the peer only: no AL, no bitmap */
 		return;
 	}
 	if (d->role == ROLE_PRIMARY && !vr->al_pinned && !al_pin(d, vr)) {

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * A sync target made primary (DESIGN.md: "a sync target can be made
- * primary"): its disk is not uptodate until the resync ends, so
+ * primary"), and a primary whose disk was detached after an I/O error
+ * (diskfail.c: every read goes to the peer): its disk is not uptodate until
+ * the resync ends, so
  *   - a client read that touches an out-of-sync block is served by the
  *     peer (READ_REQUEST / READ_REPLY on the data connection); reads of
  *     blocks in sync stay local;
@@ -56,9 +58,12 @@ peerread_peer_serves(const struct daemon *d)
 {
 	const struct peer *p = d->link;
 
-	return p != NULL && p->data != NULL &&
-	    (p->rs == RS_SYNC_TARGET || p->rs == RS_PAUSED_SYNC_TARGET) &&
-	    p->peer_state.disk == REPL_DISK_UPTODATE && p->rs_state.bitmap_received;
+	if (p == NULL || p->data == NULL || p->peer_state.disk != REPL_DISK_UPTODATE)
+		return false;
+	if (diskfail_detached(d))	/* a diskless primary: no resync runs */
+		return p->rs == RS_ESTABLISHED;
+	return (p->rs == RS_SYNC_TARGET || p->rs == RS_PAUSED_SYNC_TARGET) &&
+	    p->rs_state.bitmap_received;
 }
 
 static void
@@ -106,8 +111,8 @@ no_data(struct daemon *d, struct vol_req *vr)
 	return fail_later(d, vr, -EIO);
 }
 
-static bool
-send_request(struct daemon *d, struct vol_req *vr)
+bool
+peerread_send(struct daemon *d, struct vol_req *vr)
 {
 	struct peer *p = d->link;
 	struct pread *r = calloc(1, sizeof(*r));
@@ -144,11 +149,12 @@ peerread_divert(struct daemon *d, struct vol_req *vr)
 		return false;
 	switch (vr->io.opcode) {
 	case IO_READ:
-		if (!md_bitmap_test_range(&d->md->bm, vr->io.offset, vr->io.len))
+		if (!diskfail_detached(d) &&
+		    !md_bitmap_test_range(&d->md->bm, vr->io.offset, vr->io.len))
 			return false;	/* in sync: the local copy is good */
 		if (!peerread_peer_serves(d))
 			return no_data(d, vr);
-		return send_request(d, vr);
+		return peerread_send(d, vr);
 	case IO_WRITE:
 	case IO_TRIM:
 	case IO_WRITE_ZEROES:

@@ -70,6 +70,9 @@ struct meta {
 	struct vol_req *bm_waiting;	/* writes waiting for durable bits */
 	uint64_t bm_writes;		/* bitmap blocks written (stats) */
 	uint64_t al_writes;		/* AL transactions written (stats) */
+	bool detached;			/* the disk was detached after an I/O
+					 * error (diskfail.c): no more AL and
+					 * bitmap writes */
 };
 
 /* An outgoing frame: a small inline part plus optional trailing data. */
@@ -239,6 +242,9 @@ void meta_set_oos(struct daemon *d, uint64_t off, uint64_t len);
 void meta_clear_oos(struct daemon *d, uint64_t off, uint64_t len);
 void meta_flush_bitmap(struct daemon *d);
 uint64_t meta_oos_bytes(struct daemon *d);
+/* The disk is detached: mark the superblock (full sync pending), stop AL
+ * and bitmap writes, let the writes waiting for them go on. */
+void meta_disk_detached(struct daemon *d);
 
 /* volume.c */
 void vol_start(struct daemon *d, struct vol_req *vr);
@@ -297,6 +303,22 @@ void peerread_link_lost(struct peer *p);
  * applied before applied_seq (not yet acknowledged as written, or shipped
  * with a higher sequence number): resync data read then is stale for it. */
 bool peerread_newer_write(struct daemon *d, uint64_t off, uint64_t len, uint64_t applied_seq);
+/* Send the read vr to the peer now (true: vr completes through vr->done). */
+bool peerread_send(struct daemon *d, struct vol_req *vr);
+
+/* diskfail.c: local disk errors (on-io-error) */
+/* The disk was detached: this node is a diskless primary. */
+bool diskfail_detached(const struct daemon *d);
+/* vr's local I/O failed with res: detach if the policy and the peer allow.
+ * Returns the local result vr completes with (0: the peer's result
+ * decides); *taken: vr was handed to the peer (a read), do not complete it. */
+int diskfail_io_error(struct daemon *d, struct vol_req *vr, int res, bool *taken);
+/* A metadata write failed: detach if the policy and the peer allow. */
+void diskfail_meta_error(struct daemon *d, const char *what, int res);
+/* Secondary: the primary detached its disk; start a new generation. */
+void diskfail_peer_detached(struct peer *p);
+/* Connect with either disk detached: true if it decided (no resync). */
+bool diskfail_decide(struct peer *p);
 
 /* admin.c */
 int admin_exec(struct daemon *d, const char *cmd, struct json_object *args, char *err,

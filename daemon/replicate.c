@@ -175,7 +175,8 @@ repl_congested(struct daemon *d, struct vol_req *vr)
 	    vr->io.opcode == IO_FLUSH || !shipping(d) ||
 	    p->lag_bytes + vr->io.len <= d->conf.max_lag_bytes || p->lag_bytes == 0)
 		return false;
-	if (d->conf.on_congestion == CONGESTION_PULL_AHEAD && p->rs == RS_ESTABLISHED) {
+	if (d->conf.on_congestion == CONGESTION_PULL_AHEAD && p->rs == RS_ESTABLISHED &&
+	    !diskfail_detached(d)) {
 		/* Stop shipping: from here writes are marked in the bitmap. */
 		state_set(d, "pull-ahead", -1, -1, -1, RS_AHEAD,
 		    "async send queue over max-lag-bytes");
@@ -269,7 +270,7 @@ repl_ship(struct daemon *d, struct vol_req *vr)
 	vr->peer_seq = p->send_seq + 1;
 	/* A promoted sync target: the peer holds the only good copy of the
 	 * out-of-sync blocks, so every write waits for the peer's disk. */
-	vr->peer_only_copy = d->disk != DISK_UPTODATE;
+	vr->peer_only_copy = d->disk != DISK_UPTODATE || diskfail_detached(d);
 	if (!encode(d, vr, f)) {
 		f->len = 0;
 		f->payload = NULL;
@@ -525,6 +526,14 @@ apply(struct peer *p, const struct repl_hdr *h, const union repl_msg *m, struct 
 	if (d->role == ROLE_PRIMARY) {
 		peer_link_down(p, REPL_DISC_STATE_CONFLICT,
 		    "the peer sent writes but this node is primary (two primaries)");
+		return;
+	}
+	if (diskfail_detached(d)) {
+		p->want_connect = false;
+		peer_link_down(p, REPL_DISC_IO_ERROR,
+		    "the peer sent writes but this node's disk is detached");
+		state_set(d, "refused", -1, -1, CONN_STANDALONE, RS_OFF,
+		    "the local disk is detached: restart blkmirrord once it is repaired");
 		return;
 	}
 	switch (h->type) {

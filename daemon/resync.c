@@ -130,6 +130,11 @@ resync_begin(struct peer *p, enum md_sync_decision dec)
 	bool source = dec == MD_SYNC_SOURCE_BITMAP || dec == MD_SYNC_SOURCE_FULL;
 	bool full = dec == MD_SYNC_SOURCE_FULL || dec == MD_SYNC_TARGET_FULL;
 
+	if (m->detached || p->peer_state.disk == REPL_DISK_DISKLESS) {
+		log_err("resync: %s refused: the %s disk is detached", md_sync_decision_name(dec),
+		    m->detached ? "local" : "peer's");
+		return;
+	}
 	if (rs->active || rs->verify) {
 		log_info("resync: %s requested while one runs; the running one covers it",
 		    md_sync_decision_name(dec));

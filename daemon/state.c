@@ -268,6 +268,8 @@ decide(struct peer *p)
 	bool peer_discards = p->peer_state.flags & REPL_STATE_F_DISCARD_MY_DATA;
 	int rule = 0;
 
+	if (diskfail_decide(p))
+		return;		/* a detached disk: no resync either way */
 	side_of(d, &me);
 	peer_side(p, &peer);
 	dec = md_uuid_decide(&me, &peer, &rule);
@@ -414,6 +416,12 @@ state_received(struct peer *p, const struct repl_state *st)
 		d->md->sb.epoch = st->epoch;
 		meta_sb_write(d, NULL);	/* the epoch is durable at once */
 	}
+	/* The primary detached its disk after an I/O error: this node holds
+	 * the only copy (once: then the generations differ). */
+	if (st->disk == REPL_DISK_DISKLESS && st->role == REPL_ROLE_PRIMARY &&
+	    d->role == ROLE_SECONDARY && d->disk == DISK_UPTODATE &&
+	    st->current_uuid == d->md->sb.uuids.current)
+		diskfail_peer_detached(p);
 	p->peer_paused = st->flags & REPL_STATE_F_SYNC_PAUSED;
 	resync_show_pause(p);
 	if ((p->rs == RS_SYNC_TARGET || p->rs == RS_PAUSED_SYNC_TARGET) && p->rs_state.done_sent &&
@@ -485,6 +493,11 @@ state_promote(struct daemon *d, bool force, char *err, size_t errlen)
 	}
 	if (d->role == ROLE_PRIMARY)
 		return 0;
+	if (m->detached) {
+		snprintf(err, errlen, "the local disk was detached after an I/O error; restart "
+		    "blkmirrord once it is repaired or replaced (it then resyncs from the peer)");
+		return -EIO;
+	}
 	if (p != NULL && p->rs != RS_OFF && p->peer_state.role == REPL_ROLE_PRIMARY) {
 		snprintf(err, errlen, "the peer is primary: demote it first");
 		return -EBUSY;
@@ -560,6 +573,13 @@ state_demote(struct daemon *d, char *err, size_t errlen)
 	/* Tell the peer at once: it may be promoted right after this. */
 	if (d->link != NULL)
 		state_send(d->link);
+	if (m->detached && d->link != NULL && d->link->rs != RS_OFF) {
+		/* A diskless secondary has nothing to replicate to. */
+		d->link->want_connect = false;
+		peer_link_down(d->link, REPL_DISC_IO_ERROR, "this node's disk is detached");
+		state_set(d, "refused", -1, -1, CONN_STANDALONE, RS_OFF,
+		    "the local disk is detached: restart blkmirrord once it is repaired");
+	}
 	m->sb.flags &= ~MD_FL_PRIMARY;
 	m->sb.last_role = MD_ROLE_SECONDARY;
 	m->sb.flags &= ~MD_FL_PRIMARY;

@@ -43,7 +43,8 @@ finish(struct daemon *d, struct vol_req *vr)
 		next = w->wait_next;
 		try_start(d, w);
 	}
-	vr->done(vr, vr->local_res < 0 || !vr->peer_only_copy ? vr->local_res : vr->peer_res);
+	vr->done(vr, vr->local_res < 0 || !(vr->peer_only_copy || vr->local_lost) ?
+	    vr->local_res : vr->peer_res);
 }
 
 static void
@@ -54,13 +55,17 @@ io_done(struct io_req *io, int res)
 
 	d->inflight--;
 	if (res < 0 && res != -ENOTSUP && res != -EOPNOTSUPP) {
-		static uint64_t disk_errors;
+		bool taken;
 
-		if (disk_errors++ % 1000 == 0)
+		if (d->disk_errors++ % 1000 == 0)
 			log_errno(LOG_ERR, res, "disk: %s at offset %" PRIu64 " length %" PRIu64
 			    " failed (%" PRIu64 " disk errors so far)",
 			    io->opcode == IO_READ ? "read" : io->opcode == IO_FLUSH ? "flush" :
-			    "write", io->offset, io->len, disk_errors);
+			    "write", io->offset, io->len, d->disk_errors);
+		/* on-io-error: the peer may take over (diskfail.c). */
+		res = diskfail_io_error(d, vr, res, &taken);
+		if (taken)
+			return;		/* a read re-sent to the peer */
 	}
 	vr->local_done = true;
 	vr->local_res = res;
@@ -96,6 +101,16 @@ vol_start(struct daemon *d, struct vol_req *vr)
 		return;		/* restarted when the async queue drains */
 	vr->io.cb = io_done;
 	vr->io.data = vr;
+	if (diskfail_detached(d) && !vr->is_resync) {
+		/* Diskless primary: the peer's disk is the only one (its
+		 * WRITE_ACK completes vr: repl_ship sets peer_only_copy). */
+		vr->shipped = d->link != NULL && repl_ship(d, vr);
+		vr->local_done = true;
+		vr->local_res = vr->shipped ? 0 : -EIO;
+		if (!vr->shipped || vr->peer_done)
+			finish(d, vr);
+		return;
+	}
 	d->inflight++;
 	/* Resync I/O is held by its peer acknowledgement too (resync.c). */
 	vr->shipped = vr->is_resync ? vr->local_cb != NULL :
@@ -138,7 +153,7 @@ vol_submit(struct daemon *d, struct vol_req *vr)
 	vr->seq = ++d->vol_seq;
 	vr->waiters = vr->waiters_last = NULL;
 	vr->al_pinned = vr->shipped = vr->local_done = vr->peer_done = false;
-	vr->peer_only_copy = false;
+	vr->peer_only_copy = vr->local_lost = false;
 	vr->local_res = vr->peer_res = 0;
 	vr->pnext = NULL;
 	if (vr->is_write)

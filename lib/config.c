@@ -53,7 +53,7 @@ enum sect_kind {
 /* Every key, in the order of the key table. */
 enum conf_key {
 	K_NAME, K_PROTOCOL, K_IO_ENGINE, K_DIRECT_IO, K_BLOCK_SIZE, K_SECRET_FILE,
-	K_TIMEOUT, K_KO_COUNT, K_MAX_LAG, K_ON_CONGESTION, K_RESYNC_RATE,
+	K_TIMEOUT, K_KO_COUNT, K_MAX_LAG, K_ON_CONGESTION, K_ON_IO_ERROR, K_RESYNC_RATE,
 	K_CSUMS, K_AL_EXTENTS, K_BM_GRAN,
 	K_DISK, K_META_DISK, K_ADDRESS, K_NBD_LISTEN, K_CONTROL,
 	K_COUNT
@@ -97,6 +97,10 @@ static const char *const engine_names[] = {
 static const char *const yes_no_names[] = { "no", "yes" };
 static const char *const congestion_names[] = {
 	[CONGESTION_BLOCK] = "block", [CONGESTION_PULL_AHEAD] = "pull-ahead",
+};
+
+static const char *const io_error_names[] = {
+	[IOERR_DETACH] = "detach", [IOERR_PASS_ON] = "pass-on",
 };
 static const char *const csums_names[] = {
 	[CSUMS_NONE] = "none", [CSUMS_XXH3] = "xxh3",
@@ -399,6 +403,17 @@ key_on_congestion(struct parser *p, const char *key, const char *val)
 }
 
 static int
+key_on_io_error(struct parser *p, const char *key, const char *val)
+{
+	int i = parse_choice(p, key, val, io_error_names, ARRAY_SIZE(io_error_names));
+
+	if (i < 0)
+		return i;
+	p->c->on_io_error = (enum on_io_error)i;
+	return 0;
+}
+
+static int
 key_resync_rate(struct parser *p, const char *key, const char *val)
 {
 	return parse_size_key(p, key, val, &p->c->resync_rate);
@@ -562,6 +577,7 @@ static const struct key_def keys[K_COUNT] = {
 	[K_KO_COUNT] = { "ko-count", SECT_RESOURCE, false, key_ko_count },
 	[K_MAX_LAG] = { "max-lag-bytes", SECT_RESOURCE, false, key_max_lag },
 	[K_ON_CONGESTION] = { "on-congestion", SECT_RESOURCE, false, key_on_congestion },
+	[K_ON_IO_ERROR] = { "on-io-error", SECT_RESOURCE, false, key_on_io_error },
 	[K_RESYNC_RATE] = { "resync-rate", SECT_RESOURCE, false, key_resync_rate },
 	[K_CSUMS] = { "csums", SECT_RESOURCE, false, key_csums },
 	[K_AL_EXTENTS] = { "al-extents", SECT_RESOURCE, false, key_al_extents },
@@ -918,6 +934,7 @@ conf_defaults(struct conf *c, const char *file)
 	c->ko_count = 7;
 	c->max_lag_bytes = 64ull << 20;
 	c->on_congestion = CONGESTION_BLOCK;
+	c->on_io_error = IOERR_DETACH;
 	c->resync_rate = 0;
 	c->csums = CSUMS_NONE;
 	c->al_extents = 1237;
@@ -1004,6 +1021,12 @@ conf_on_congestion_name(enum on_congestion oc)
 {
 	return (unsigned)oc < ARRAY_SIZE(congestion_names) ?
 	    congestion_names[oc] : "unknown";
+}
+
+const char *
+conf_on_io_error_name(enum on_io_error e)
+{
+	return (unsigned)e < ARRAY_SIZE(io_error_names) ? io_error_names[e] : "unknown";
 }
 
 const char *

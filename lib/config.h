@@ -33,6 +33,11 @@ enum on_congestion {
 	CONGESTION_PULL_AHEAD,	/* stop shipping, mark the bitmap, resync later */
 };
 
+enum on_io_error {
+	IOERR_DETACH = 0,	/* a primary drops its failing disk, serves from the peer */
+	IOERR_PASS_ON,		/* the error goes to the client; the disk stays */
+};
+
 enum csums_alg {
 	CSUMS_NONE = 0,		/* resync ships every marked block */
 	CSUMS_XXH3,		/* target sends xxh3 digests, source ships only differences */
@@ -71,6 +76,7 @@ struct conf {
 	unsigned ko_count;		/* ko-count = 7 */
 	uint64_t max_lag_bytes;		/* max-lag-bytes = 64M */
 	enum on_congestion on_congestion;	/* on-congestion = block */
+	enum on_io_error on_io_error;		/* on-io-error = detach */
 	uint64_t resync_rate;		/* resync-rate = 0 (0: dynamic controller), bytes/s */
 	enum csums_alg csums;		/* csums = none|xxh3 (none) */
 	unsigned al_extents;		/* al-extents = 1237 (7..65534) */
@@ -99,6 +105,7 @@ const struct conf_node *conf_peer(const struct conf *c, const char *name);
 /* Names as written in the file ("sync", "pull-ahead", "xxh3"...). */
 const char *conf_protocol_name(enum repl_protocol p);
 const char *conf_on_congestion_name(enum on_congestion oc);
+const char *conf_on_io_error_name(enum on_io_error e);
 const char *conf_csums_name(enum csums_alg a);
 
 #endif

@@ -131,6 +131,7 @@ test_standalone(void)
 	CU_ASSERT_EQUAL(c.ko_count, 7);
 	CU_ASSERT_EQUAL(c.max_lag_bytes, 64ull << 20);
 	CU_ASSERT_EQUAL(c.on_congestion, CONGESTION_BLOCK);
+	CU_ASSERT_EQUAL(c.on_io_error, IOERR_DETACH);
 	CU_ASSERT_EQUAL(c.resync_rate, 0);
 	CU_ASSERT_EQUAL(c.csums, CSUMS_NONE);
 	CU_ASSERT_EQUAL(c.al_extents, 1237);
@@ -209,6 +210,7 @@ test_every_key(void)
 	CU_ASSERT_EQUAL(c.ko_count, 3);
 	CU_ASSERT_EQUAL(c.max_lag_bytes, 1ull << 30);
 	CU_ASSERT_EQUAL(c.on_congestion, CONGESTION_PULL_AHEAD);
+	CU_ASSERT_EQUAL(c.on_io_error, IOERR_PASS_ON);
 	CU_ASSERT_EQUAL(c.resync_rate, 100ull << 20);
 	CU_ASSERT_EQUAL(c.csums, CSUMS_XXH3);
 	CU_ASSERT_EQUAL(c.al_extents, 6001);
@@ -534,15 +536,19 @@ test_names(void)
 	CU_ASSERT_STRING_EQUAL(conf_on_congestion_name(CONGESTION_BLOCK), "block");
 	CU_ASSERT_STRING_EQUAL(conf_on_congestion_name(CONGESTION_PULL_AHEAD), "pull-ahead");
 	CU_ASSERT_STRING_EQUAL(conf_on_congestion_name((enum on_congestion)7), "unknown");
+	CU_ASSERT_STRING_EQUAL(conf_on_io_error_name(IOERR_DETACH), "detach");
+	CU_ASSERT_STRING_EQUAL(conf_on_io_error_name(IOERR_PASS_ON), "pass-on");
+	CU_ASSERT_STRING_EQUAL(conf_on_io_error_name((enum on_io_error)9), "unknown");
 	CU_ASSERT_STRING_EQUAL(conf_csums_name(CSUMS_NONE), "none");
 	CU_ASSERT_STRING_EQUAL(conf_csums_name(CSUMS_XXH3), "xxh3");
 	CU_ASSERT_STRING_EQUAL(conf_csums_name((enum csums_alg)5), "unknown");
 	/* every name the parser prints parses back to the same value */
 	ASSERT_GOOD(RES "protocol = memsync\non-congestion = pull-ahead\n"
-	    "csums = xxh3\n" NODE);
+	    "csums = xxh3\non-io-error = pass-on\n" NODE);
 	CU_ASSERT_STRING_EQUAL(conf_protocol_name(c.protocol), "memsync");
 	CU_ASSERT_STRING_EQUAL(conf_on_congestion_name(c.on_congestion), "pull-ahead");
 	CU_ASSERT_STRING_EQUAL(conf_csums_name(c.csums), "xxh3");
+	CU_ASSERT_STRING_EQUAL(conf_on_io_error_name(c.on_io_error), "pass-on");
 }
 
 /*

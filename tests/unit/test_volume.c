@@ -57,6 +57,19 @@ peerread_divert(struct daemon *d, struct vol_req *vr)
 	return false;
 }
 
+bool
+diskfail_detached(const struct daemon *d)
+{
+	return false;
+}
+
+int
+diskfail_io_error(struct daemon *d, struct vol_req *vr, int res, bool *taken)
+{
+	*taken = false;
+	return res;
+}
+
 static void
 done(struct vol_req *vr, int res)
 {

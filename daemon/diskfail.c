@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Local disk errors (DESIGN.md write path 9, `on-io-error`).
+ *
+ * detach (default): a primary whose local I/O fails while its peer is
+ * connected and uptodate drops its disk and goes on as a diskless primary:
+ *   - the request that failed completes with the peer's result (a write or
+ *     FLUSH the peer wrote succeeds; a read is sent to the peer);
+ *   - from then on every read goes to the peer (peerread.c) and every write
+ *     is shipped and completes on the peer's WRITE_ACK, whatever the
+ *     protocol (repl_ship: peer_only_copy), with no local I/O, no activity
+ *     log and no bitmap writes;
+ *   - the superblock is marked (if the disk still takes the write)
+ *     inconsistent with a full sync pending, and the peer, told by STATE,
+ *     starts a new generation with every block marked: whichever of the two
+ *     survives, the old disk gets a full resync before it is used again;
+ *   - without the peer (link lost) reads and writes fail with EIO: this node
+ *     has no data.  At reconnect no resync runs; reads and writes go to the
+ *     peer again.
+ * The diskless node cannot be promoted again; demoted, it disconnects.
+ * Restarting blkmirrord (after the disk is repaired or replaced) attaches
+ * the disk again as a resync target.
+ *
+ * pass-on, and every case detach does not cover (standalone, no peer,
+ * the peer not uptodate, a resync or verify running, a secondary): the
+ * error goes to the requester; a failed write of a primary marks its range
+ * out of sync, since the peer may hold the data the local disk lacks.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "repl.h"
+#include "util.h"
+
+bool
+diskfail_detached(const struct daemon *d)
+{
+	return d->md != NULL && d->md->detached;
+}
+
+/* Is this node a primary that can lose its disk and serve from the peer? */
+static bool
+can_detach(const struct daemon *d)
+{
+	const struct peer *p = d->link;
+
+	return d->conf.on_io_error == IOERR_DETACH && d->md != NULL && p != NULL &&
+	    d->role == ROLE_PRIMARY && d->disk == DISK_UPTODATE && !d->md->detached &&
+	    p->data != NULL && p->rs == RS_ESTABLISHED && !p->rs_state.active &&
+	    !p->rs_state.verify && p->peer_state.disk == REPL_DISK_UPTODATE &&
+	    p->peer_state.role != REPL_ROLE_PRIMARY;
+}
+
+static const char *
+op_name(uint8_t opcode)
+{
+	switch (opcode) {
+	case IO_READ:		return "read";
+	case IO_WRITE:		return "write";
+	case IO_FLUSH:		return "flush";
+	case IO_TRIM:		return "trim";
+	case IO_WRITE_ZEROES:	return "write-zeroes";
+	default:		return "I/O";
+	}
+}
+
+static void
+detach(struct daemon *d, const char *what, int res)
+{
+	char why[200];
+
+	snprintf(why, sizeof(why), "%s failed: %s", what, strerror(-res));
+	log_err("disk: %s; detaching the local disk (on-io-error = detach): reads and "
+	    "writes are served by the peer from now on", why);
+	d->detaches++;
+	/* The state first: the writes meta_disk_detached releases ship as
+	 * writes of a diskless primary. */
+	state_set(d, "detach", -1, DISK_DISKLESS, -1, -1, why);
+	meta_disk_detached(d);
+	state_event(d, "detach", "%s", why);
+	state_send(d->link);
+}
+
+int
+diskfail_io_error(struct daemon *d, struct vol_req *vr, int res, bool *taken)
+{
+	char what[96];
+
+	*taken = false;
+	if (d->md == NULL || vr->is_resync)
+		return res;	/* standalone; resync and verify handle their own */
+	if (can_detach(d)) {
+		snprintf(what, sizeof(what), "%s at offset %" PRIu64 " length %" PRIu64,
+		    op_name(vr->io.opcode), vr->io.offset, vr->io.len);
+		detach(d, what, res);
+	}
+	if (!d->md->detached) {
+		/* pass-on: the requester gets the error.  The peer may hold
+		 * what this disk failed to write: a later resync settles it. */
+		if (vr->is_write && vr->io.opcode != IO_FLUSH && d->role == ROLE_PRIMARY)
+			meta_set_oos(d, vr->io.offset, vr->io.len);
+		return res;
+	}
+	if (vr->io.opcode == IO_READ) {
+		if (peerread_peer_serves(d))
+			*taken = peerread_send(d, vr);
+		return res;
+	}
+	if (!vr->shipped)
+		return res;	/* the peer never saw it (async FLUSH, link gone) */
+	/* The peer's result decides, on the protocol's usual condition. */
+	vr->local_lost = true;
+	return 0;
+}
+
+void
+diskfail_meta_error(struct daemon *d, const char *what, int res)
+{
+	if (can_detach(d))
+		detach(d, what, res);
+}
+
+void
+diskfail_peer_detached(struct peer *p)
+{
+	struct daemon *d = p->d;
+	struct meta *m = d->md;
+	uint64_t u;
+
+	if (md_uuid_random(&u) < 0) {
+		log_err("the peer detached its disk, but there is no randomness for a new "
+		    "generation uuid; its disk must be invalidated before it is used again");
+		return;
+	}
+	md_uuid_new_current(&m->sb.uuids, u);
+	md_bitmap_set_all(&m->bm);
+	meta_sb_write(d, NULL);
+	meta_flush_bitmap(d);
+	log_warn("the peer (primary) detached its disk after an I/O error: this node holds "
+	    "the only copy; new generation %016" PRIx64 ", every block marked out of sync "
+	    "for the peer's disk", m->sb.uuids.current);
+	state_event(d, "peer-detached", "new generation %016" PRIx64, m->sb.uuids.current);
+	state_send(p);
+}
+
+bool
+diskfail_decide(struct peer *p)
+{
+	struct daemon *d = p->d;
+	bool me = d->md->detached;
+	bool peer = p->peer_state.disk == REPL_DISK_DISKLESS;
+	const char *why = NULL;
+
+	if (!me && !peer)
+		return false;
+	if (me && d->role != ROLE_PRIMARY)
+		why = "the local disk is detached and this node is not primary: nothing to "
+		    "replicate (restart blkmirrord once the disk is repaired or replaced)";
+	else if (me && p->peer_state.disk != REPL_DISK_UPTODATE)
+		why = "the local disk is detached and the peer's is not uptodate: no good copy";
+	else if (peer && d->disk != DISK_UPTODATE)
+		why = "the peer's disk is detached and this one is not uptodate: no good copy";
+	if (why != NULL) {
+		log_err("connect: %s", why);
+		p->want_connect = false;
+		peer_link_down(p, REPL_DISC_STATE_CONFLICT, why);
+		state_set(d, "refused", -1, -1, CONN_STANDALONE, RS_OFF, why);
+		return true;
+	}
+	/* A diskless primary and an uptodate peer: no resync, the peer
+	 * serves reads and takes the writes. */
+	log_info("connect: %s disk is detached: no resync; the %s serves reads and writes",
+	    me ? "the local" : "the peer's", me ? "peer" : "local disk");
+	state_set(d, "established", -1, -1, -1, RS_ESTABLISHED, me ? "diskless primary" :
+	    "the peer is a diskless primary");
+	return true;
+}

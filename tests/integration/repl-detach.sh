@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
+#
+# A failing local disk on the primary (DESIGN.md write path 9,
+# on-io-error = detach): the primary drops its disk and serves from the
+# peer; no client sees an error the peer could have served.  The io engine
+# fault injection (BLKMIRROR_FAULT) makes alpha's disk fail.
+#  1. A client write that fails on alpha's disk succeeds (beta wrote it);
+#     alpha goes diskless, beta starts a new generation with every block
+#     marked for alpha's disk.
+#  2. Diskless: reads are served by beta (also the data alpha never wrote),
+#     writes reach beta only (alpha's disk keeps its old bytes), resync and
+#     verify are refused.
+#  3. The link goes down: alpha fails I/O with EIO (it has no data); back
+#     up, it serves again with no resync.
+#  4. alpha restarted on its "repaired" disk: a full resync from beta.
+#  5. on-io-error = pass-on: the client gets the error, the disk stays, the
+#     range is marked out of sync and a reconnect settles it.
+#  6. A failing activity-log write on alpha (metadata) detaches it too: the
+#     write that waited for it completes on beta.
+# Both disks end identical.
+
+source "$SRCDIR/tests/functions.sh"
+source "$SRCDIR/tests/repl-functions.sh"
+requires qemu-io
+
+M=$((1 << 20)) K=1024
+
+# qemu_io NODE ARGS...: qemu-io commands through NODE's NBD export.
+qemu_io()
+{
+	local uri=URI_$1 out
+	shift
+	out=$(timeout 60 qemu-io -f raw "${!uri}" "$@" 2>&1) || fail "qemu-io $*: $out"
+	if grep -Eqi "fail|error|mismatch" <<<"$out"; then
+		fail "qemu-io $*: $out"
+	fi
+}
+
+# qemu_io_fails NODE ARGS...: the commands must fail; prints the output.
+qemu_io_fails()
+{
+	local uri=URI_$1 out
+	shift
+	out=$(timeout 60 qemu-io -f raw "${!uri}" "$@" 2>&1)
+	grep -Eqi "error" <<<"$out" || fail "qemu-io $* did not fail: $out"
+	echo "$out"
+}
+
+# first_byte NODE OFFSET: the byte at OFFSET on NODE's own disk (hex).
+first_byte()
+{
+	local disk=DISK_$1
+	dd if="${!disk}" bs=4k skip=$(($2 / 4096)) count=1 iflag=direct status=none |
+	    od -An -tx1 -N1 | tr -d ' '
+}
+
+repl_setup 64M
+size_bytes=$(stat -c %s "$FILE_alpha")
+# alpha's first write into [16M, 20M) fails with EIO.
+repl_start alpha BLKMIRROR_FAULT="write:$((16 * M))-$((20 * M - 1)):5:1"
+repl_start beta
+repl_wait_connected 20
+bm alpha primary --force
+repl_wait_synced 60
+size=$(st alpha size_bytes)
+
+msg "== 1. a failing write on the primary completes from the peer"
+qemu_io alpha -c 'write -P 0x11 0 8M'
+assert_eq "$(st alpha disk)" uptodate "alpha's disk before the fault"
+beta_uuid=$(st beta uuids.current)
+qemu_io alpha -c 'write -P 0x22 16M 64k'
+repl_wait1 alpha 10 's["disk"] == "diskless"' "alpha detached"
+repl_log_has alpha "detaching the local disk" || fail "alpha's log does not say it detached"
+assert_eq "$(st alpha detaches)" 1 "alpha's detaches"
+assert_eq "$(st alpha disk_errors)" 1 "alpha's disk errors"
+assert_eq "$(st alpha role)" primary "alpha's role after the detach"
+repl_wait1 beta 10 "s['out_of_sync_bytes'] == $size and s['peer']['disk'] == 'diskless'" \
+    "beta marks every block for alpha's disk"
+[ "$(st beta uuids.current)" != "$beta_uuid" ] || fail "beta kept its generation uuid"
+assert_eq "$(st beta uuids.bitmap)" "$beta_uuid" "beta's bitmap uuid (the old generation)"
+assert_eq "$(st beta disk)" uptodate "beta's disk"
+
+msg "== 2. diskless: reads from the peer, writes to the peer only"
+qemu_io alpha -c 'write -P 0x33 32M 1M' -c 'write -P 0x44 4M 4k' -c 'write -P 0x55 40M 4k'
+r0=$(st alpha reads_from_peer)
+qemu_io alpha -r -c 'read -P 0x22 16M 64k' -c 'read -P 0x33 32M 1M' -c 'read -P 0x44 4M 4k' \
+    -c "read -P 0x11 $((4 * M + 4 * K)) 1M" -c 'read -P 0x55 40M 4k'
+r1=$(st alpha reads_from_peer)
+[ "$((r1 - r0))" -ge 5 ] || fail "alpha read only $((r1 - r0)) times from the peer"
+# alpha's own disk was not written after the fault: old bytes there.
+assert_eq "$(first_byte alpha $((16 * M)))" 00 "alpha's disk at 16M (the failed write)"
+assert_eq "$(first_byte alpha $((32 * M)))" 00 "alpha's disk at 32M (written diskless)"
+assert_eq "$(first_byte alpha $((4 * M)))" 11 "alpha's disk at 4M (rewritten diskless)"
+assert_eq "$(first_byte beta $((4 * M)))" 44 "beta's disk at 4M"
+assert_eq "$(st alpha disk_errors)" 1 "alpha's disk errors (no local I/O since)"
+out=$(bm_fails alpha verify)
+assert_match "$out" "detached" "verify on a diskless primary"
+out=$(bm_fails beta resync)
+assert_match "$out" "detached" "resync towards a diskless peer"
+assert_eq "$(st alpha pending_writes)" 0 "alpha's pending writes"
+
+msg "== 3. without the peer the diskless primary has no data"
+shipped=$(st beta resync_bytes_shipped)
+bm alpha disconnect
+repl_wait1 alpha 10 's["connection"] != "connected"' "alpha sees the link down"
+qemu_io_fails alpha -r -c 'read 0 4k' >/dev/null
+qemu_io_fails alpha -c 'write -P 0x66 8M 4k' >/dev/null
+[ "$(st alpha io_refused_no_data)" -ge 2 ] || fail "alpha did not count the refused I/O"
+bm alpha connect
+repl_wait 20 'a["replication"] == "established" and b["replication"] == "established"' \
+    "reconnected"
+qemu_io alpha -c 'write -P 0x66 8M 4k'
+qemu_io alpha -r -c 'read -P 0x66 8M 4k' -c 'read -P 0x22 16M 64k'
+assert_eq "$(st beta resync_bytes_shipped)" "$shipped" "resync bytes after the reconnect"
+assert_eq "$(st alpha disk)" diskless "alpha's disk after the reconnect"
+
+msg "== 4. alpha back on its repaired disk: a full resync from beta"
+repl_stop alpha
+repl_start alpha
+repl_wait_synced 60
+assert_ge "$(st beta resync_bytes_shipped)" $((shipped + size)) "bytes beta resynced to alpha"
+repl_compare
+bm alpha primary
+qemu_io alpha -r -c 'read -P 0x22 16M 64k' -c 'read -P 0x33 32M 1M' -c 'read -P 0x66 8M 4k'
+
+msg "== 5. on-io-error = pass-on: the error goes to the client"
+repl_stop alpha
+repl_stop beta
+repl_conf "on-io-error = pass-on"
+repl_start alpha BLKMIRROR_FAULT="write:$((16 * M))-$((20 * M - 1)):5:1"
+repl_start beta
+repl_wait_synced 30
+bm alpha primary
+qemu_io_fails alpha -c 'write -P 0x77 16M 64k' >/dev/null
+assert_eq "$(st alpha disk)" uptodate "alpha's disk with pass-on"
+assert_eq "$(st alpha detaches)" 0 "alpha's detaches with pass-on"
+assert_eq "$(st alpha out_of_sync_bytes)" $((64 * K)) "alpha marks the failed range"
+bm alpha disconnect
+bm alpha connect
+repl_wait_synced 30
+repl_compare
+
+msg "== 6. a failing activity-log write detaches the disk too"
+repl_stop alpha
+repl_stop beta
+repl_conf
+al=$("$BLKMIRRORCTL" -c "$CONF" -n alpha dump-md | awk '/^al-offset:/ {print $2}')
+sb=$("$BLKMIRRORCTL" -c "$CONF" -n alpha dump-md | awk '/^sb-offsets:/ {print $2}')
+[ -n "$al" ] && [ -n "$sb" ] || fail "dump-md shows no al-offset/sb-offsets"
+repl_start alpha BLKMIRROR_FAULT="write:$al-$((sb - 1)):5:1"
+repl_start beta
+repl_wait_synced 30
+bm alpha primary
+qemu_io alpha -c 'write -P 0x88 48M 64k'
+repl_wait1 alpha 10 's["disk"] == "diskless"' "alpha detached after the AL write failed"
+repl_log_has alpha "activity log write failed" || fail "alpha's log shows no failed AL write"
+qemu_io alpha -r -c 'read -P 0x88 48M 64k'
+assert_eq "$(first_byte beta $((48 * M)))" 88 "beta's disk at 48M"
+repl_stop alpha
+repl_start alpha
+repl_wait_synced 60
+repl_compare
+msg "ok ($size_bytes-byte disks)"
