@@ -84,6 +84,49 @@ detach(struct daemon *d, const char *what, int res)
 	state_send(d->link);
 }
 
+/* Queued behind the error acknowledgement of the request that failed. */
+static void
+leave(struct loop_op *op, int res)
+{
+	struct daemon *d = op->data;
+
+	(void)res;
+	if (d->link != NULL)
+		peer_leave(d->link, REPL_DISC_IO_ERROR, "the disk failed and is detached");
+}
+
+/*
+ * A secondary's disk failed a replicated write or flush: stop being a
+ * replica.  The error acknowledgement (sent as the request completes) makes
+ * the primary mark the range; the link then goes down, so the primary
+ * tracks everything else in its bitmap under a new generation.  The disk is
+ * inconsistent from here (superblock, if it takes the write): it cannot be
+ * promoted, and it gets a resync when blkmirrord is restarted on it.
+ */
+static void
+detach_secondary(struct daemon *d, const char *what, int res)
+{
+	static struct loop_op op;
+	char why[200];
+
+	snprintf(why, sizeof(why), "%s failed: %s", what, strerror(-res));
+	log_err("disk: %s; detaching the local disk (on-io-error = detach): this secondary "
+	    "stops replicating until blkmirrord is restarted on a repaired disk", why);
+	d->detaches++;
+	state_set(d, "detach", -1, DISK_DISKLESS, -1, -1, why);
+	md_bitmap_set_all(&d->md->bm);	/* written at shutdown */
+	meta_disk_detached(d);
+	state_event(d, "detach", "%s", why);
+	if (d->link != NULL && d->link->rs != RS_OFF) {
+		/* After the error acknowledgement, which the request's
+		 * completion queues right after this returns. */
+		d->link->want_connect = false;
+		op.cb = leave;
+		op.data = d;
+		loop_defer(d->loop, &op, 0);
+	}
+}
+
 int
 diskfail_io_error(struct daemon *d, struct vol_req *vr, int res, bool *taken)
 {
@@ -92,11 +135,13 @@ diskfail_io_error(struct daemon *d, struct vol_req *vr, int res, bool *taken)
 	*taken = false;
 	if (d->md == NULL || vr->is_resync)
 		return res;	/* standalone; resync and verify handle their own */
-	if (can_detach(d)) {
-		snprintf(what, sizeof(what), "%s at offset %" PRIu64 " length %" PRIu64,
-		    op_name(vr->io.opcode), vr->io.offset, vr->io.len);
+	snprintf(what, sizeof(what), "%s at offset %" PRIu64 " length %" PRIu64,
+	    op_name(vr->io.opcode), vr->io.offset, vr->io.len);
+	if (can_detach(d))
 		detach(d, what, res);
-	}
+	else if (d->role == ROLE_SECONDARY && d->conf.on_io_error == IOERR_DETACH &&
+	    !d->md->detached)
+		detach_secondary(d, what, res);
 	if (!d->md->detached) {
 		/* pass-on: the requester gets the error.  The peer may hold
 		 * what this disk failed to write: a later resync settles it. */
@@ -104,6 +149,8 @@ diskfail_io_error(struct daemon *d, struct vol_req *vr, int res, bool *taken)
 			meta_set_oos(d, vr->io.offset, vr->io.len);
 		return res;
 	}
+	if (d->role != ROLE_PRIMARY)
+		return res;	/* acknowledged with the error */
 	if (vr->io.opcode == IO_READ) {
 		if (peerread_peer_serves(d))
 			*taken = peerread_send(d, vr);
@@ -153,6 +200,7 @@ diskfail_decide(struct peer *p)
 	bool me = d->md->detached;
 	bool peer = p->peer_state.disk == REPL_DISK_DISKLESS;
 	const char *why = NULL;
+	bool retry = false;
 
 	if (!me && !peer)
 		return false;
@@ -163,11 +211,17 @@ diskfail_decide(struct peer *p)
 		why = "the local disk is detached and the peer's is not uptodate: no good copy";
 	else if (peer && d->disk != DISK_UPTODATE)
 		why = "the peer's disk is detached and this one is not uptodate: no good copy";
+	else if (peer && p->peer_state.role != REPL_ROLE_PRIMARY) {
+		why = "the peer's disk is detached: nothing to replicate to until it is "
+		    "restarted on a repaired disk";
+		retry = true;	/* it comes back with a repaired disk */
+	}
 	if (why != NULL) {
 		log_err("connect: %s", why);
-		p->want_connect = false;
+		p->want_connect = retry;
 		peer_link_down(p, REPL_DISC_STATE_CONFLICT, why);
-		state_set(d, "refused", -1, -1, CONN_STANDALONE, RS_OFF, why);
+		if (!retry)
+			state_set(d, "refused", -1, -1, CONN_STANDALONE, RS_OFF, why);
 		return true;
 	}
 	/* A diskless primary and an uptodate peer: no resync, the peer

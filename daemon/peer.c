@@ -512,6 +512,48 @@ link_maybe_up(struct peer *p, struct peer_sock *s)
 
 static void connect_tick(struct loop_timer *t);
 
+static void
+disconnect_sent(struct peer_frame *f, int res)
+{
+	struct peer *p = f->ctx;
+
+	if (res >= 0 && p->rs != RS_OFF)
+		peer_link_down(p, 0, p->leaving_why);
+}
+
+/*
+ * Take the link down once everything queued on the meta connection before
+ * now (acknowledgements) and a DISCONNECT saying why have left: unlike
+ * peer_link_down, nothing queued is lost to a send still in flight.
+ */
+void
+peer_leave(struct peer *p, uint32_t reason, const char *why)
+{
+	struct repl_disconnect m = { .reason = reason };
+	struct peer_frame *f;
+	struct repl_tx tx;
+	int n;
+
+	if (p->rs == RS_OFF || p->meta == NULL) {
+		peer_link_down(p, reason, why);
+		return;
+	}
+	snprintf(p->leaving_why, sizeof(p->leaving_why), "%s", why);
+	snprintf(m.text, sizeof(m.text), "%s", why);
+	tx = peer_tx(p);
+	f = peer_frame_new();
+	n = repl_disconnect_encode(f->buf, sizeof(f->buf), &tx, &m);
+	if (n < 0) {
+		frame_release(f, n);
+		peer_link_down(p, reason, why);
+		return;
+	}
+	f->len = (uint32_t)n;
+	f->sent = disconnect_sent;
+	f->ctx = p;
+	peer_send(p->meta, f);
+}
+
 void
 peer_link_down(struct peer *p, uint32_t reason, const char *why)
 {

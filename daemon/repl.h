@@ -228,6 +228,7 @@ struct peer {
 	uint64_t read_bytes_from_peer;	/* their bytes */
 	uint64_t reads_for_peer;	/* READ_REQUESTs this node served */
 	uint64_t io_refused_no_data;	/* I/O failed: no good data reachable */
+	char leaving_why[REPL_TEXT_MAX];	/* peer_leave's reason */
 };
 
 /* meta.c */
@@ -261,6 +262,8 @@ bool peer_connected(struct daemon *d);
 void peer_send(struct peer_sock *s, struct peer_frame *f);
 struct peer_frame *peer_frame_new(void);
 void peer_link_down(struct peer *p, uint32_t reason, const char *why);
+/* The same after the frames queued on meta and a DISCONNECT went out. */
+void peer_leave(struct peer *p, uint32_t reason, const char *why);
 void peer_connect_cmd(struct daemon *d, bool discard_my_data);
 void peer_disconnect_cmd(struct daemon *d);
 struct repl_tx peer_tx(struct peer *p);

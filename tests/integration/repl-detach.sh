@@ -18,6 +18,11 @@
 #     range is marked out of sync and a reconnect settles it.
 #  6. A failing activity-log write on alpha (metadata) detaches it too: the
 #     write that waited for it completes on beta.
+#  7. A failing write on the secondary: beta acknowledges the error, detaches
+#     and leaves; alpha marks the range and goes on alone; beta cannot be
+#     promoted; restarted, it is resynced.
+#  8. protocol = async: the write that failed on the primary completes from
+#     the peer all the same.
 # Both disks end identical.
 
 source "$SRCDIR/tests/functions.sh"
@@ -157,6 +162,48 @@ repl_wait1 alpha 10 's["disk"] == "diskless"' "alpha detached after the AL write
 repl_log_has alpha "activity log write failed" || fail "alpha's log shows no failed AL write"
 qemu_io alpha -r -c 'read -P 0x88 48M 64k'
 assert_eq "$(first_byte beta $((48 * M)))" 88 "beta's disk at 48M"
+repl_stop alpha
+repl_start alpha
+repl_wait_synced 60
+repl_compare
+
+msg "== 7. a failing write on the secondary"
+repl_stop alpha
+repl_stop beta
+repl_start alpha
+repl_start beta BLKMIRROR_FAULT="write:$((24 * M))-$((28 * M - 1)):5:1"
+repl_wait_synced 30
+bm alpha primary
+alpha_uuid=$(st alpha uuids.current)
+qemu_io alpha -c 'write -P 0x99 24M 64k'
+repl_wait1 beta 10 's["disk"] == "diskless" and s["connection"] == "standalone"' \
+    "beta detached and left"
+repl_log_has alpha "the peer failed .*WRITE_ACK" || fail "alpha did not get beta's error"
+repl_log_has alpha "link down: peer disconnected: the disk failed and is detached" ||
+    fail "alpha's log does not say why beta left"
+qemu_io alpha -c 'write -P 0x9a 28M 64k'
+assert_ge "$(st alpha out_of_sync_bytes)" $((128 * K)) "alpha's out-of-sync bytes"
+[ "$(st alpha uuids.current)" != "$alpha_uuid" ] || fail "alpha kept its generation"
+out=$(bm_fails beta primary)
+assert_match "$out" "detached" "promoting beta with its disk detached"
+repl_stop beta
+repl_start beta
+repl_wait_synced 60
+repl_compare
+
+msg "== 8. protocol async: the failed write completes from the peer"
+repl_stop alpha
+repl_stop beta
+repl_conf "protocol = async"
+repl_start alpha BLKMIRROR_FAULT="write:$((16 * M))-$((20 * M - 1)):5:1"
+repl_start beta
+repl_wait_synced 30
+bm alpha primary
+qemu_io alpha -c 'write -P 0xaa 16M 64k'
+repl_wait1 alpha 10 's["disk"] == "diskless"' "alpha detached (async)"
+qemu_io alpha -c 'write -P 0xab 20M 64k'
+qemu_io alpha -r -c 'read -P 0xaa 16M 64k' -c 'read -P 0xab 20M 64k'
+repl_wait1 alpha 10 's["pending_writes"] == 0 and s["lag_bytes"] == 0' "alpha's queue drained"
 repl_stop alpha
 repl_start alpha
 repl_wait_synced 60

@@ -9,7 +9,9 @@
 # the FLUSH reply arrives, the primary's log must already hold that line,
 # so the reply waited for the peer's fdatasync of that very FLUSH.  The
 # client's FLUSH still succeeds (the data is durable on the primary); the
-# primary drops the link and resyncs the whole disk to the peer.  Without
+# primary drops the link; beta detaches its failing disk (on-io-error =
+# detach: it cannot be promoted) and, restarted, gets the whole disk
+# resynced.  Without
 # the fault no such line appears; with protocol async the FLUSH stays
 # local (no line, the link stays up even though every peer flush fails).
 
@@ -36,6 +38,12 @@ repl_log_has beta "flush.*failed.*Input/output error" ||
     fail "beta's log does not show its failed flush"
 # The peer's disk can no longer be trusted: all of it is resynced.
 repl_log_has alpha "link down: .*flush" || fail "alpha did not drop the link after the failed flush"
+repl_wait1 beta 10 's["disk"] == "diskless" and s["connection"] == "standalone"' \
+    "beta detached its disk"
+out=$(bm_fails beta primary)
+assert_match "$out" "detached" "promoting beta with its disk detached"
+repl_stop beta
+repl_start beta
 repl_wait_synced 60
 assert_ge "$(st alpha resync_bytes_shipped)" $((2 * size)) \
     "bytes shipped (initial sync + full resync after the failed flush)"
