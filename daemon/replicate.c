@@ -361,12 +361,14 @@ repl_link_lost(struct peer *p)
 	struct vol_req *vr;
 
 	/* Writes the peer did not confirm may be missing there.  Where the
-	 * peer held the only good copy, they fail. */
+	 * peer held the only good copy (or will: the local disk fails it
+	 * later and is detached), they fail; the others complete with their
+	 * local result (finish() uses the peer's only for those). */
 	while ((vr = p->pend_head) != NULL) {
 		if (vr->io.opcode != IO_FLUSH)
 			meta_set_oos(d, vr->io.offset, vr->io.len);
 		pend_remove(p, vr);
-		vol_peer_done(d, vr, vr->peer_only_copy ? -EIO : 0);
+		vol_peer_done(d, vr, -EIO);
 	}
 	peerread_link_lost(p);
 	while (lag_head != NULL) {

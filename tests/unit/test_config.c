@@ -219,7 +219,7 @@ test_every_key(void)
 	a = &c.nodes[0];
 	b = &c.nodes[1];
 	CU_ASSERT_STRING_EQUAL(a->name, "alpha");
-	CU_ASSERT_EQUAL(a->line, 19);
+	CU_ASSERT_EQUAL(a->line, 20);
 	CU_ASSERT_STRING_EQUAL(a->disk, "/srv/alpha.img");
 	CU_ASSERT_STRING_EQUAL(a->meta_disk, "/srv/alpha.meta");
 	CU_ASSERT_EQUAL(a->address.ss.ss_family, AF_INET6);
