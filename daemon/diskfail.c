@@ -67,23 +67,6 @@ op_name(uint8_t opcode)
 	}
 }
 
-static void
-detach(struct daemon *d, const char *what, int res)
-{
-	char why[200];
-
-	snprintf(why, sizeof(why), "%s failed: %s", what, strerror(-res));
-	log_err("disk: %s; detaching the local disk (on-io-error = detach): reads and "
-	    "writes are served by the peer from now on", why);
-	d->detaches++;
-	/* The state first: the writes meta_disk_detached releases ship as
-	 * writes of a diskless primary. */
-	state_set(d, "detach", -1, DISK_DISKLESS, -1, -1, why);
-	meta_disk_detached(d);
-	state_event(d, "detach", "%s", why);
-	state_send(d->link);
-}
-
 /* Queued behind the error acknowledgement of the request that failed. */
 static void
 leave(struct loop_op *op, int res)
@@ -96,30 +79,38 @@ leave(struct loop_op *op, int res)
 }
 
 /*
- * A secondary's disk failed a replicated write or flush: stop being a
- * replica.  The error acknowledgement (sent as the request completes) makes
- * the primary mark the range; the link then goes down, so the primary
- * tracks everything else in its bitmap under a new generation.  The disk is
- * inconsistent from here (superblock, if it takes the write): it cannot be
- * promoted, and it gets a resync when blkmirrord is restarted on it.
+ * Detach the disk.  A primary goes on diskless (see the top) and tells the
+ * peer by STATE.  A secondary stops being a replica: the error
+ * acknowledgement of the request that failed (queued as it completes, right
+ * after this returns) makes the primary mark the range; the link then goes
+ * down, so the primary tracks everything else in its bitmap under a new
+ * generation.  Either way the disk is inconsistent from here (superblock,
+ * if it takes the write): it cannot be promoted and gets a resync when
+ * blkmirrord is restarted on it.
  */
 static void
-detach_secondary(struct daemon *d, const char *what, int res)
+detach(struct daemon *d, const char *what, int res)
 {
 	static struct loop_op op;
+	bool primary = d->role == ROLE_PRIMARY;
 	char why[200];
 
 	snprintf(why, sizeof(why), "%s failed: %s", what, strerror(-res));
-	log_err("disk: %s; detaching the local disk (on-io-error = detach): this secondary "
-	    "stops replicating until blkmirrord is restarted on a repaired disk", why);
+	log_err("disk: %s; detaching the local disk (on-io-error = detach): %s", why,
+	    primary ? "reads and writes are served by the peer from now on" :
+	    "this secondary stops replicating until blkmirrord is restarted on a "
+	    "repaired disk");
 	d->detaches++;
+	/* The state first: the writes meta_disk_detached releases ship as
+	 * writes of a diskless primary. */
 	state_set(d, "detach", -1, DISK_DISKLESS, -1, -1, why);
-	md_bitmap_set_all(&d->md->bm);	/* written at shutdown */
+	if (!primary)
+		md_bitmap_set_all(&d->md->bm);	/* written at shutdown */
 	meta_disk_detached(d);
 	state_event(d, "detach", "%s", why);
-	if (d->link != NULL && d->link->rs != RS_OFF) {
-		/* After the error acknowledgement, which the request's
-		 * completion queues right after this returns. */
+	if (primary) {
+		state_send(d->link);
+	} else if (d->link != NULL && d->link->rs != RS_OFF) {
 		d->link->want_connect = false;
 		op.cb = leave;
 		op.data = d;
@@ -141,7 +132,7 @@ diskfail_io_error(struct daemon *d, struct vol_req *vr, int res, bool *taken)
 		detach(d, what, res);
 	else if (d->role == ROLE_SECONDARY && d->conf.on_io_error == IOERR_DETACH &&
 	    !d->md->detached)
-		detach_secondary(d, what, res);
+		detach(d, what, res);
 	if (!d->md->detached) {
 		/* pass-on: the requester gets the error.  The peer may hold
 		 * what this disk failed to write: a later resync settles it. */

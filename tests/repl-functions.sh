@@ -159,6 +159,29 @@ repl_heal()
 	msg "network healed"
 }
 
+# ---- clients ----
+
+# qemu_io NODE ARGS...: qemu-io commands through NODE's NBD export.
+qemu_io()
+{
+	local uri=URI_$1 out
+	shift
+	out=$(timeout 60 qemu-io -f raw "${!uri}" "$@" 2>&1) || fail "qemu-io $*: $out"
+	if grep -Eqi "fail|error|mismatch" <<<"$out"; then
+		fail "qemu-io $*: $out"
+	fi
+}
+
+# qemu_io_fails NODE ARGS...: the commands must fail; prints the output.
+qemu_io_fails()
+{
+	local uri=URI_$1 out
+	shift
+	out=$(timeout 60 qemu-io -f raw "${!uri}" "$@" 2>&1)
+	grep -Eqi "error" <<<"$out" || fail "qemu-io $* did not fail: $out"
+	echo "$out"
+}
+
 # ---- configuration and metadata ----
 
 # repl_conf [LINE...]: write $CONF for resource r0 with nodes alpha and

@@ -31,27 +31,6 @@ requires qemu-io
 
 M=$((1 << 20)) K=1024
 
-# qemu_io NODE ARGS...: qemu-io commands through NODE's NBD export.
-qemu_io()
-{
-	local uri=URI_$1 out
-	shift
-	out=$(timeout 60 qemu-io -f raw "${!uri}" "$@" 2>&1) || fail "qemu-io $*: $out"
-	if grep -Eqi "fail|error|mismatch" <<<"$out"; then
-		fail "qemu-io $*: $out"
-	fi
-}
-
-# qemu_io_fails NODE ARGS...: the commands must fail; prints the output.
-qemu_io_fails()
-{
-	local uri=URI_$1 out
-	shift
-	out=$(timeout 60 qemu-io -f raw "${!uri}" "$@" 2>&1)
-	grep -Eqi "error" <<<"$out" || fail "qemu-io $* did not fail: $out"
-	echo "$out"
-}
-
 # first_byte NODE OFFSET: the byte at OFFSET on NODE's own disk (hex).
 first_byte()
 {
