@@ -899,9 +899,57 @@ sock_new(struct peer *p, int fd, unsigned kind, bool outgoing)
 		setsockopt(fd, IPPROTO_TCP, TCP_SYNCNT, &syn, sizeof(syn));
 		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
 	}
+	s->born_ns = now_ns();
 	s->next = p->socks;
 	p->socks = s;
 	return s;
+}
+
+/* How long a connect plus handshake may take: the link timeout, twice. */
+static uint64_t
+hs_bound_ms(const struct peer *p)
+{
+	return MAX(p->d->conf.timeout_ms * 2, (uint64_t)1000);
+}
+
+/*
+ * Close the sockets whose connect or handshake has not finished in time: a
+ * peer that accepted and then hangs, or a stranger that connects and says
+ * nothing, would otherwise hold the socket (and, outgoing, stop connect_tick
+ * from trying again) for ever.
+ */
+static void
+hs_tick(struct loop_timer *t)
+{
+	struct peer *p = t->data;
+	uint64_t now = now_ns(), bound = hs_bound_ms(p) * 1000000ull, next = 0;
+
+	for (struct peer_sock *s = p->socks; s != NULL; s = s->next) {
+		uint64_t age = now - s->born_ns;
+
+		if (s->phase != SP_HANDSHAKE)
+			continue;
+		if (age < bound) {
+			if (next == 0 || bound - age < next)
+				next = bound - age;
+			continue;
+		}
+		p->hs_timeouts++;
+		log_info("peer: %s: %s not finished within %" PRIu64 " ms: closed", s->name,
+		    s->connecting ? "connect" : "handshake", hs_bound_ms(p));
+		snprintf(p->last_error, sizeof(p->last_error), "%s: %s timed out", s->name,
+		    s->connecting ? "connect" : "handshake");
+		sock_close(s);
+	}
+	if (next != 0)
+		loop_timer_arm_ns(p->d->loop, t, next + 1000000);
+}
+
+static void
+hs_watch(struct peer *p)
+{
+	if (!p->hs_timer.armed)
+		loop_timer_arm(p->d->loop, &p->hs_timer, hs_bound_ms(p) + 1);
 }
 
 /* Start the handshake: HELLO and challenge go out at once, then read. */
@@ -974,6 +1022,7 @@ connect_tick(struct loop_timer *t)
 		s->connecting = true;
 		s->conn_op.cb = connected;
 		s->conn_op.data = s;
+		hs_watch(p);
 		loop_connect(d->loop, &s->conn_op, fd, &p->peer_addr[i], p->peer_addrlen);
 	}
 	if (p->data == NULL || p->meta == NULL)
@@ -996,6 +1045,7 @@ accepted(struct loop_op *op, int res)
 		if (!p->want_connect) {
 			close(res);	/* disconnected by hand: refuse */
 		} else if ((s = sock_new(p, res, kind, false)) != NULL) {
+			hs_watch(p);
 			sock_begin(s);
 		}
 	} else if (ls->accept_errors++ % 100 == 0) {
@@ -1055,6 +1105,8 @@ peer_start(struct daemon *d)
 	p->want_connect = true;
 	p->connect_timer.cb = connect_tick;
 	p->connect_timer.data = p;
+	p->hs_timer.cb = hs_tick;
+	p->hs_timer.data = p;
 	loop_timer_arm(d->loop, &p->connect_timer, 0);
 	return 0;
 }
@@ -1068,6 +1120,7 @@ peer_stop(struct daemon *d)
 		return;
 	p->want_connect = false;
 	loop_timer_cancel(d->loop, &p->connect_timer);
+	loop_timer_cancel(d->loop, &p->hs_timer);
 	peer_link_down(p, REPL_DISC_SHUTDOWN, "daemon shutting down");
 	for (struct peer_sock *s = p->socks, *next; s != NULL; s = next) {
 		next = s->next;

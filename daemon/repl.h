@@ -127,6 +127,7 @@ struct peer_sock {
 	struct peer_frame *txq_head, *txq_tail, *tx_batch;
 	struct iovec iov[PEER_TX_BATCH * 2];
 	uint64_t last_rx_ns;		/* last frame received */
+	uint64_t born_ns;		/* when it was created (handshake bound) */
 	struct loop_op free_op;		/* deferred free (sock_maybe_free) */
 	bool free_queued;		/* free_op is queued */
 	uint64_t bytes_sent, bytes_received;
@@ -193,6 +194,8 @@ struct peer {
 	bool discard_my_data;		/* connect --discard-my-data */
 	struct loop_timer connect_timer;
 	struct loop_timer ping_timer;
+	struct loop_timer hs_timer;	/* closes handshakes that take too long */
+	uint64_t hs_timeouts;		/* handshakes closed for that (stats) */
 	uint64_t ping_nonce;
 	uint16_t version;		/* negotiated protocol version */
 	struct repl_hello peer_hello;	/* the peer's HELLO (data socket) */

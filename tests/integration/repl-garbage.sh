@@ -6,7 +6,10 @@
 # bytes, a frame header announcing an oversize body (valid check), and a
 # header with a bad check, to both ports (data and meta) of both nodes.
 # The daemons stay up and answer status, the existing link stays (or comes
-# back), the workload completes, and the disks end identical.
+# back), the workload completes, and the disks end identical.  Then the
+# handshake bound (twice the timeout): a connection that says nothing is
+# closed by the daemon, and a peer that accepts but never answers does not
+# stop the node from connecting again.
 
 source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
@@ -44,5 +47,29 @@ repl_fio_wait
 repl_wait_synced 60
 assert_eq "$(st alpha role)/$(st beta role)" "primary/secondary" "roles after the garbage"
 msg "connects: alpha $(st alpha connects), beta $(st beta connects)"
+repl_compare
+
+msg "== silent connections are closed after twice the timeout (2 s here)"
+before=$(st beta handshake_timeouts)
+out=$(timeout 40 ip netns exec "$NS_alpha" python3 "$SRCDIR/tests/integration/repl_tool.py" \
+    garbage "$IP_beta" "$REPL_DATA_PORT" silent 2>&1) || fail "silent connection: $out"
+msg "$out"
+secs=$(sed -n 's/.*closed by the daemon after \([0-9]*\)\..*/\1/p' <<<"$out")
+[ -n "$secs" ] && [ "$secs" -ge 3 ] && [ "$secs" -le 10 ] ||
+    fail "the silent connection was closed after '$secs' s, expected 4 s"
+repl_wait1 beta 5 "s['handshake_timeouts'] > $before" "beta counts the handshake timeout"
+repl_log_has beta "handshake not finished within 4000 ms" ||
+    fail "beta's log does not say why it closed the silent connection"
+
+msg "== a peer that accepts and hangs: the node closes and connects again"
+repl_stop beta
+out=$(timeout 40 ip netns exec "$NS_beta" python3 "$SRCDIR/tests/integration/repl_tool.py" \
+    hang-listen "$IP_beta" "$REPL_DATA_PORT" 15 2>&1) || fail "hang-listen: $out"
+read -r accepted closed <<<"$out"
+msg "the hanging listener saw $accepted connection(s), $closed closed by alpha"
+[ "$closed" -ge 2 ] || fail "alpha kept a hanging handshake open ($out)"
+repl_log_has alpha "handshake not finished" || fail "alpha's log has no handshake timeout"
+repl_start beta
+repl_wait_synced 60
 repl_compare
 msg "PASS"

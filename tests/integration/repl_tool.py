@@ -18,7 +18,12 @@
   repl_tool.py garbage HOST PORT KIND
         connect to a replication port and send garbage (KIND "random"), an
         oversize frame header with a valid check ("oversize"), or a frame
-        header with a bad check ("badcheck"); print what came back.
+        header with a bad check ("badcheck"); print what came back.  KIND
+        "silent" sends nothing and waits (30 s at most) for the daemon to
+        close the connection; exit 1 if it does not.
+  repl_tool.py hang-listen HOST PORT SECONDS
+        accept connections on HOST:PORT for SECONDS and never answer; print
+        "ACCEPTED CLOSED": how many came and how many the other side closed.
   repl_tool.py nbd-flush SOCK EXPORT COUNT LOG REGEX DELTA
         NBD client on a UNIX socket: COUNT times WRITE 4 KiB then FLUSH; when
         a FLUSH reply arrives the daemon log LOG must hold exactly DELTA more
@@ -215,6 +220,28 @@ def frame_header(mtype, length, good_check=True, epoch=0):
     return head + struct.pack(">I", check)
 
 
+def garbage_silent(s, host, port, limit=30.0):
+    start = time.monotonic()
+    s.settimeout(limit)
+    got = 0
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += len(chunk)
+    except socket.timeout:
+        print("garbage: %s:%d silent: still open after %.0f s" % (host, port, limit),
+              file=sys.stderr)
+        return 1
+    except OSError as e:  # reset
+        print("garbage: %s:%d silent: %s" % (host, port, e))
+    s.close()
+    print("garbage: %s:%d silent: closed by the daemon after %.1f s (%d bytes received)"
+          % (host, port, time.monotonic() - start, got))
+    return 0
+
+
 def do_garbage(argv):
     host, port, kind = argv[0], int(argv[1]), argv[2]
     if xxh32(b"") != 0x02CC5D05 or xxh32(b"abc") != 0x32D153FF:
@@ -229,6 +256,9 @@ def do_garbage(argv):
         payload = frame_header(1, 0xFFFFFFFF) + frame_header(8, 1 << 30)
     elif kind == "badcheck":
         payload = frame_header(1, 200, good_check=False) + b"\0" * 200
+    elif kind == "silent":
+        # Connect and say nothing: the daemon must close it by itself.
+        return garbage_silent(s, host, port)
     else:
         print("garbage: unknown kind %s" % kind, file=sys.stderr)
         return 2
@@ -246,6 +276,40 @@ def do_garbage(argv):
     s.close()
     print("garbage: %s:%d %s: sent %d bytes, got %d bytes back"
           % (host, port, kind, len(payload), len(got)))
+    return 0
+
+
+def do_hang_listen(argv):
+    """Listen on HOST PORT for SECONDS, accept every connection and never
+    answer; print how many came and how many the other side closed."""
+    host, port, seconds = argv[0], int(argv[1]), float(argv[2])
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((host, port))
+    ls.listen(16)
+    conns, closed = [], 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        ls.settimeout(0.2)
+        try:
+            c, _ = ls.accept()
+            c.setblocking(False)
+            conns.append(c)
+        except socket.timeout:
+            pass
+        for c in list(conns):
+            try:
+                if c.recv(65536) == b"":
+                    closed += 1
+                    conns.remove(c)
+                    c.close()
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed += 1
+                conns.remove(c)
+                c.close()
+    print("%d %d" % (len(conns) + closed, closed))
     return 0
 
 
@@ -452,7 +516,7 @@ def main():
     cmds = {"cmd": do_cmd, "wait": do_wait, "compare": do_compare,
             "garbage": do_garbage, "nbd-flush": do_nbd_flush,
             "nbd-write": do_nbd_write, "nbd-seq": do_nbd_seq,
-            "nbd-hold": do_nbd_hold,
+            "nbd-hold": do_nbd_hold, "hang-listen": do_hang_listen,
             "nbd-check": do_nbd_check,
             "status": lambda a: print(json.dumps(status(a[0]))) or 0}
     if sys.argv[1] not in cmds:
