@@ -101,11 +101,17 @@ detach(struct daemon *d, const char *what, int res)
 	    "this secondary stops replicating until blkmirrord is restarted on a "
 	    "repaired disk");
 	d->detaches++;
+	/* Writes waiting for the peer whose local write completed: that copy
+	 * is on the disk being dropped, so the peer's result decides. */
+	if (primary && d->link != NULL)
+		for (struct vol_req *vr = d->link->pend_head; vr != NULL; vr = vr->pnext)
+			if (vr->local_done)
+				vr->local_lost = true;
 	/* The state first: the writes meta_disk_detached releases ship as
 	 * writes of a diskless primary. */
 	state_set(d, "detach", -1, DISK_DISKLESS, -1, -1, why);
-	if (!primary)
-		md_bitmap_set_all(&d->md->bm);	/* written at shutdown */
+	if (!primary && d->link != NULL)
+		resync_stop(d->link);	/* no more resync I/O on this disk */
 	meta_disk_detached(d);
 	state_event(d, "detach", "%s", why);
 	if (primary) {
@@ -147,9 +153,27 @@ diskfail_io_error(struct daemon *d, struct vol_req *vr, int res, bool *taken)
 			*taken = peerread_send(d, vr);
 		return res;
 	}
+	if (!vr->shipped && vr->io.opcode == IO_FLUSH && d->link != NULL)
+		/* An async FLUSH stays local; now the peer must do it. */
+		vr->shipped = repl_ship(d, vr);
 	if (!vr->shipped)
-		return res;	/* the peer never saw it (async FLUSH, link gone) */
+		return res;	/* the peer never saw it (link gone) */
 	/* The peer's result decides, on the protocol's usual condition. */
+	vr->local_lost = true;
+	return 0;
+}
+
+int
+diskfail_after_detach(struct daemon *d, struct vol_req *vr, int res)
+{
+	/* Local I/O that started before the detach: what it wrote is on a
+	 * disk no longer used, and a FLUSH of it says nothing. */
+	if (d->role != ROLE_PRIMARY || vr->io.opcode == IO_READ || res < 0)
+		return res;
+	if (!vr->shipped && vr->io.opcode == IO_FLUSH && d->link != NULL)
+		vr->shipped = repl_ship(d, vr);
+	if (!vr->shipped)
+		return -EIO;
 	vr->local_lost = true;
 	return 0;
 }
@@ -173,13 +197,19 @@ diskfail_peer_detached(struct peer *p)
 		    "generation uuid; its disk must be invalidated before it is used again");
 		return;
 	}
-	md_uuid_new_current(&m->sb.uuids, u);
-	md_bitmap_set_all(&m->bm);
+	/* The old generation goes to the history, not to the bitmap UUID: no
+	 * bitmap says what the detached disk lacks, so it gets a full resync
+	 * (rule 60) -- with one superblock write, whatever the volume size. */
+	md_uuid_history_push(&m->sb.uuids, m->sb.uuids.current);
+	m->sb.uuids.current = u;
 	meta_sb_write(d, NULL);
-	meta_flush_bitmap(d);
+	if (p->rs_state.verify) {
+		log_notice("verify: stopped: the peer's disk is detached");
+		resync_stop(p);
+	}
 	log_warn("the peer (primary) detached its disk after an I/O error: this node holds "
-	    "the only copy; new generation %016" PRIx64 ", every block marked out of sync "
-	    "for the peer's disk", m->sb.uuids.current);
+	    "the only copy; new generation %016" PRIx64 " (the peer's disk gets a full "
+	    "resync when it is attached again)", m->sb.uuids.current);
 	state_event(d, "peer-detached", "new generation %016" PRIx64, m->sb.uuids.current);
 	state_send(p);
 }

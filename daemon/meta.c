@@ -166,7 +166,10 @@ meta_detach(struct daemon *d, bool clean)
 		m->sb.flags |= MD_FL_CLEAN_SHUTDOWN;
 		m->sb.flags &= ~MD_FL_PRIMARY;
 	}
-	if ((ret = md_write_bitmap(&m->loc, &m->layout, &m->bm)) < 0 ||
+	if (m->detached)
+		log_notice("metadata: the disk is detached: no final metadata write (it "
+		    "was marked for a full resync when it was detached)");
+	else if ((ret = md_write_bitmap(&m->loc, &m->layout, &m->bm)) < 0 ||
 	    (ret = md_write_sb(&m->loc, &m->sb, &m->slot)) < 0)
 		log_errno(LOG_ERR, ret, "metadata: final write failed");
 	if (m->own_eng)
@@ -247,6 +250,10 @@ meta_sb_write(struct daemon *d, struct meta_wait *w)
 {
 	struct meta *m = d->md;
 
+	/* A detached disk got its last superblock at the detach; only a
+	 * write someone waits for (a demotion) still goes to it. */
+	if (m->detached && w == NULL)
+		return;
 	if (w != NULL) {
 		w->next = m->sb_next;
 		m->sb_next = w;

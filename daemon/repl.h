@@ -319,6 +319,9 @@ bool diskfail_detached(const struct daemon *d);
  * Returns the local result vr completes with (0: the peer's result
  * decides); *taken: vr was handed to the peer (a read), do not complete it. */
 int diskfail_io_error(struct daemon *d, struct vol_req *vr, int res, bool *taken);
+/* vr's local I/O (started before the detach) completed on a detached disk
+ * with res: the result vr completes with locally (0: the peer's decides). */
+int diskfail_after_detach(struct daemon *d, struct vol_req *vr, int res);
 /* A metadata write failed: detach if the policy and the peer allow. */
 void diskfail_meta_error(struct daemon *d, const char *what, int res);
 /* Secondary: the primary detached its disk; start a new generation. */

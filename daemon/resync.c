@@ -214,6 +214,8 @@ resync_target_finish(struct peer *p)
 
 	p->rs_state.active = false;
 	p->rs_state.done_sent = false;
+	if (m->detached)
+		return;		/* the disk was dropped meanwhile: not uptodate */
 	if (md_bitmap_count(&m->bm) != 0)
 		log_warn("resync: source finished but %" PRIu64 " bytes are still marked "
 		    "here; they are resynced at the next connect", md_bitmap_set_bytes(&m->bm));
@@ -621,6 +623,12 @@ tgt_start(struct peer *p, uint16_t type, uint64_t off, uint64_t len, uint64_t di
 	 * not have yet: the granule is marked, and the next resync ships it. */
 	t->vr.is_write = !(type == REPL_MSG_VERIFY_REQUEST && d->role == ROLE_PRIMARY);
 	t->vr.is_resync = true;
+	if (diskfail_detached(d)) {
+		/* No I/O on a detached disk: the range stays marked (resync)
+		 * or differs (verify) on the source. */
+		tgt_done(&t->vr, -EIO);
+		return;
+	}
 	vol_submit(d, &t->vr);
 }
 

@@ -66,6 +66,8 @@ io_done(struct io_req *io, int res)
 		res = diskfail_io_error(d, vr, res, &taken);
 		if (taken)
 			return;		/* a read re-sent to the peer */
+	} else if (diskfail_detached(d) && !vr->is_resync) {
+		res = diskfail_after_detach(d, vr, res);
 	}
 	vr->local_done = true;
 	vr->local_res = res;

@@ -225,6 +225,9 @@ c_always(const struct md_uuid_side *me, const struct md_uuid_side *peer)
  *                                                                point: bitmaps cover it all
  *  100   common bm/hist entry               SPLIT_BRAIN          both moved on, no common bm
  *  110   otherwise                          UNRELATED            different data sets
+ *
+ * After the table: a bitmap-based result whose target has "full" becomes
+ * full (the same row number is reported).
  */
 static const struct decide_row {
 	int rule;			/* row number, for logs */
@@ -255,6 +258,8 @@ md_uuid_decide(const struct md_uuid_side *me, const struct md_uuid_side *peer,
 {
 	size_t i;
 
+	enum md_sync_decision d;
+
 	/* The last row always matches, so the loop always returns. */
 	for (i = 0; i < ARRAY_SIZE(decide_table) - 1; i++) {
 		if (decide_table[i].cond(me, peer))
@@ -262,7 +267,19 @@ md_uuid_decide(const struct md_uuid_side *me, const struct md_uuid_side *peer,
 	}
 	if (rule != NULL)
 		*rule = decide_table[i].rule;
-	return decide_table[i].result;
+	d = decide_table[i].result;
+	/*
+	 * A target that carries "full" (a disk detached after an I/O error, a
+	 * full sync cut short) is never brought up to date from a bitmap:
+	 * the bitmaps track what changed since a generation, not what that
+	 * disk lacks.  Rows 40/41 see the flag only when the generations are
+	 * equal; after the peer moved on (rows 50/70) it is applied here.
+	 */
+	if (d == MD_SYNC_TARGET_BITMAP && (me->flags & MD_FL_FULL_SYNC))
+		d = MD_SYNC_TARGET_FULL;
+	else if (d == MD_SYNC_SOURCE_BITMAP && (peer->flags & MD_FL_FULL_SYNC))
+		d = MD_SYNC_SOURCE_FULL;
+	return d;
 }
 
 const char *

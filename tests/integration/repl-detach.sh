@@ -23,7 +23,12 @@
 #     promoted; restarted, it is resynced.
 #  8. protocol = async: the write that failed on the primary completes from
 #     the peer all the same.
-# Both disks end identical.
+#  9. A failing read detaches too and is served by the peer; every read of
+#     that region would fail locally, so "one disk error" proves none was
+#     tried again.
+# 10. protocol = async, a failing FLUSH (which async keeps local): after the
+#     detach it goes to the peer, and the client's FLUSH succeeds.
+# Both disks end identical, and hold what the clients wrote.
 
 source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
@@ -41,8 +46,9 @@ first_byte()
 
 repl_setup 64M
 size_bytes=$(stat -c %s "$FILE_alpha")
-# alpha's first write into [16M, 20M) fails with EIO.
-repl_start alpha BLKMIRROR_FAULT="write:$((16 * M))-$((20 * M - 1)):5:1"
+# Every write of alpha's into [16M, 20M) fails with EIO: a local write
+# there after the detach would show in disk_errors.
+repl_start alpha BLKMIRROR_FAULT="write:$((16 * M))-$((20 * M - 1)):5"
 repl_start beta
 repl_wait_connected 20
 bm alpha primary --force
@@ -59,21 +65,24 @@ repl_log_has alpha "detaching the local disk" || fail "alpha's log does not say 
 assert_eq "$(st alpha detaches)" 1 "alpha's detaches"
 assert_eq "$(st alpha disk_errors)" 1 "alpha's disk errors"
 assert_eq "$(st alpha role)" primary "alpha's role after the detach"
-repl_wait1 beta 10 "s['out_of_sync_bytes'] == $size and s['peer']['disk'] == 'diskless'" \
-    "beta marks every block for alpha's disk"
-[ "$(st beta uuids.current)" != "$beta_uuid" ] || fail "beta kept its generation uuid"
-assert_eq "$(st beta uuids.bitmap)" "$beta_uuid" "beta's bitmap uuid (the old generation)"
+repl_wait1 beta 10 "s['peer']['disk'] == 'diskless' and s['uuids']['current'] != '$beta_uuid'" \
+    "beta starts a new generation"
+# The old generation goes to the history, not to the bitmap uuid: alpha's
+# disk comes back to a full resync (rule 60), whatever beta's bitmap says.
+assert_eq "$(st beta uuids.history.0)" "$beta_uuid" "beta's newest history uuid"
+assert_eq "$(st beta uuids.bitmap)" 0000000000000000 "beta's bitmap uuid"
 assert_eq "$(st beta disk)" uptodate "beta's disk"
 
 msg "== 2. diskless: reads from the peer, writes to the peer only"
-qemu_io alpha -c 'write -P 0x33 32M 1M' -c 'write -P 0x44 4M 4k' -c 'write -P 0x55 40M 4k'
+qemu_io alpha -c 'write -P 0x33 32M 1M' -c 'write -P 0x44 4M 4k' -c 'write -P 0x55 40M 4k' \
+    -c 'write -P 0x56 18M 4k'
 r0=$(st alpha reads_from_peer)
 qemu_io alpha -r -c 'read -P 0x22 16M 64k' -c 'read -P 0x33 32M 1M' -c 'read -P 0x44 4M 4k' \
-    -c "read -P 0x11 $((4 * M + 4 * K)) 1M" -c 'read -P 0x55 40M 4k'
+    -c "read -P 0x11 $((4 * M + 4 * K)) 1M" -c 'read -P 0x55 40M 4k' -c 'read -P 0x56 18M 4k'
 r1=$(st alpha reads_from_peer)
 [ "$((r1 - r0))" -ge 5 ] || fail "alpha read only $((r1 - r0)) times from the peer"
-# alpha's own disk was not written after the fault: old bytes there.
-assert_eq "$(first_byte alpha $((16 * M)))" 00 "alpha's disk at 16M (the failed write)"
+# alpha's own disk was not written after the fault: old bytes there (and a
+# write into [16M, 20M) would have failed: disk_errors below).
 assert_eq "$(first_byte alpha $((32 * M)))" 00 "alpha's disk at 32M (written diskless)"
 assert_eq "$(first_byte alpha $((4 * M)))" 11 "alpha's disk at 4M (rewritten diskless)"
 assert_eq "$(first_byte beta $((4 * M)))" 44 "beta's disk at 4M"
@@ -120,9 +129,12 @@ qemu_io_fails alpha -c 'write -P 0x77 16M 64k' >/dev/null
 assert_eq "$(st alpha disk)" uptodate "alpha's disk with pass-on"
 assert_eq "$(st alpha detaches)" 0 "alpha's detaches with pass-on"
 assert_eq "$(st alpha out_of_sync_bytes)" $((64 * K)) "alpha marks the failed range"
+assert_eq "$(first_byte beta $((16 * M)))" 77 "beta's disk at 16M (it wrote the failed write)"
 bm alpha disconnect
 bm alpha connect
 repl_wait_synced 30
+# The primary's copy wins: the client was told the write failed.
+qemu_io alpha -r -c 'read -P 0x22 16M 64k'
 repl_compare
 
 msg "== 6. a failing activity-log write detaches the disk too"
@@ -168,6 +180,8 @@ assert_match "$out" "detached" "promoting beta with its disk detached"
 repl_stop beta
 repl_start beta
 repl_wait_synced 60
+qemu_io alpha -r -c 'read -P 0x99 24M 64k' -c 'read -P 0x9a 28M 64k'
+assert_eq "$(first_byte beta $((24 * M)))" 99 "beta's disk at 24M (its failed write, resynced)"
 repl_compare
 
 msg "== 8. protocol async: the failed write completes from the peer"
@@ -183,6 +197,50 @@ repl_wait1 alpha 10 's["disk"] == "diskless"' "alpha detached (async)"
 qemu_io alpha -c 'write -P 0xab 20M 64k'
 qemu_io alpha -r -c 'read -P 0xaa 16M 64k' -c 'read -P 0xab 20M 64k'
 repl_wait1 alpha 10 's["pending_writes"] == 0 and s["lag_bytes"] == 0' "alpha's queue drained"
+repl_stop alpha
+repl_start alpha
+repl_wait_synced 60
+assert_eq "$(first_byte alpha $((16 * M)))$(first_byte alpha $((20 * M)))" aaab \
+    "alpha's disk at 16M and 20M after the resync"
+repl_compare
+
+msg "== 9. a failing read: served by the peer, the disk detached"
+repl_stop alpha
+repl_stop beta
+repl_conf
+# Every read of alpha's in [16M, 20M) fails.
+repl_start alpha BLKMIRROR_FAULT="read:$((16 * M))-$((20 * M - 1)):5"
+repl_start beta
+repl_wait_synced 30
+bm beta primary
+qemu_io beta -c 'write -P 0xc1 16M 1M'
+repl_wait_synced 30
+bm beta secondary
+bm alpha primary
+r0=$(st alpha reads_from_peer)
+qemu_io alpha -r -c 'read -P 0xc1 16M 64k'
+repl_wait1 alpha 10 's["disk"] == "diskless"' "alpha detached after a failed read"
+qemu_io alpha -r -c "read -P 0xc1 $((16 * M + 512 * K)) 64k" -c 'read -P 0xc1 16M 1M'
+[ "$(st alpha reads_from_peer)" -ge $((r0 + 3)) ] || fail "alpha's reads did not go to the peer"
+assert_eq "$(st alpha disk_errors)" 1 "alpha's disk errors (no local read was tried again)"
+repl_stop alpha
+repl_start alpha
+repl_wait_synced 60
+repl_compare
+
+msg "== 10. protocol async: a failing FLUSH goes to the peer"
+repl_stop alpha
+repl_stop beta
+repl_conf "protocol = async"
+repl_start alpha BLKMIRROR_FAULT="flush:*:5:1"
+repl_start beta
+repl_wait_synced 30
+bm alpha primary
+qemu_io alpha -c 'write -P 0xd1 8M 64k' -c 'flush'
+repl_wait1 alpha 10 's["disk"] == "diskless"' "alpha detached after a failed flush"
+repl_log_has alpha "flush at offset 0 length 0 failed: .*detaching" ||
+    fail "alpha's log does not show the flush that detached it"
+qemu_io alpha -r -c 'read -P 0xd1 8M 64k'
 repl_stop alpha
 repl_start alpha
 repl_wait_synced 60

@@ -104,6 +104,35 @@ test_row40_41_invalidate_pending(void)
 	expect("both invalidated (A, id 0)", &a, &b, MD_SYNC_TARGET_FULL, 40);
 }
 
+/*
+ * Rows 50/70 with "full" on the target: a disk detached after an I/O error
+ * (or a full sync cut short) while the peer moved on is synced fully, not
+ * from the peer's bitmap.
+ */
+static void
+test_full_flag_beats_bitmap(void)
+{
+	struct md_uuid_side a, b;
+
+	in_sync(&a, &b, G1);
+	a.flags |= MD_FL_FULL_SYNC;	/* A detached its disk */
+	md_uuid_new_current(&b.uuids, G2);	/* B was promoted and wrote */
+	expect("detached disk, peer moved on (A)", &a, &b, MD_SYNC_TARGET_FULL, 50);
+	expect("peer of a detached disk (B)", &b, &a, MD_SYNC_SOURCE_FULL, 70);
+	/* Without the flag the same UUIDs give the bitmap resync. */
+	a.flags &= ~MD_FL_FULL_SYNC;
+	expect("no full flag (A)", &a, &b, MD_SYNC_TARGET_BITMAP, 50);
+	/* "full" on the source side changes nothing. */
+	b.flags |= MD_FL_FULL_SYNC;
+	expect("full flag on the source (B)", &b, &a, MD_SYNC_SOURCE_BITMAP, 70);
+	/* The peer of a detached primary keeps the old generation in its
+	 * history only: row 60, full, with or without the flag. */
+	in_sync(&a, &b, G1);
+	md_uuid_history_push(&b.uuids, b.uuids.current);
+	b.uuids.current = G3;
+	expect("detached primary returns (A)", &a, &b, MD_SYNC_TARGET_FULL, 60);
+}
+
 /* Rows 42/43: the primary crashed and came back; same generation. */
 static void
 test_row42_43_primary_crashed(void)
@@ -311,6 +340,7 @@ main(void)
 	    test_row20_30_forced_primary_full_sync);
 	CU_add_test(s, "row40_41_invalidate_pending",
 	    test_row40_41_invalidate_pending);
+	CU_add_test(s, "full_flag_beats_bitmap", test_full_flag_beats_bitmap);
 	CU_add_test(s, "row42_43_primary_crashed", test_row42_43_primary_crashed);
 	CU_add_test(s, "row44_clean_reconnect", test_row44_clean_reconnect);
 	CU_add_test(s, "row50_70_degraded_primary", test_row50_70_degraded_primary);

@@ -64,6 +64,12 @@ diskfail_detached(const struct daemon *d)
 }
 
 int
+diskfail_after_detach(struct daemon *d, struct vol_req *vr, int res)
+{
+	return res;
+}
+
+int
 diskfail_io_error(struct daemon *d, struct vol_req *vr, int res, bool *taken)
 {
 	*taken = false;
