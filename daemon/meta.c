@@ -35,6 +35,8 @@ aligned_block(void)
 	return p;
 }
 
+static void retry_tick(struct loop_timer *t);
+
 /* After a primary crash, every extent of the activity log is out of sync. */
 static void
 mark_crashed_primary(struct meta *m, const uint32_t *ext, uint32_t n)
@@ -85,6 +87,8 @@ meta_attach(struct daemon *d)
 		return -ENOMEM;
 	d->md = m;
 	m->d = d;
+	m->retry_timer.cb = retry_tick;
+	m->retry_timer.data = d;
 	if ((ret = open_meta(d, m)) < 0) {
 		log_errno(LOG_ERR, ret, "metadata: cannot open %s", d->self->meta_disk);
 		return ret;
@@ -161,6 +165,7 @@ meta_detach(struct daemon *d, bool clean)
 
 	if (m == NULL)
 		return;
+	loop_timer_cancel(d->loop, &m->retry_timer);
 	drain_writes(d);
 	if (clean) {
 		m->sb.flags |= MD_FL_CLEAN_SHUTDOWN;
@@ -267,6 +272,37 @@ meta_sb_write(struct daemon *d, struct meta_wait *w)
 /* ---- activity log ------------------------------------------------------------- */
 
 static void al_kick(struct daemon *d);
+static void bm_kick(struct daemon *d);
+
+static void
+retry_tick(struct loop_timer *t)
+{
+	struct daemon *d = t->data;
+
+	d->md->retry_wait = false;
+	al_kick(d);
+	bm_kick(d);
+}
+
+/*
+ * A metadata write failed and the disk stays (not detached): try again in
+ * a second, not at once -- a failing disk would otherwise be hammered in a
+ * tight loop.  The writes waiting for it wait meanwhile.
+ */
+static void
+retry_later(struct daemon *d)
+{
+	struct meta *m = d->md;
+
+	m->write_errors++;
+	if (m->detached || m->retry_wait)
+		return;
+	m->retry_wait = true;
+	if (m->write_errors % 60 == 1)
+		log_warn("metadata: retrying the failed write in 1 s (%" PRIu64 " failed "
+		    "metadata writes so far)", m->write_errors);
+	loop_timer_arm(d->loop, &m->retry_timer, 1000);
+}
 
 static void
 retry_list(struct daemon *d, struct vol_req *vr)
@@ -292,6 +328,7 @@ al_done(struct io_req *io, int res)
 		log_errno(LOG_ERR, res, "metadata: activity log write failed");
 		md_al_abort(&m->al);
 		diskfail_meta_error(d, "activity log write", res);
+		retry_later(d);
 	} else {
 		md_al_commit(&m->al);
 		m->al_writes++;
@@ -307,7 +344,7 @@ al_kick(struct daemon *d)
 	uint32_t index;
 	int n;
 
-	if (m->detached || m->al.tr_busy || !md_al_need_tr(&m->al))
+	if (m->detached || m->retry_wait || m->al.tr_busy || !md_al_need_tr(&m->al))
 		return;
 	n = md_al_make_tr(&m->al, m->al_buf, &index);
 	if (n < 0)
@@ -350,8 +387,6 @@ al_pin(struct daemon *d, struct vol_req *vr)
 
 /* ---- bitmap ------------------------------------------------------------------- */
 
-static void bm_kick(struct daemon *d);
-
 static void
 bm_done(struct io_req *io, int res)
 {
@@ -365,6 +400,7 @@ bm_done(struct io_req *io, int res)
 		log_errno(LOG_ERR, res, "metadata: bitmap block %" PRIu64 " write failed",
 		    m->bm_blk);
 		diskfail_meta_error(d, "bitmap write", res);
+		retry_later(d);
 	} else {
 		md_bitmap_block_written(&m->bm, m->bm_blk, m->bm_gen);
 		m->bm_writes++;
@@ -379,7 +415,7 @@ bm_kick(struct daemon *d)
 	struct meta *m = d->md;
 	uint64_t blk;
 
-	if (m->detached || m->bm_busy ||
+	if (m->detached || m->retry_wait || m->bm_busy ||
 	    (blk = md_bitmap_next_dirty_block(&m->bm, 0)) == MD_BM_NONE)
 		return;
 	m->bm_busy = true;

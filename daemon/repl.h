@@ -73,6 +73,9 @@ struct meta {
 	bool detached;			/* the disk was detached after an I/O
 					 * error (diskfail.c): no more AL and
 					 * bitmap writes */
+	struct loop_timer retry_timer;	/* a failed AL/bitmap write is retried */
+	bool retry_wait;		/* ... when it fires (no write before) */
+	uint64_t write_errors;		/* failed metadata writes (stats) */
 };
 
 /* An outgoing frame: a small inline part plus optional trailing data. */

@@ -28,6 +28,8 @@
 #     tried again.
 # 10. protocol = async, a failing FLUSH (which async keeps local): after the
 #     detach it goes to the peer, and the client's FLUSH succeeds.
+# 11. pass-on and three failing activity-log writes: retried once a second
+#     (not in a tight loop); the write that waited for them completes.
 # Both disks end identical, and hold what the clients wrote.
 
 source "$SRCDIR/tests/functions.sh"
@@ -244,5 +246,25 @@ qemu_io alpha -r -c 'read -P 0xd1 8M 64k'
 repl_stop alpha
 repl_start alpha
 repl_wait_synced 60
+repl_compare
+
+msg "== 11. pass-on: a failing activity-log write is retried every second"
+repl_stop alpha
+repl_stop beta
+repl_conf "on-io-error = pass-on"
+repl_start alpha BLKMIRROR_FAULT="write:$al-$((sb - 1)):5:3"
+repl_start beta
+repl_wait_synced 30
+bm alpha primary
+t0=$(date +%s%N)
+qemu_io alpha -c 'write -P 0xe1 52M 64k'
+ms=$((($(date +%s%N) - t0) / 1000000))
+msg "the write waited $ms ms for its activity-log transaction"
+[ "$ms" -ge 1800 ] || fail "three failed AL writes retried within $ms ms (no back-off)"
+assert_eq "$(st alpha metadata_write_errors)" 3 "alpha's failed metadata writes"
+assert_eq "$(st alpha disk)" uptodate "alpha's disk with pass-on"
+repl_log_has alpha "retrying the failed write in 1 s" || fail "alpha's log has no retry line"
+qemu_io alpha -r -c 'read -P 0xe1 52M 64k'
+repl_wait_synced 30
 repl_compare
 msg "ok ($size_bytes-byte disks)"
