@@ -130,10 +130,19 @@ diskfail_io_error(struct daemon *d, struct vol_req *vr, int res, bool *taken)
 	char what[96];
 
 	*taken = false;
-	if (d->md == NULL || vr->is_resync)
-		return res;	/* standalone; resync and verify handle their own */
+	if (d->md == NULL)
+		return res;	/* standalone */
 	snprintf(what, sizeof(what), "%s at offset %" PRIu64 " length %" PRIu64,
 	    op_name(vr->io.opcode), vr->io.offset, vr->io.len);
+	if (vr->is_resync) {
+		/* Resync and verify I/O report their own errors; a resync
+		 * write that this (secondary) target's disk fails detaches it
+		 * too, instead of being retried for ever. */
+		if (d->role == ROLE_SECONDARY && vr->io.opcode == IO_WRITE &&
+		    d->conf.on_io_error == IOERR_DETACH && !d->md->detached)
+			detach(d, what, res);
+		return res;
+	}
 	if (can_detach(d))
 		detach(d, what, res);
 	else if (d->role == ROLE_SECONDARY && d->conf.on_io_error == IOERR_DETACH &&

@@ -30,6 +30,8 @@
 #     detach it goes to the peer, and the client's FLUSH succeeds.
 # 11. pass-on and three failing activity-log writes: retried once a second
 #     (not in a tight loop); the write that waited for them completes.
+# 12. A resync write that the target's disk fails: the target detaches and
+#     leaves instead of retrying the range for ever.
 # Both disks end identical, and hold what the clients wrote.
 
 source "$SRCDIR/tests/functions.sh"
@@ -266,5 +268,28 @@ assert_eq "$(st alpha disk)" uptodate "alpha's disk with pass-on"
 repl_log_has alpha "retrying the failed write in 1 s" || fail "alpha's log has no retry line"
 qemu_io alpha -r -c 'read -P 0xe1 52M 64k'
 repl_wait_synced 30
+repl_compare
+
+msg "== 12. a failing resync write detaches the target"
+repl_stop alpha
+repl_stop beta
+repl_conf
+repl_start alpha
+repl_start beta BLKMIRROR_FAULT="write:$((36 * M))-$((40 * M - 1)):5:1"
+repl_wait_synced 30
+bm alpha primary
+bm beta invalidate
+repl_wait1 beta 30 's["disk"] == "diskless" and s["connection"] == "standalone"' \
+    "beta detached during its resync"
+repl_log_has beta "write at offset [0-9]+ length [0-9]+ failed: .*detaching" ||
+    fail "beta's log does not show the resync write that detached it"
+assert_eq "$(st alpha disk)" uptodate "alpha's disk"
+qemu_io alpha -c 'write -P 0xf1 36M 64k'
+out=$(bm_fails beta primary)
+assert_match "$out" "detached" "promoting beta with its disk detached"
+repl_stop beta
+repl_start beta
+repl_wait_synced 60
+qemu_io alpha -r -c 'read -P 0xf1 36M 64k'
 repl_compare
 msg "ok ($size_bytes-byte disks)"
