@@ -148,6 +148,24 @@ diskfail_io_error(struct daemon *d, struct vol_req *vr, int res, bool *taken)
 	else if (d->role == ROLE_SECONDARY && d->conf.on_io_error == IOERR_DETACH &&
 	    !d->md->detached)
 		detach(d, what, res);
+	if (!d->md->detached && d->role == ROLE_PRIMARY && d->disk != DISK_UPTODATE &&
+	    d->conf.on_io_error == IOERR_DETACH && peerread_peer_serves(d)) {
+		/* A promoted sync target: the peer holds a good copy of every
+		 * block.  A failed read goes to it; a failed write completes
+		 * with the peer's result (it waits for it anyway) and its
+		 * range is marked, so the resync writes it here again.  The
+		 * disk stays: the resync into it goes on. */
+		if (vr->io.opcode == IO_READ) {
+			*taken = peerread_send(d, vr);
+			return res;
+		}
+		if (vr->io.opcode != IO_FLUSH)
+			meta_set_oos(d, vr->io.offset, vr->io.len);
+		if (!vr->shipped)
+			return res;
+		vr->local_lost = true;
+		return 0;
+	}
 	if (!d->md->detached) {
 		/* pass-on: the requester gets the error.  The peer may hold
 		 * what this disk failed to write: a later resync settles it. */

@@ -342,7 +342,7 @@ on_ack(struct peer *p, uint16_t type, uint64_t seq, uint32_t status)
 		    "region marked out of sync", repl_type_name(type), seq,
 		    strerror((int)status));
 		meta_set_oos(d, vr->io.offset, vr->io.len);
-	} else if (vr->io.opcode != IO_FLUSH && type == REPL_MSG_WRITE_ACK &&
+	} else if (vr->io.opcode != IO_FLUSH && type == REPL_MSG_WRITE_ACK && !vr->local_lost &&
 	    (p->rs == RS_SYNC_SOURCE || p->rs == RS_PAUSED_SYNC_SOURCE ||
 	    p->rs == RS_SYNC_TARGET || p->rs == RS_PAUSED_SYNC_TARGET)) {
 		/* Sync source, or a promoted sync target: the peer wrote what we

@@ -216,9 +216,16 @@ resync_target_finish(struct peer *p)
 	p->rs_state.done_sent = false;
 	if (m->detached)
 		return;		/* the disk was dropped meanwhile: not uptodate */
-	if (md_bitmap_count(&m->bm) != 0)
-		log_warn("resync: source finished but %" PRIu64 " bytes are still marked "
-		    "here; they are resynced at the next connect", md_bitmap_set_bytes(&m->bm));
+	if (md_bitmap_count(&m->bm) != 0) {
+		/* Marked here while the resync ran (a write this disk failed
+		 * on a promoted target, a verify): the source never saw those
+		 * bits.  The disk is not uptodate yet: another round, with
+		 * this node's bitmap. */
+		log_notice("resync: the source finished but %" PRIu64 " bytes were marked here "
+		    "meanwhile; another round", md_bitmap_set_bytes(&m->bm));
+		resync_begin(p, MD_SYNC_TARGET_BITMAP);
+		return;
+	}
 	state_peer_uuids(p, &src);
 	md_uuid_adopt(&m->sb.uuids, &src);
 	state_disk_uptodate(d);

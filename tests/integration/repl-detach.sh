@@ -32,6 +32,10 @@
 #     (not in a tight loop); the write that waited for them completes.
 # 12. A resync write that the target's disk fails: the target detaches and
 #     leaves instead of retrying the range for ever.
+# 13. A promoted sync target (its resync paused): a read of an in-sync block
+#     that its disk fails is served by the peer; a write its disk fails
+#     completes through the peer and is marked, so the resync writes it
+#     there again (read back locally afterwards).
 # Both disks end identical, and hold what the clients wrote.
 
 source "$SRCDIR/tests/functions.sh"
@@ -291,5 +295,44 @@ repl_stop beta
 repl_start beta
 repl_wait_synced 60
 qemu_io alpha -r -c 'read -P 0xf1 36M 64k'
+repl_compare
+
+msg "== 13. errors on a promoted sync target go to the peer"
+repl_stop alpha
+repl_stop beta
+repl_start alpha
+repl_start beta BLKMIRROR_FAULT="read:$((44 * M))-$((48 * M - 1)):5"
+repl_wait_synced 30
+bm alpha primary
+qemu_io alpha -c 'write -P 0x31 44M 1M'
+repl_wait_synced 30
+bm alpha disconnect
+repl_wait1 beta 20 's["connection"] != "connected"' "beta sees the link down"
+qemu_io alpha -c 'write -P 0x32 56M 64k'
+bm alpha pause-sync
+bm alpha connect
+repl_wait 20 'a["replication"] == "paused-sync-source" and b["replication"] == "paused-sync-target"' \
+    "a paused resync alpha -> beta"
+bm alpha secondary
+bm beta primary
+repl_wait 20 'b["role"] == "primary" and a["peer"]["role"] == "primary"' "beta primary"
+r0=$(st beta reads_from_peer)
+qemu_io beta -r -c 'read -P 0x31 44M 64k' -c 'read -P 0x32 56M 64k'
+[ "$(st beta reads_from_peer)" -ge $((r0 + 2)) ] ||
+    fail "beta's failed in-sync read was not served by the peer"
+assert_eq "$(st beta disk_errors)" 1 "beta's disk errors"
+assert_eq "$(st beta detaches)/$(st beta disk)" 0/inconsistent "beta keeps its disk"
+repl_stop beta
+repl_start beta BLKMIRROR_FAULT="write:$((60 * M))-$((62 * M - 1)):5:1"
+repl_wait 20 'b["replication"] == "paused-sync-target"' "beta a paused sync target again"
+bm beta primary
+repl_wait 20 'b["role"] == "primary" and a["peer"]["role"] == "primary"' "beta primary"
+qemu_io beta -c 'write -P 0x33 60M 64k'
+assert_eq "$(st beta disk_errors)" 1 "beta's disk errors (the write)"
+bm alpha resume-sync
+repl_wait_synced 60
+# Read locally now that beta is uptodate: the resync rewrote the block.
+qemu_io beta -r -c 'read -P 0x33 60M 64k' -c 'read -P 0x32 56M 64k' -c 'read -P 0x31 44M 1M'
+assert_eq "$(st beta reads_from_peer)" 0 "beta's reads from the peer after the resync"
 repl_compare
 msg "ok ($size_bytes-byte disks)"
