@@ -108,9 +108,11 @@ detach(struct daemon *d, const char *what, int res)
 			if (vr->local_done)
 				vr->local_lost = true;
 	/* The state first: the writes meta_disk_detached releases ship as
-	 * writes of a diskless primary. */
-	state_set(d, "detach", -1, DISK_DISKLESS, -1, -1, why);
-	if (!primary && d->link != NULL)
+	 * writes of a diskless primary.  A promoted sync target stops its
+	 * resync and is then served by the peer as any diskless primary. */
+	state_set(d, "detach", -1, DISK_DISKLESS, -1,
+	    primary && d->link != NULL && d->link->rs != RS_OFF ? RS_ESTABLISHED : -1, why);
+	if (d->link != NULL)
 		resync_stop(d->link);	/* no more resync I/O on this disk */
 	meta_disk_detached(d);
 	state_event(d, "detach", "%s", why);
@@ -138,8 +140,9 @@ diskfail_io_error(struct daemon *d, struct vol_req *vr, int res, bool *taken)
 		/* Resync and verify I/O report their own errors; a resync
 		 * write that this (secondary) target's disk fails detaches it
 		 * too, instead of being retried for ever. */
-		if (d->role == ROLE_SECONDARY && vr->io.opcode == IO_WRITE &&
-		    d->conf.on_io_error == IOERR_DETACH && !d->md->detached)
+		if (vr->io.opcode == IO_WRITE && d->conf.on_io_error == IOERR_DETACH &&
+		    !d->md->detached && (d->role == ROLE_SECONDARY ||
+		    (d->role == ROLE_PRIMARY && peerread_peer_serves(d))))
 			detach(d, what, res);
 		return res;
 	}
@@ -159,8 +162,14 @@ diskfail_io_error(struct daemon *d, struct vol_req *vr, int res, bool *taken)
 			*taken = peerread_send(d, vr);
 			return res;
 		}
-		if (vr->io.opcode != IO_FLUSH)
+		if (vr->io.opcode == IO_FLUSH) {
+			/* Which earlier writes did not reach the disk is not
+			 * known: the whole disk goes through the resync again. */
+			meta_set_oos(d, 0, d->size);
+		} else {
 			meta_set_oos(d, vr->io.offset, vr->io.len);
+			repl_keep_marked(d, vr);
+		}
 		if (!vr->shipped)
 			return res;
 		vr->local_lost = true;
@@ -169,8 +178,10 @@ diskfail_io_error(struct daemon *d, struct vol_req *vr, int res, bool *taken)
 	if (!d->md->detached) {
 		/* pass-on: the requester gets the error.  The peer may hold
 		 * what this disk failed to write: a later resync settles it. */
-		if (vr->is_write && vr->io.opcode != IO_FLUSH && d->role == ROLE_PRIMARY)
+		if (vr->is_write && vr->io.opcode != IO_FLUSH && d->role == ROLE_PRIMARY) {
 			meta_set_oos(d, vr->io.offset, vr->io.len);
+			repl_keep_marked(d, vr);
+		}
 		return res;
 	}
 	if (d->role != ROLE_PRIMARY)

@@ -89,6 +89,8 @@ struct vol_req {
 					 * and fails when the peer's write does */
 	bool local_lost;		/* the local disk failed it and was
 					 * detached: the peer's result decides */
+	bool local_failed;		/* the local disk failed it: its range is
+					 * marked and no peer ack may clear it */
 	int local_res;			/* local result */
 	int peer_res;			/* peer result (sync) */
 	uint64_t peer_seq;		/* replication sequence number */

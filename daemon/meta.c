@@ -165,8 +165,11 @@ meta_detach(struct daemon *d, bool clean)
 
 	if (m == NULL)
 		return;
-	loop_timer_cancel(d->loop, &m->retry_timer);
+	/* No new AL/bitmap write, and no retry armed, from here: the final
+	 * synchronous writes below cover them. */
+	m->retry_wait = true;
 	drain_writes(d);
+	loop_timer_cancel(d->loop, &m->retry_timer);
 	if (clean) {
 		m->sb.flags |= MD_FL_CLEAN_SHUTDOWN;
 		m->sb.flags &= ~MD_FL_PRIMARY;

@@ -458,6 +458,7 @@ link_up(struct peer *p)
 {
 	p->peer_hello = p->data->hello;
 	p->backoff_ms = 0;
+	p->rs_state.stopped = false;
 	adopt_volume(p);
 	p->connects++;
 	p->state_sent = p->state_received = false;

@@ -162,6 +162,8 @@ struct resync {
 	bool paused;			/* pause-sync */
 	bool bitmap_sent;		/* our BITMAP went out */
 	bool bitmap_received;		/* the peer's BITMAP came in (last chunk) */
+	bool stopped;			/* stopped on a live link (a disk was
+					 * detached): late answers are ignored */
 	uint64_t pos;			/* next bit to look at (source) */
 	uint64_t inflight_bytes;	/* requested/shipped, not yet acked */
 	uint64_t total_bytes;		/* out of sync at the start */
@@ -284,6 +286,8 @@ bool repl_congested(struct daemon *d, struct vol_req *vr);
 void repl_handle(struct peer *p, struct peer_sock *s, const struct repl_hdr *h,
     const union repl_msg *m, struct buf *payload, const uint8_t *body, size_t len);
 void repl_link_lost(struct peer *p);
+/* vr's local write failed and its range is marked: no WRITE_ACK may clear it. */
+void repl_keep_marked(struct daemon *d, struct vol_req *vr);
 
 /* resync.c */
 void resync_begin(struct peer *p, enum md_sync_decision dec);

@@ -29,6 +29,7 @@
 struct lag_rec {
 	uint64_t seq;			/* its sequence number */
 	uint64_t offset, len;		/* range, marked out of sync if lost */
+	bool keep_marked;		/* the local write failed: never clear */
 	struct lag_rec *next;		/* FIFO link */
 };
 static struct lag_rec *lag_head, *lag_tail;
@@ -104,6 +105,7 @@ lag_add(struct peer *p, const struct vol_req *vr)
 	r->seq = vr->peer_seq;
 	r->offset = vr->io.offset;
 	r->len = vr->io.len;
+	r->keep_marked = false;
 	r->next = NULL;
 	if (lag_tail != NULL)
 		lag_tail->next = r;
@@ -128,7 +130,8 @@ lag_ack(struct peer *p, uint64_t seq, int status)
 			continue;
 		if (status != 0)
 			meta_set_oos(p->d, r->offset, r->len);
-		else if (p->rs == RS_SYNC_SOURCE || p->rs == RS_PAUSED_SYNC_SOURCE)
+		else if (!r->keep_marked &&
+		    (p->rs == RS_SYNC_SOURCE || p->rs == RS_PAUSED_SYNC_SOURCE))
 			meta_clear_oos(p->d, r->offset, r->len);
 		*pp = r->next;
 		if (lag_tail == r)
@@ -342,7 +345,8 @@ on_ack(struct peer *p, uint16_t type, uint64_t seq, uint32_t status)
 		    "region marked out of sync", repl_type_name(type), seq,
 		    strerror((int)status));
 		meta_set_oos(d, vr->io.offset, vr->io.len);
-	} else if (vr->io.opcode != IO_FLUSH && type == REPL_MSG_WRITE_ACK && !vr->local_lost &&
+	} else if (vr->io.opcode != IO_FLUSH && type == REPL_MSG_WRITE_ACK &&
+	    !vr->local_lost && !vr->local_failed &&
 	    (p->rs == RS_SYNC_SOURCE || p->rs == RS_PAUSED_SYNC_SOURCE ||
 	    p->rs == RS_SYNC_TARGET || p->rs == RS_PAUSED_SYNC_TARGET)) {
 		/* Sync source, or a promoted sync target: the peer wrote what we
@@ -352,6 +356,20 @@ on_ack(struct peer *p, uint16_t type, uint64_t seq, uint32_t status)
 	}
 	pend_remove(p, vr);
 	vol_peer_done(d, vr, status ? -(int)status : 0);
+}
+
+/* vr's local write failed and its range is marked: no WRITE_ACK may clear it. */
+void
+repl_keep_marked(struct daemon *d, struct vol_req *vr)
+{
+	vr->local_failed = true;
+	if (!vr->shipped)
+		return;
+	for (struct lag_rec *r = lag_head; r != NULL; r = r->next)
+		if (r->seq == vr->peer_seq) {
+			r->keep_marked = true;
+			return;
+		}
 }
 
 void

@@ -223,7 +223,16 @@ resync_target_finish(struct peer *p)
 		 * this node's bitmap. */
 		log_notice("resync: the source finished but %" PRIu64 " bytes were marked here "
 		    "meanwhile; another round", md_bitmap_set_bytes(&m->bm));
+		/* The source's generation now: an interrupted round resumes
+		 * from the bitmaps (equal UUIDs, this disk inconsistent), not
+		 * as a full resync (the source moved its bitmap UUID to its
+		 * history when it finished). */
+		state_peer_uuids(p, &src);
+		md_uuid_adopt(&m->sb.uuids, &src);
 		resync_begin(p, MD_SYNC_TARGET_BITMAP);
+		/* This node's bitmap is exact (the source's is empty): a
+		 * promoted target keeps serving from it meanwhile. */
+		p->rs_state.bitmap_received = true;
 		return;
 	}
 	state_peer_uuids(p, &src);
@@ -484,6 +493,8 @@ range_settled(struct peer *p, uint64_t off, uint64_t len, uint32_t status, bool 
 	struct rsreq *q = rsreq_find(off, len);
 	uint64_t now = now_ns();
 
+	if ((q == NULL || q->verify) && rs->stopped)
+		return;		/* answer to a range of a stopped resync */
 	if (q == NULL || q->verify) {
 		peer_link_down(p, REPL_DISC_PROTOCOL, "acknowledgement for a range not in flight");
 		return;
@@ -676,6 +687,7 @@ verify_start(struct daemon *d)
 	if (rs->verify || rs->active)
 		return -EBUSY;
 	rs->verify = true;
+	rs->stopped = false;
 	rs->verify_pos = rs->verify_diff = rs->verify_done = 0;
 	rs->inflight_bytes = 0;
 	rs->limit_base_ns = now_ns();		/* resync-rate limits verify too */
@@ -748,6 +760,8 @@ on_verify_reply(struct peer *p, const struct repl_verify_reply *m)
 		}
 	} else if ((q = refining_find(m->offset)) != NULL) {
 		q->sub_pending--;
+	} else if (rs->stopped) {
+		return;		/* answer to a chunk of a stopped verify */
 	} else {
 		peer_link_down(p, REPL_DISC_PROTOCOL, "VERIFY_REPLY for a range not in flight");
 		return;
@@ -877,6 +891,7 @@ resync_stop(struct peer *p)
 	struct rsreq *q;
 
 	loop_timer_cancel(p->d->loop, &p->rs_state.timer);
+	p->rs_state.stopped = p->rs_state.active || p->rs_state.verify;
 	p->rs_state.active = false;
 	p->rs_state.verify = false;
 	p->rs_state.inflight_bytes = 0;

@@ -416,6 +416,13 @@ state_received(struct peer *p, const struct repl_state *st)
 		d->md->sb.epoch = st->epoch;
 		meta_sb_write(d, NULL);	/* the epoch is durable at once */
 	}
+	/* The peer (a promoted sync target) detached its disk: no resync
+	 * into it any more. */
+	if (st->disk == REPL_DISK_DISKLESS && p->rs_state.active && p->rs_state.source) {
+		resync_stop(p);
+		state_set(d, "resync stopped", -1, -1, -1, RS_ESTABLISHED,
+		    "the peer's disk is detached");
+	}
 	/* The primary detached its disk after an I/O error: this node holds
 	 * the only copy (once: then the generations differ). */
 	if (st->disk == REPL_DISK_DISKLESS && st->role == REPL_ROLE_PRIMARY &&

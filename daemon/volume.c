@@ -155,7 +155,7 @@ vol_submit(struct daemon *d, struct vol_req *vr)
 	vr->seq = ++d->vol_seq;
 	vr->waiters = vr->waiters_last = NULL;
 	vr->al_pinned = vr->shipped = vr->local_done = vr->peer_done = false;
-	vr->peer_only_copy = vr->local_lost = false;
+	vr->peer_only_copy = vr->local_lost = vr->local_failed = false;
 	vr->local_res = vr->peer_res = 0;
 	vr->pnext = NULL;
 	if (vr->is_write)

@@ -36,6 +36,9 @@
 #     that its disk fails is served by the peer; a write its disk fails
 #     completes through the peer and is marked, so the resync writes it
 #     there again (read back locally afterwards).
+# 14. A resync write that a promoted sync target's disk fails: it detaches
+#     (diskless primary served by the peer), the source stops its resync,
+#     and a restart brings the disk back with a full resync.
 # Both disks end identical, and hold what the clients wrote.
 
 source "$SRCDIR/tests/functions.sh"
@@ -334,5 +337,34 @@ repl_wait_synced 60
 # Read locally now that beta is uptodate: the resync rewrote the block.
 qemu_io beta -r -c 'read -P 0x33 60M 64k' -c 'read -P 0x32 56M 64k' -c 'read -P 0x31 44M 1M'
 assert_eq "$(st beta reads_from_peer)" 0 "beta's reads from the peer after the resync"
+repl_compare
+
+msg "== 14. a failing resync write on a promoted sync target detaches it"
+bm beta secondary
+bm alpha primary
+bm alpha disconnect
+repl_wait1 beta 20 's["connection"] != "connected"' "beta sees the link down"
+qemu_io alpha -c 'write -P 0x34 8M 64k'
+bm alpha pause-sync
+repl_stop beta
+repl_start beta BLKMIRROR_FAULT="write:$((8 * M))-$((9 * M - 1)):5:1"
+bm alpha connect
+repl_wait 20 'a["replication"] == "paused-sync-source" and b["replication"] == "paused-sync-target"' \
+    "a paused resync alpha -> beta"
+bm alpha secondary
+bm beta primary
+repl_wait 20 'b["role"] == "primary" and a["peer"]["role"] == "primary"' "beta primary"
+bm alpha resume-sync
+repl_wait 20 'b["disk"] == "diskless" and b["replication"] == "established"
+    and a["replication"] == "established"' "beta detached, alpha's resync stopped"
+repl_log_has beta "write at offset $((8 * M)) length [0-9]+ failed: .*detaching" ||
+    fail "beta's log does not show the resync write that detached it"
+qemu_io beta -r -c 'read -P 0x34 8M 64k'
+qemu_io beta -c 'write -P 0x35 12M 4k'
+qemu_io beta -r -c 'read -P 0x35 12M 4k'
+bm beta secondary
+repl_stop beta
+repl_start beta
+repl_wait_synced 60
 repl_compare
 msg "ok ($size_bytes-byte disks)"
