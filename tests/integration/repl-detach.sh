@@ -55,6 +55,17 @@ first_byte()
 	    od -An -tx1 -N1 | tr -d ' '
 }
 
+# promote_paused_target: once alpha -> beta is a paused resync, make beta
+# (the sync target) primary in alpha's place.
+promote_paused_target()
+{
+	repl_wait 20 'a["replication"] == "paused-sync-source" and b["replication"] == "paused-sync-target"' \
+	    "a paused resync alpha -> beta"
+	bm alpha secondary
+	bm beta primary
+	repl_wait 20 'b["role"] == "primary" and a["peer"]["role"] == "primary"' "beta primary"
+}
+
 repl_setup 64M
 size_bytes=$(stat -c %s "$FILE_alpha")
 # Every write of alpha's into [16M, 20M) fails with EIO: a local write
@@ -314,11 +325,7 @@ repl_wait1 beta 20 's["connection"] != "connected"' "beta sees the link down"
 qemu_io alpha -c 'write -P 0x32 56M 64k'
 bm alpha pause-sync
 bm alpha connect
-repl_wait 20 'a["replication"] == "paused-sync-source" and b["replication"] == "paused-sync-target"' \
-    "a paused resync alpha -> beta"
-bm alpha secondary
-bm beta primary
-repl_wait 20 'b["role"] == "primary" and a["peer"]["role"] == "primary"' "beta primary"
+promote_paused_target
 r0=$(st beta reads_from_peer)
 qemu_io beta -r -c 'read -P 0x31 44M 64k' -c 'read -P 0x32 56M 64k'
 [ "$(st beta reads_from_peer)" -ge $((r0 + 2)) ] ||
@@ -349,11 +356,7 @@ bm alpha pause-sync
 repl_stop beta
 repl_start beta BLKMIRROR_FAULT="write:$((8 * M))-$((9 * M - 1)):5:1"
 bm alpha connect
-repl_wait 20 'a["replication"] == "paused-sync-source" and b["replication"] == "paused-sync-target"' \
-    "a paused resync alpha -> beta"
-bm alpha secondary
-bm beta primary
-repl_wait 20 'b["role"] == "primary" and a["peer"]["role"] == "primary"' "beta primary"
+promote_paused_target
 bm alpha resume-sync
 repl_wait 20 'b["disk"] == "diskless" and b["replication"] == "established"
     and a["replication"] == "established"' "beta detached, alpha's resync stopped"
