@@ -26,6 +26,21 @@ requires fio qemu-io nbdcopy
 repl_up 64M
 M=$((1 << 20)) K=1024
 
+# beta_primary_alone CONF_LINE: both daemons restarted with CONF_LINE, in
+# sync; beta made primary and disconnected (alpha sees the link down).
+beta_primary_alone()
+{
+	repl_stop alpha
+	repl_stop beta
+	repl_conf "$1"
+	repl_start alpha
+	repl_start beta
+	repl_wait_synced 30
+	bm beta primary
+	bm beta disconnect
+	repl_wait1 alpha 20 's["connection"] != "connected"' "alpha sees the link down"
+}
+
 msg "== 1. promote a paused sync target"
 qemu_io alpha -c 'write -P 0x11 0 16M'
 repl_wait_synced 30
@@ -116,15 +131,7 @@ repl_compare
 
 msg "== 3. promote a running sync target under a verified workload"
 bm beta secondary
-repl_stop alpha
-repl_stop beta
-repl_conf "resync-rate = 1M"
-repl_start alpha
-repl_start beta
-repl_wait_synced 30
-bm beta primary
-bm beta disconnect
-repl_wait1 alpha 20 's["connection"] != "connected"' "alpha sees the link down"
+beta_primary_alone "resync-rate = 1M"
 # Scattered 4 KiB blocks written on beta while alpha is away.
 repl_fio beta --rw=randwrite --bs=4k --offset=32M --size=16M --io_size=6M --randseed=9
 oos=$(st beta out_of_sync_bytes)
@@ -164,15 +171,7 @@ msg "== 4. resync data older than a write of the promoted target is refused"
 # Without the rule, that data would overwrite the write on alpha only.
 # (A timeout well above the hold: alpha's write waits for it on beta.)
 bm alpha secondary
-repl_stop alpha
-repl_stop beta
-repl_conf "timeout = 15s"
-repl_start alpha
-repl_start beta
-repl_wait_synced 30
-bm beta primary
-bm beta disconnect
-repl_wait1 alpha 20 's["connection"] != "connected"' "alpha sees the link down"
+beta_primary_alone "timeout = 15s"
 qemu_io beta -c 'write -P 0x66 40M 4k'
 bm beta secondary
 repl_stop beta
