@@ -12,8 +12,9 @@
  *     log and no bitmap writes;
  *   - the superblock is marked (if the disk still takes the write)
  *     inconsistent with a full sync pending, and the peer, told by STATE,
- *     starts a new generation with every block marked: whichever of the two
- *     survives, the old disk gets a full resync before it is used again;
+ *     starts a new generation and keeps the old one in its history (not
+ *     as its bitmap UUID): whichever of the two records survives, the old
+ *     disk gets a full resync before it is used again;
  *   - without the peer (link lost) reads and writes fail with EIO: this node
  *     has no data.  At reconnect no resync runs; reads and writes go to the
  *     peer again.
@@ -21,10 +22,16 @@
  * Restarting blkmirrord (after the disk is repaired or replaced) attaches
  * the disk again as a resync target.
  *
+ * A secondary detaches on a failed replicated write, flush or resync
+ * write: it acknowledges the error and leaves the link (detach()).  A
+ * promoted sync target keeps its disk on a client request's error (the
+ * peer serves that request) and detaches on a resync write's.
+ *
  * pass-on, and every case detach does not cover (standalone, no peer,
- * the peer not uptodate, a resync or verify running, a secondary): the
+ * the peer not uptodate, a resync or verify running on the primary): the
  * error goes to the requester; a failed write of a primary marks its range
- * out of sync, since the peer may hold the data the local disk lacks.
+ * out of sync, since the peer may hold the data the local disk lacks, and
+ * no later acknowledgement from the peer clears it (repl_keep_marked).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -138,8 +145,9 @@ diskfail_io_error(struct daemon *d, struct vol_req *vr, int res, bool *taken)
 	    op_name(vr->io.opcode), vr->io.offset, vr->io.len);
 	if (vr->is_resync) {
 		/* Resync and verify I/O report their own errors; a resync
-		 * write that this (secondary) target's disk fails detaches it
-		 * too, instead of being retried for ever. */
+		 * write that this target's disk fails (a secondary, or a
+		 * promoted target whose peer serves) detaches it, instead of
+		 * the range being retried for ever. */
 		if (vr->io.opcode == IO_WRITE && d->conf.on_io_error == IOERR_DETACH &&
 		    !d->md->detached && (d->role == ROLE_SECONDARY ||
 		    (d->role == ROLE_PRIMARY && peerread_peer_serves(d))))
