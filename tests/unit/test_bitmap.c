@@ -7,20 +7,16 @@
 
 #include "bitmap.h"
 #include "util.h"
+#include "test_rng.h"
 
 #define MiB (1ull << 20)
 
-/* A deterministic pseudo-random generator (xorshift64*). */
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
 static uint64_t
 rng(void)
 {
-
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 2685821657736338717ull;
+	return test_rng_next(&rng_state);
 }
 
 /* Two bitmaps hold exactly the same bits. */

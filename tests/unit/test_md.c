@@ -14,6 +14,7 @@
 
 #include "md.h"
 #include "util.h"
+#include "test_rng.h"
 
 #define KiB (1ull << 10)
 #define MiB (1ull << 20)
@@ -24,11 +25,7 @@ static uint64_t rng_state = 0x2545f4914f6cdd1dull;
 static uint64_t
 rng(void)
 {
-
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 2685821657736338717ull;
+	return test_rng_next(&rng_state);
 }
 
 /* Properties every layout has. */

@@ -7,19 +7,16 @@
 
 #include "rangeidx.h"
 #include "util.h"
+#include "test_rng.h"
 
 #define POOL 512
 
-/* A deterministic pseudo-random generator (xorshift64*). */
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
 
 static uint64_t
 rng(void)
 {
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 2685821657736338717ull;
+	return test_rng_next(&rng_state);
 }
 
 /*
