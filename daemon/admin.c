@@ -233,6 +233,7 @@ admin_status(struct daemon *d, struct json_object *o)
 	struct peer *p = d->link;
 	struct json_object *peer, *rs, *uu, *hist;
 	const struct md_sb *sb;
+	uint64_t now = now_ns();
 	char vol[40];
 
 	if (p == NULL || d->md == NULL) {
@@ -264,6 +265,10 @@ admin_status(struct daemon *d, struct json_object *o)
 	json_object_object_add(rs, "verify_running", json_object_new_boolean(p->rs_state.verify));
 	add_u64(rs, "verify_diff_bytes", p->rs_state.verify_diff);
 	add_u64(rs, "stale_refused", p->rs_state.stale_refused);
+	add_u64(rs, "failed_ranges", p->rs_state.failed_ranges);
+	add_u64(rs, "failed_bytes", p->rs_state.failed_bytes);
+	add_u64(rs, "next_pass_in_ms", p->rs_state.active && p->rs_state.retry_ns > now ?
+	    (p->rs_state.retry_ns - now) / 1000000 + 1 : 0);
 	json_object_object_add(o, "resync", rs);
 	uu = json_object_new_object();
 	json_object_object_add(uu, "current", uuid_hex(sb->uuids.current));

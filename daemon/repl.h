@@ -24,6 +24,7 @@ struct json_object;
 #define RESYNC_CHUNK		(256u << 10)	/* bytes per resync request at most */
 #define RESYNC_INFLIGHT		(8u << 20)	/* resync bytes in flight (no rate set) */
 #define RESYNC_INFLIGHT_BUSY	(1u << 20)	/* ... while clients have I/O in flight */
+#define RESYNC_RETRY_MAX_S	60		/* longest delay between passes over failed ranges */
 
 /* A callback waiting for metadata to be durable. */
 struct meta_wait {
@@ -175,6 +176,12 @@ struct resync {
 	uint64_t rate_mark_bytes, rate_mark_ns;	/* rate window start */
 	uint64_t limit_base_ns;		/* resync-rate: allowance counted from here */
 	uint64_t limit_base_bytes;	/* ... and done_bytes at that moment */
+	uint64_t failed_ranges;		/* source: ranges the peer answered with an
+					 * error (our read or its write failed) */
+	uint64_t failed_bytes;		/* ... their bytes (this resync) */
+	uint64_t pass_failed;		/* bytes failed in the current pass */
+	uint64_t retry_ns;		/* source: next pass not before (0: none) */
+	unsigned retry_s;		/* the last retry delay, seconds */
 	struct loop_timer timer;	/* rate limiting / restart */
 	bool done_sent;			/* RESYNC_DONE queued */
 	uint64_t stale_refused;		/* target: ranges refused as older than our writes */

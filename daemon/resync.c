@@ -444,6 +444,31 @@ rs_timer(struct loop_timer *t)
 	resync_kick(t->data);
 }
 
+/*
+ * The end of a pass over the bitmap left ranges that failed (our read or
+ * the target's write): go over the bitmap again only after a delay, 1 s
+ * doubling up to RESYNC_RETRY_MAX_S, instead of hammering a failing disk
+ * in a tight loop.  The resync stays running, the target inconsistent: it
+ * finishes once a pass gets through (a transient error, a sector the disk
+ * remapped, the faulty disk replaced), or an administrator stops it.
+ */
+static void
+retry_later(struct peer *p)
+{
+	struct resync *rs = &p->rs_state;
+
+	rs->retry_s = rs->retry_s == 0 ? 1 : MIN(rs->retry_s * 2, RESYNC_RETRY_MAX_S);
+	rs->retry_ns = now_ns() + (uint64_t)rs->retry_s * 1000000000ull;
+	log_err("resync: %" PRIu64 " bytes failed in this pass (%" PRIu64 " bytes still out "
+	    "of sync); next pass in %u s", rs->pass_failed, md_bitmap_set_bytes(&p->d->md->bm),
+	    rs->retry_s);
+	state_event(p->d, "resync-retry", "%" PRIu64 " bytes failed; next pass in %u s",
+	    rs->pass_failed, rs->retry_s);
+	rs->timer.cb = rs_timer;
+	rs->timer.data = p;
+	loop_timer_arm(p->d->loop, &rs->timer, (uint64_t)rs->retry_s * 1000);
+}
+
 void
 resync_kick(struct peer *p)
 {
@@ -454,18 +479,35 @@ resync_kick(struct peer *p)
 	if (!rs->active || !rs->source || rs->paused || p->peer_paused ||
 	    !rs->bitmap_received || p->data == NULL)
 		return;
+	if (rs->retry_ns != 0) {
+		uint64_t now = now_ns();
+
+		if (now < rs->retry_ns) {
+			rs->timer.cb = rs_timer;
+			rs->timer.data = p;
+			loop_timer_arm(d->loop, &rs->timer, (rs->retry_ns - now) / 1000000 + 1);
+			return;
+		}
+		rs->retry_ns = 0;
+		rs->pos = 0;
+		rs->pass_failed = 0;
+	}
 	while (rs->inflight_bytes < window(p)) {
 		uint64_t bit = md_bitmap_find_next_set(bm, rs->pos), end, off, len;
 
 		if (bit == MD_BM_NONE) {
-			if (rs->inflight_bytes == 0 && md_bitmap_count(bm) == 0)
+			if (rs->inflight_bytes != 0)
+				return;	/* the pass ends when its ranges are settled */
+			if (md_bitmap_count(bm) == 0) {
 				source_finish(p);
-			else if (rs->inflight_bytes == 0)
-				rs->pos = 0;	/* bits set again behind us */
-			else
 				return;
-			if (!rs->active)
+			}
+			if (rs->pass_failed > 0) {
+				retry_later(p);
 				return;
+			}
+			rs->pos = 0;	/* bits set again behind us */
+			rs->retry_s = 0;
 			continue;
 		}
 		end = md_bitmap_find_next_zero(bm, bit);
@@ -506,6 +548,12 @@ range_settled(struct peer *p, uint64_t off, uint64_t len, uint32_t status, bool 
 		rs->done_bytes += len;
 		if (same)
 			rs->same_bytes += len;
+	} else if (status != ESTALE) {
+		/* Our read or the target's write failed: the bits stay and
+		 * the pass ends with a delay (retry_later). */
+		rs->failed_ranges++;
+		rs->failed_bytes += len;
+		rs->pass_failed += len;
 	}
 	if (now - rs->rate_mark_ns > 1000000000ull) {
 		rs->rate_bps = (rs->done_bytes - rs->rate_mark_bytes) * 1000000000ull /
@@ -548,6 +596,9 @@ tgt_reply(struct tgt *t, int res)
 			meta_clear_oos(p->d, off, len);
 			p->rs_state.done_bytes += len;
 			p->resync_bytes_received += len;
+		} else {
+			p->rs_state.failed_ranges++;
+			p->rs_state.failed_bytes += len;
 		}
 		n = repl_resync_ack_encode(f->buf, sizeof(f->buf), &tx, &m);
 	} else if (t->type == REPL_MSG_CSUM_REQUEST) {
@@ -819,6 +870,8 @@ resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_msg *m,
 			/* Settle the range with the error: its bits stay set. */
 			log_err("resync: the source could not read offset %" PRIu64 "; the range "
 			    "stays out of sync", m->resync_data.offset);
+			p->rs_state.failed_ranges++;
+			p->rs_state.failed_bytes += m->resync_data.length;
 			resync_ack_status(p, m->resync_data.offset, m->resync_data.length,
 			    m->resync_data.status);
 			return;

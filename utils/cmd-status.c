@@ -149,6 +149,15 @@ print_resync(struct json_object *r)
 		if (rate > 0 && total > done && done >= 0)
 			printf(", %s left", human_uptime((total - done) / rate, c, sizeof(c)));
 		printf("%s\n", cmd_jbool(rs, "paused") ? ", paused" : "");
+		if (cmd_jnum(rs, "failed_bytes") > 0) {
+			printf("%-12s %s in %" PRId64 " ranges failed (read or write error)",
+			    "resync", cmd_size_short(cmd_jnum(rs, "failed_bytes"), a, sizeof(a)),
+			    cmd_jnum(rs, "failed_ranges"));
+			if (cmd_jnum(rs, "next_pass_in_ms") > 0)
+				printf("; next pass in %" PRId64 " s",
+				    (cmd_jnum(rs, "next_pass_in_ms") + 999) / 1000);
+			printf("\n");
+		}
 	} else if (cmd_jbool(rs, "paused")) {
 		printf("%-12s paused (resume-sync releases it)\n", "resync");
 	}
