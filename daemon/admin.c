@@ -41,7 +41,7 @@ need_link(struct daemon *d, char *err, size_t errlen)
 }
 
 static int
-need_established(struct daemon *d, char *err, size_t errlen)
+need_established(struct daemon *d, bool resync, char *err, size_t errlen)
 {
 	int ret = need_link(d, err, errlen);
 
@@ -49,6 +49,11 @@ need_established(struct daemon *d, char *err, size_t errlen)
 		snprintf(err, errlen, "not connected and in sync with the peer (replication %s)",
 		    repl_state_name(d->link->rs));
 		return -ENOTCONN;
+	}
+	if (ret == 0 && resync && d->link->rs_state.verify) {
+		snprintf(err, errlen, "a verify runs on this node; start the resync after its "
+		    "end (it covers what the verify found)");
+		return -EBUSY;
 	}
 	if (ret == 0 && (diskfail_detached(d) ||
 	    d->link->peer_state.disk == REPL_DISK_DISKLESS)) {
@@ -100,7 +105,7 @@ static int
 cmd_resync(struct daemon *d, struct json_object *args, char *err, size_t errlen)
 {
 	enum md_sync_decision dec;
-	int ret = need_established(d, err, errlen);
+	int ret = need_established(d, true, err, errlen);
 
 	if (ret < 0)
 		return ret;
@@ -117,7 +122,7 @@ cmd_resync(struct daemon *d, struct json_object *args, char *err, size_t errlen)
 static int
 cmd_invalidate(struct daemon *d, struct json_object *args, char *err, size_t errlen)
 {
-	int ret = need_established(d, err, errlen);
+	int ret = need_established(d, true, err, errlen);
 
 	if (ret < 0)
 		return ret;
@@ -132,7 +137,7 @@ cmd_invalidate(struct daemon *d, struct json_object *args, char *err, size_t err
 static int
 cmd_verify(struct daemon *d, struct json_object *args, char *err, size_t errlen)
 {
-	int ret = need_established(d, err, errlen);
+	int ret = need_established(d, false, err, errlen);
 
 	if (ret < 0)
 		return ret;
@@ -166,7 +171,7 @@ cmd_resume(struct daemon *d, struct json_object *args, char *err, size_t errlen)
 static int
 cmd_new_uuid(struct daemon *d, struct json_object *args, char *err, size_t errlen)
 {
-	int ret = need_established(d, err, errlen);
+	int ret = need_established(d, false, err, errlen);
 
 	if (ret < 0)
 		return ret;
@@ -291,6 +296,7 @@ admin_status(struct daemon *d, struct json_object *o)
 	add_u64(o, "state_changes", d->transitions);
 	add_u64(o, "pending_writes", p->n_pend);
 	add_u64(o, "lag_bytes", p->lag_bytes);
+	add_u64(o, "congestion_waits", p->congestion_waits);
 	add_u64(o, "metadata_writes", d->md->al_writes + d->md->bm_writes);
 	add_u64(o, "metadata_write_errors", d->md->write_errors);
 	add_u64(o, "reads_from_peer", p->reads_from_peer);

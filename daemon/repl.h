@@ -183,6 +183,8 @@ struct resync {
 	uint64_t retry_ns;		/* source: next pass not before (0: none) */
 	unsigned retry_s;		/* the last retry delay, seconds */
 	struct loop_timer timer;	/* rate limiting / restart */
+	unsigned verify_orphans;	/* VERIFY_REPLYs still due for a verify
+					 * stopped on a live link (ignored) */
 	bool done_sent;			/* RESYNC_DONE queued */
 	uint64_t stale_refused;		/* target: ranges refused as older than our writes */
 	/* verify */
@@ -302,6 +304,7 @@ void resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_ms
     struct buf *payload, const uint8_t *body, size_t len);
 void resync_kick(struct peer *p);
 void resync_stop(struct peer *p);
+void verify_abandon(struct peer *p, const char *why);
 void resync_cmd_pause(struct daemon *d, bool pause);
 /* Show a pause of either node in the replication state (paused-sync-*). */
 void resync_show_pause(struct peer *p);

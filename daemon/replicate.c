@@ -178,8 +178,11 @@ repl_congested(struct daemon *d, struct vol_req *vr)
 	    vr->io.opcode == IO_FLUSH || !shipping(d) ||
 	    p->lag_bytes + vr->io.len <= d->conf.max_lag_bytes || p->lag_bytes == 0)
 		return false;
+	/* Not while this node verifies: the resync that ends "ahead" could
+	 * not start before the verify's end (as in DRBD, which pulls ahead
+	 * from Connected only); block meanwhile. */
 	if (d->conf.on_congestion == CONGESTION_PULL_AHEAD && p->rs == RS_ESTABLISHED &&
-	    !diskfail_detached(d)) {
+	    !p->rs_state.verify && !diskfail_detached(d)) {
 		/* Stop shipping: from here writes are marked in the bitmap. */
 		state_set(d, "pull-ahead", -1, -1, -1, RS_AHEAD,
 		    "async send queue over max-lag-bytes");

@@ -39,6 +39,8 @@ struct rsreq {
 	struct buf data;		/* the range's data */
 	bool verify;			/* verify rather than resync */
 	bool data_sent;			/* RESYNC_DATA went out */
+	bool req_sent;			/* its request frame went out */
+	bool abandoned;			/* stopped: nothing more is sent for it */
 	bool refining;			/* verify: the chunk differs, its granules
 					 * are being compared one by one */
 	unsigned sub_pending;		/* verify: granule replies outstanding */
@@ -310,6 +312,7 @@ send_range(struct rsreq *q, uint16_t type, uint64_t digest, int status)
 		n = repl_verify_request_encode(f->buf, sizeof(f->buf), &tx, &m);
 	}
 	f->len = n > 0 ? (uint32_t)n : 0;
+	q->req_sent = n > 0;
 	peer_send(n > 0 ? p->data : NULL, f);
 }
 
@@ -320,8 +323,8 @@ rsreq_ship(struct rsreq *q, int res)
 	struct vol_req *vr = &q->vr;
 	struct peer *p = q->p;
 
-	if (p->data == NULL)
-		return;		/* link gone: resync_stop releases it */
+	if (p->data == NULL || q->abandoned)
+		return;		/* link gone or stopped: resync_stop released it */
 	if (res < 0) {
 		log_errno(LOG_ERR, res, "resync: reading offset %" PRIu64 " failed",
 		    vr->io.offset);
@@ -438,10 +441,17 @@ window(struct peer *p)
 	return d->client_inflight > 0 ? RESYNC_INFLIGHT_BUSY : RESYNC_INFLIGHT;
 }
 
+static void verify_kick(struct peer *p);
+
 static void
 rs_timer(struct loop_timer *t)
 {
-	resync_kick(t->data);
+	struct peer *p = t->data;
+
+	if (p->rs_state.verify)
+		verify_kick(p);		/* resync-rate held it back */
+	else
+		resync_kick(p);
 }
 
 /*
@@ -716,6 +726,13 @@ verify_kick(struct peer *p)
 			return;
 		rs->verify_pos += len;
 	}
+	if (rs->verify && rs->verify_pos < d->size && rs->inflight_bytes == 0) {
+		/* Over the resync-rate budget with nothing in flight: no
+		 * reply will call us again; look again in 10 ms. */
+		rs->timer.cb = rs_timer;
+		rs->timer.data = p;
+		loop_timer_arm(d->loop, &rs->timer, 10);
+	}
 	if (rs->verify && rs->verify_pos >= d->size && rs->inflight_bytes == 0) {
 		rs->verify = false;
 		send_done(p, REPL_DONE_VERIFY, rs->verify_diff);
@@ -813,6 +830,9 @@ on_verify_reply(struct peer *p, const struct repl_verify_reply *m)
 		q->sub_pending--;
 	} else if (rs->stopped) {
 		return;		/* answer to a chunk of a stopped verify */
+	} else if (rs->verify_orphans > 0) {
+		rs->verify_orphans--;	/* ... of a verify stopped for a resync */
+		return;
 	} else {
 		peer_link_down(p, REPL_DISC_PROTOCOL, "VERIFY_REPLY for a range not in flight");
 		return;
@@ -941,20 +961,47 @@ resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_msg *m,
 void
 resync_stop(struct peer *p)
 {
+	struct resync *rs = &p->rs_state;
 	struct rsreq *q;
 
-	loop_timer_cancel(p->d->loop, &p->rs_state.timer);
-	p->rs_state.stopped = p->rs_state.active || p->rs_state.verify;
-	p->rs_state.active = false;
-	p->rs_state.verify = false;
-	p->rs_state.inflight_bytes = 0;
-	/* Ranges in flight keep their bits; release their holds. */
+	loop_timer_cancel(p->d->loop, &rs->timer);
+	rs->stopped = rs->active || rs->verify;
+	rs->active = false;
+	rs->verify = false;
+	rs->inflight_bytes = 0;
+	rs->verify_orphans = 0;
+	/* Ranges in flight keep their bits; release their holds.  A read
+	 * still running is not shipped when it completes. */
 	while (rs_inflight.root != NULL) {
 		q = container_of(rs_inflight.root, struct rsreq, rnode);
 		rsreq_unlink(q);
+		q->abandoned = true;
+		if (q->verify && p->data != NULL)
+			rs->verify_orphans += q->refining ? q->sub_pending : q->req_sent;
 		if (!q->vr.peer_done)
 			vol_peer_done(p->d, &q->vr, 0);
 	}
+}
+
+/*
+ * The peer starts a resync while this node verifies (a pull-ahead that
+ * drained, "resync" or "invalidate" there): the verify ends here, with
+ * the differences found so far marked (the resync covers them), and this
+ * node takes part in the resync.  Waiting for the verify to end would
+ * leave the peer waiting for a bitmap that never comes.  Replies to the
+ * verify's requests still on their way are counted and ignored.
+ */
+void
+verify_abandon(struct peer *p, const char *why)
+{
+	struct resync *rs = &p->rs_state;
+	uint64_t done = rs->verify_done, diff = rs->verify_diff;
+
+	if (!rs->verify)
+		return;
+	resync_stop(p);
+	log_notice("verify: stopped after %" PRIu64 " of %" PRIu64 " bytes (%s); %" PRIu64
+	    " bytes found different so far are marked out of sync", done, p->d->size, why, diff);
 }
 
 void

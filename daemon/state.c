@@ -444,6 +444,7 @@ state_received(struct peer *p, const struct repl_state *st)
 	if (!first && p->rs == RS_ESTABLISHED && !p->rs_state.active &&
 	    (st->repl == REPL_RS_SYNC_SOURCE || st->repl == REPL_RS_SYNC_TARGET ||
 	    st->repl == REPL_RS_PAUSED_SYNC_SOURCE || st->repl == REPL_RS_PAUSED_SYNC_TARGET)) {
+		verify_abandon(p, "the peer started a resync");
 		resync_begin(p, st->repl == REPL_RS_SYNC_SOURCE ||
 		    st->repl == REPL_RS_PAUSED_SYNC_SOURCE ? MD_SYNC_TARGET_BITMAP :
 		    MD_SYNC_SOURCE_BITMAP);
