@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
+#
+# External metadata (meta-disk = PATH) with a bitmap granularity and an
+# activity-log size other than the defaults (bitmap-granularity = 64K,
+# al-extents = 67).
+#  1. create-md writes the metadata into its own file (created, sized to
+#     fit) and refuses to overwrite it without --force; dump-md shows the
+#     layout; the whole data disk is exported (nothing reserved at its end).
+#  2. Initial full sync; a fio verify workload replicated.
+#  3. The secondary is stopped, the primary writes alone: the bitmap counts
+#     64 KiB granules (a 4 KiB write marks 64 KiB) and the resync ships
+#     exactly those granules.
+#  4. The primary dies under writes: its activity log (in the external
+#     file) brings back the extents it had active, and only those (4 MiB
+#     each) are resynced.
+# The data areas (the whole disks) end identical.
+
+source "$SRCDIR/tests/functions.sh"
+source "$SRCDIR/tests/repl-functions.sh"
+requires fio qemu-io
+
+M=$((1 << 20)) K=1024
+
+# compare_disks: both whole disks identical (external metadata: the data
+# area is the whole disk).
+compare_disks()
+{
+	local out
+	out=$(repl_tool compare "$DISK_alpha" "$DISK_beta" "$disk_bytes" 2>&1) ||
+	    fail "the disks differ: $out"
+	msg "$out"
+}
+
+repl_setup 64M "bitmap-granularity = 64K" "al-extents = 67"
+disk_bytes=$(blockdev --getsize64 "$DISK_alpha")
+for n in alpha beta; do
+	sed -i "/^\[node $n\]\$/a meta-disk = $TESTDIR/$n.md" "$CONF"
+done
+assert_eq "$(grep -c '^meta-disk = ' "$CONF")" 2 "meta-disk lines in $CONF"
+
+msg "== 1. create-md on an external file"
+for n in alpha beta; do
+	repl_create_md "$n"
+	[ -s "$TESTDIR/$n.md" ] || fail "create-md did not write $TESTDIR/$n.md"
+done
+out=$("$BLKMIRRORCTL" -c "$CONF" -n alpha create-md 2>&1) &&
+    fail "create-md overwrote existing external metadata without --force: $out"
+assert_match "$out" "exist|--force" "create-md over existing external metadata"
+repl_create_md alpha --force
+dump=$("$BLKMIRRORCTL" -c "$CONF" -n alpha dump-md) || fail "dump-md alpha failed"
+for want in "meta-disk: external" "data-bytes: $disk_bytes" "bitmap-granularity: 65536" \
+    "al-extents: 67"; do
+	grep -qx "$want" <<<"$dump" || fail "dump-md has no '$want': $dump"
+done
+
+repl_start alpha
+repl_start beta
+repl_wait_connected 20
+assert_eq "$(st alpha size_bytes)" "$disk_bytes" "exported size (the whole disk)"
+bm alpha primary --force
+repl_wait_synced 60
+compare_disks
+
+msg "== 2. replicated writes"
+repl_fio alpha --rw=randwrite --bs=4k --size=32M --iodepth=16 --verify=crc32c --randseed=21
+repl_wait_synced 30
+compare_disks
+
+msg "== 3. writing alone: 64 KiB granules"
+repl_stop beta
+# Four 4 KiB writes in four distinct granules, two 4 KiB writes in one more.
+qemu_io alpha -c 'write -P 0x71 1M 4k' -c 'write -P 0x72 3M 4k' -c 'write -P 0x73 5M 4k' \
+    -c 'write -P 0x74 7M 4k' -c 'write -P 0x75 9M 4k' -c 'write -P 0x76 9220k 4k'
+assert_eq "$(st alpha out_of_sync_bytes)" $((5 * 64 * K)) "alpha's out_of_sync_bytes"
+shipped0=$(st alpha resync_bytes_shipped)
+repl_start beta
+repl_wait_synced 30
+assert_eq "$(($(st alpha resync_bytes_shipped) - shipped0))" $((5 * 64 * K)) \
+    "bytes resynced (five granules)"
+compare_disks
+
+msg "== 4. the primary dies: the external activity log"
+received0=$(st beta resync_bytes_received)
+repl_fio_bg alpha --rw=randwrite --bs=4k --offset=16M --size=12M --iodepth=16 \
+    --time_based --runtime=20 --randseed=22
+sleep 3
+repl_kill alpha
+wait "$FIO_PID" 2>/dev/null	# fails: its server died
+repl_wait1 beta 15 's["connection"] != "connected"' "beta sees alpha gone"
+dump=$("$BLKMIRRORCTL" -c "$CONF" -n alpha dump-md) || fail "dump-md alpha failed"
+n_ext=$(sed -n 's/^al-active-extents: //p' <<<"$dump")
+msg "alpha's activity log after the crash: $n_ext active extents"
+assert_ge "$n_ext" 3 "active AL extents after writing 12 MiB"
+repl_start alpha
+repl_log_has alpha "did not shut down cleanly" ||
+    fail "alpha's log does not mention the crash of a primary"
+repl_wait_connected 20
+bm alpha primary
+repl_wait_synced 60
+received=$(($(st beta resync_bytes_received) - received0))
+msg "AL-based resync: beta received $received bytes"
+assert_eq "$received" $((n_ext * 4 * M)) "bytes of the AL-based resync"
+compare_disks
+msg "ok ($disk_bytes-byte disks, external metadata)"
