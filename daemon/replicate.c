@@ -213,6 +213,29 @@ shipping(struct daemon *d)
 	    p->rs == RS_PAUSED_SYNC_TARGET);
 }
 
+/*
+ * For tests: BLKMIRROR_TEST_SEQ_GAP=N puts sequence number + 1 on the wire
+ * in the Nth write frame this process encodes (once), as a broken or
+ * hostile peer would: the secondary must refuse the gap.
+ */
+static uint64_t
+test_seq_skew(void)
+{
+	static int64_t left = -1;
+
+	if (left < 0) {
+		const char *v = getenv("BLKMIRROR_TEST_SEQ_GAP");
+
+		left = v != NULL ? strtoll(v, NULL, 10) : 0;
+		if (left < 0)
+			left = 0;
+		if (left > 0)
+			log_warn("replication: BLKMIRROR_TEST_SEQ_GAP=%" PRId64 ": that frame "
+			    "goes out with a wrong sequence number (a test setting)", left);
+	}
+	return left > 0 && --left == 0 ? 1 : 0;
+}
+
 /* Encode vr's frame into f; false if vr is not replicated (reads, async flush). */
 static bool
 encode(struct daemon *d, struct vol_req *vr, struct peer_frame *f)
@@ -223,7 +246,8 @@ encode(struct daemon *d, struct vol_req *vr, struct peer_frame *f)
 
 	switch (vr->io.opcode) {
 	case IO_WRITE: {
-		struct repl_data m = { .seq = vr->peer_seq, .offset = vr->io.offset,
+		struct repl_data m = { .seq = vr->peer_seq + test_seq_skew(),
+		    .offset = vr->io.offset,
 		    .length = (uint32_t)vr->io.len, .flags = fua };
 
 		n = repl_data_encode(f->buf, sizeof(f->buf), &tx, &m);
@@ -317,6 +341,14 @@ on_ack(struct peer *p, uint16_t type, uint64_t seq, uint32_t status)
 	struct daemon *d = p->d;
 	struct vol_req *vr = NULL;
 
+	if (seq == 0 || seq > p->send_seq) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "peer sent %s for sequence number %" PRIu64
+		    ", never sent (last %" PRIu64 ")", repl_type_name(type), seq, p->send_seq);
+		peer_link_down(p, REPL_DISC_PROTOCOL, why);
+		return;
+	}
 	if (type == REPL_MSG_WRITE_ACK && d->conf.protocol != PROTO_SYNC &&
 	    (p->n_peer_only == 0 || (vr = pend_find(p, seq)) == NULL || !vr->peer_only_copy)) {
 		/* The write completed earlier (sent / received); the peer's
@@ -573,6 +605,15 @@ apply(struct peer *p, const struct repl_hdr *h, const union repl_msg *m, struct 
 	default:
 		seq = m->flush.seq;
 		opcode = IO_FLUSH;
+	}
+	if (seq != p->apply_seq + 1) {
+		/* TCP keeps the order: a gap or a repeat is a broken peer. */
+		char why[128];
+
+		snprintf(why, sizeof(why), "peer sent %s with sequence number %" PRIu64
+		    ", expected %" PRIu64, repl_type_name(h->type), seq, p->apply_seq + 1);
+		peer_link_down(p, REPL_DISC_PROTOCOL, why);
+		return;
 	}
 	if (opcode != IO_FLUSH &&
 	    (ret = repl_check_range(off, len, d->size, d->block_size)) < 0) {

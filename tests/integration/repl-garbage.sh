@@ -9,7 +9,8 @@
 # back), the workload completes, and the disks end identical.  Then the
 # handshake bound (twice the timeout): a connection that says nothing is
 # closed by the daemon, and a peer that accepts but never answers does not
-# stop the node from connecting again.
+# stop the node from connecting again.  Last, a write frame with a wrong
+# sequence number from the authenticated peer: the link drops and recovers.
 
 source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
@@ -71,5 +72,22 @@ msg "the hanging listener saw $accepted connection(s), $closed closed by alpha"
 repl_log_has alpha "handshake not finished" || fail "alpha's log has no handshake timeout"
 repl_start beta
 repl_wait_synced 60
+repl_compare
+
+msg "== an authenticated peer with a wrong write sequence number"
+# alpha's 200th write frame carries sequence number + 1 (a test setting):
+# beta drops the link at the gap, alpha marks what was in flight, the link
+# comes back and the resync settles it; no client write fails.
+repl_stop alpha
+repl_start alpha BLKMIRROR_TEST_SEQ_GAP=200
+repl_wait_synced 30
+bm alpha primary
+c0=$(st beta connects)
+repl_fio alpha --rw=randwrite --bs=4k --offset=40M --size=8M --iodepth=8 \
+    --number_ios=600 --verify=crc32c --randseed=12
+repl_log_has beta "peer sent (REPL_MSG_)?DATA with sequence number [0-9]+, expected [0-9]+" ||
+    fail "beta's log does not name the sequence gap"
+repl_wait_synced 60
+[ "$(st beta connects)" -gt "$c0" ] || fail "the link did not go down and come back"
 repl_compare
 msg "PASS"
