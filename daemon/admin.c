@@ -142,7 +142,10 @@ cmd_verify(struct daemon *d, struct json_object *args, char *err, size_t errlen)
 	if (ret < 0)
 		return ret;
 	ret = verify_start(d);
-	if (ret < 0)
+	if (ret == -EAGAIN)
+		snprintf(err, errlen, "replies to a stopped verify are still on their way; "
+		    "try again in a moment");
+	else if (ret < 0)
 		snprintf(err, errlen, "a verify or resync is already running");
 	return ret;
 }

@@ -420,6 +420,13 @@ rsreq_start(struct peer *p, uint64_t off, uint64_t len, bool verify)
 	return 0;
 }
 
+/* Bytes the running resync or verify got through (what resync-rate limits). */
+static uint64_t
+rate_done(const struct resync *rs)
+{
+	return rs->verify ? rs->verify_done : rs->done_bytes;
+}
+
 /* How many bytes may be in flight now (rate limit or dynamic window). */
 static uint64_t
 window(struct peer *p)
@@ -431,8 +438,7 @@ window(struct peer *p)
 		/* From the last start or resume: a pause is not caught up. */
 		uint64_t el = (now_ns() - rs->limit_base_ns) / 1000000 + 1;
 		uint64_t allowed = d->conf.resync_rate * el / 1000;
-		uint64_t used = rs->done_bytes + rs->verify_done - rs->limit_base_bytes +
-		    rs->inflight_bytes;
+		uint64_t used = rate_done(rs) - rs->limit_base_bytes + rs->inflight_bytes;
 
 		return allowed > used ? MIN(allowed - used + rs->inflight_bytes,
 		    (uint64_t)RESYNC_INFLIGHT) : 0;
@@ -492,7 +498,7 @@ resync_kick(struct peer *p)
 	if (rs->retry_ns != 0) {
 		uint64_t now = now_ns();
 
-		if (now < rs->retry_ns) {
+		if (now < rs->retry_ns && md_bitmap_count(bm) != 0) {
 			rs->timer.cb = rs_timer;
 			rs->timer.data = p;
 			loop_timer_arm(d->loop, &rs->timer, (rs->retry_ns - now) / 1000000 + 1);
@@ -754,12 +760,14 @@ verify_start(struct daemon *d)
 	rs = &p->rs_state;
 	if (rs->verify || rs->active)
 		return -EBUSY;
+	if (rs->verify_orphans > 0)
+		return -EAGAIN;	/* an old reply could be taken for a new one */
 	rs->verify = true;
 	rs->stopped = false;
 	rs->verify_pos = rs->verify_diff = rs->verify_done = 0;
 	rs->inflight_bytes = 0;
 	rs->limit_base_ns = now_ns();		/* resync-rate limits verify too */
-	rs->limit_base_bytes = rs->done_bytes;	/* verify_done is 0 here */
+	rs->limit_base_bytes = 0;		/* verify_done is 0 here */
 	log_notice("verify: comparing %" PRIu64 " bytes with the peer", d->size);
 	state_event(d, "verify-start", "%" PRIu64 " bytes", d->size);
 	verify_kick(p);
@@ -828,11 +836,15 @@ on_verify_reply(struct peer *p, const struct repl_verify_reply *m)
 		}
 	} else if ((q = refining_find(m->offset)) != NULL) {
 		q->sub_pending--;
+	} else if (rs->verify_orphans > 0) {
+		/* A reply to a verify stopped on this live link: what it
+		 * found different is marked all the same. */
+		rs->verify_orphans--;
+		if (differs)
+			meta_set_oos(p->d, m->offset, m->length);
+		return;
 	} else if (rs->stopped) {
 		return;		/* answer to a chunk of a stopped verify */
-	} else if (rs->verify_orphans > 0) {
-		rs->verify_orphans--;	/* ... of a verify stopped for a resync */
-		return;
 	} else {
 		peer_link_down(p, REPL_DISC_PROTOCOL, "VERIFY_REPLY for a range not in flight");
 		return;
@@ -965,11 +977,17 @@ resync_stop(struct peer *p)
 	struct rsreq *q;
 
 	loop_timer_cancel(p->d->loop, &rs->timer);
+	if (rs->verify) {
+		/* A waiting "blkmirrorctl verify" learns it ended unfinished. */
+		state_event(p->d, "verify-stopped", "after %" PRIu64 " of %" PRIu64 " bytes; %"
+		    PRIu64 " bytes differ so far", rs->verify_done, p->d->size, rs->verify_diff);
+	}
 	rs->stopped = rs->active || rs->verify;
 	rs->active = false;
 	rs->verify = false;
 	rs->inflight_bytes = 0;
-	rs->verify_orphans = 0;
+	if (p->data == NULL)
+		rs->verify_orphans = 0;	/* the link is gone: no late replies */
 	/* Ranges in flight keep their bits; release their holds.  A read
 	 * still running is not shipped when it completes. */
 	while (rs_inflight.root != NULL) {
@@ -1034,7 +1052,7 @@ resync_cmd_pause(struct daemon *d, bool pause)
 	rs->paused = pause;
 	if (!pause) {
 		rs->limit_base_ns = now_ns();
-		rs->limit_base_bytes = rs->done_bytes + rs->verify_done;
+		rs->limit_base_bytes = rate_done(rs);
 	}
 	resync_show_pause(p);
 	state_send(p);

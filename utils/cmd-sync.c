@@ -155,6 +155,9 @@ verify_wait(struct cmd_ctx *ctx, struct ctl_conn *ev, struct ctl_conn *c)
 			ret = verify_result(ctx, c, &again);
 		else if (strcmp(e.name, "state") == 0)
 			ret = verify_state(&e);
+		else if (strcmp(e.name, "verify-stopped") == 0)
+			ret = cmd_fail(CMD_EXIT_REFUSED, "verify: stopped %s (the differences "
+			    "found so far are marked)", cmd_jstr(e.root, "message", ""));
 		ctl_event_free(&e);
 		if (ret != 0 || (done && !again))
 			return ret;

@@ -124,11 +124,13 @@ repl_compare
 
 msg "== 4. pull-ahead while beta verifies"
 c0=$(st beta connects)
+repl_events beta
 bm beta verify --no-wait
 repl_wait1 beta 10 's["resync"]["verify_running"]' "beta's verify running"
 ahead_writes 0x64 32
 repl_wait_synced 60
 assert_eq "$(st beta connects)" "$c0" "beta's connects (the link stayed up)"
+grep -q '"verify-stopped"' "$TESTDIR/events.beta" || fail "no verify-stopped event on beta"
 repl_log_has beta "verify: stopped after [0-9]+ of [0-9]+ bytes \\(the peer started a resync\\)" ||
     fail "beta's log does not show its verify stopped for the resync"
 qemu_io alpha -r -c 'read -P 0x61 8M 1M' -c 'read -P 0x62 16M 1M' -c 'read -P 0x64 32M 1M'
