@@ -223,16 +223,9 @@ test_seq_skew(void)
 {
 	static int64_t left = -1;
 
-	if (left < 0) {
-		const char *v = getenv("BLKMIRROR_TEST_SEQ_GAP");
-
-		left = v != NULL ? strtoll(v, NULL, 10) : 0;
-		if (left < 0)
-			left = 0;
-		if (left > 0)
-			log_warn("replication: BLKMIRROR_TEST_SEQ_GAP=%" PRId64 ": that frame "
-			    "goes out with a wrong sequence number (a test setting)", left);
-	}
+	if (left < 0)
+		left = (int64_t)test_setting("BLKMIRROR_TEST_SEQ_GAP", INT64_MAX,
+		    "that write frame goes out with a wrong sequence number");
 	return left > 0 && --left == 0 ? 1 : 0;
 }
 

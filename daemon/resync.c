@@ -360,16 +360,9 @@ test_hold_ms(void)
 {
 	static int64_t ms = -1;
 
-	if (ms < 0) {
-		const char *v = getenv("BLKMIRROR_TEST_RESYNC_HOLD_MS");
-
-		ms = v != NULL ? strtoll(v, NULL, 10) : 0;
-		if (ms < 0 || ms > 60000)
-			ms = 0;
-		if (ms > 0)
-			log_warn("resync: BLKMIRROR_TEST_RESYNC_HOLD_MS=%" PRId64 ": every range is "
-			    "held that long before it is shipped (a test setting)", ms);
-	}
+	if (ms < 0)
+		ms = (int64_t)test_setting("BLKMIRROR_TEST_RESYNC_HOLD_MS", 60000,
+		    "every resync range is held that long before it is shipped");
 	return (uint64_t)ms;
 }
 

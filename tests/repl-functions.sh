@@ -464,6 +464,33 @@ repl_log_has()
 	grep -Eqi -- "$2" "${!log}"
 }
 
+# repl_crash_primary OFFSET SEED: alpha (the primary) is killed (SIGKILL)
+# 3 s into a stream of 4 KiB random writes over 12 MiB from OFFSET; sets
+# CRASH_AL_EXTENTS to the extents its activity log holds active (dump-md),
+# restarts alpha (its log must name the crash), makes it primary again and
+# waits until the AL-based resync has brought both in sync.
+repl_crash_primary()
+{
+	local dump
+	repl_fio_bg alpha --rw=randwrite --bs=4k --offset="$1" --size=12M --iodepth=16 \
+	    --time_based --runtime=20 --randseed="$2"
+	sleep 3
+	repl_kill alpha
+	wait "$FIO_PID" 2>/dev/null	# fails: its server died
+	repl_wait1 beta 15 's["connection"] != "connected"' "beta sees alpha gone"
+	assert_eq "$(st beta role)" secondary "beta after the primary crash (no auto-promotion)"
+	dump=$("$BLKMIRRORCTL" -c "$CONF" -n alpha dump-md) || fail "dump-md alpha failed"
+	msg "alpha's metadata after the crash: $(grep -E '^al-active-extents|^al-extent-list' <<<"$dump" | tr '\n' ' ')"
+	CRASH_AL_EXTENTS=$(sed -n 's/^al-active-extents: //p' <<<"$dump")
+	assert_ge "$CRASH_AL_EXTENTS" 3 "active AL extents after writing 12 MiB"
+	repl_start alpha
+	repl_log_has alpha "did not shut down cleanly" ||
+	    fail "alpha's log does not mention the crash of a primary"
+	repl_wait_connected 20
+	bm alpha primary
+	repl_wait_synced 60
+}
+
 # repl_up SIZE: the usual start of a test: two fresh nodes with SIZE disks,
 # both daemons started and connected, alpha made primary with --force and
 # the initial full sync finished.

@@ -47,23 +47,8 @@ repl_compare
 
 msg "== primary killed"
 received0=$(st beta resync_bytes_received)
-repl_fio_bg alpha --rw=randwrite --bs=4k --offset=64M --size=12M --iodepth=16 \
-    --time_based --runtime=20 --randseed=4
-sleep 3
-repl_kill alpha
-wait "$FIO_PID" 2>/dev/null	# fails: its server died
-repl_wait1 beta 15 's["connection"] != "connected"' "beta sees alpha gone"
-assert_eq "$(st beta role)" secondary "beta after the primary crash (no auto-promotion)"
-dump=$("$BLKMIRRORCTL" -c "$CONF" -n alpha dump-md) || fail "dump-md alpha failed"
-msg "alpha's metadata after the crash: $(grep -E '^al-active-extents|^al-extent-list' <<<"$dump" | tr '\n' ' ')"
-n_ext=$(sed -n 's/^al-active-extents: //p' <<<"$dump")
-assert_ge "$n_ext" 3 "active AL extents after writing 12 MiB"
-repl_start alpha
-repl_log_has alpha "did not shut down cleanly" ||
-    fail "alpha's log does not mention the crash of a primary"
-repl_wait_connected 20
-bm alpha primary
-repl_wait_synced 60
+repl_crash_primary 64M 4
+n_ext=$CRASH_AL_EXTENTS
 assert_eq "$(st alpha role)/$(st beta role)" "primary/secondary" "roles after the AL resync"
 shipped=$(st alpha resync_bytes_shipped)
 received=$(( $(st beta resync_bytes_received) - received0 ))

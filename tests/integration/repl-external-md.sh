@@ -82,22 +82,8 @@ compare_disks
 
 msg "== 4. the primary dies: the external activity log"
 received0=$(st beta resync_bytes_received)
-repl_fio_bg alpha --rw=randwrite --bs=4k --offset=16M --size=12M --iodepth=16 \
-    --time_based --runtime=20 --randseed=22
-sleep 3
-repl_kill alpha
-wait "$FIO_PID" 2>/dev/null	# fails: its server died
-repl_wait1 beta 15 's["connection"] != "connected"' "beta sees alpha gone"
-dump=$("$BLKMIRRORCTL" -c "$CONF" -n alpha dump-md) || fail "dump-md alpha failed"
-n_ext=$(sed -n 's/^al-active-extents: //p' <<<"$dump")
-msg "alpha's activity log after the crash: $n_ext active extents"
-assert_ge "$n_ext" 3 "active AL extents after writing 12 MiB"
-repl_start alpha
-repl_log_has alpha "did not shut down cleanly" ||
-    fail "alpha's log does not mention the crash of a primary"
-repl_wait_connected 20
-bm alpha primary
-repl_wait_synced 60
+repl_crash_primary 16M 22
+n_ext=$CRASH_AL_EXTENTS
 received=$(($(st beta resync_bytes_received) - received0))
 msg "AL-based resync: beta received $received bytes"
 assert_eq "$received" $((n_ext * 4 * M)) "bytes of the AL-based resync"
