@@ -142,6 +142,12 @@ struct daemon {
 
 /* main.c */
 void daemon_request_stop(struct daemon *d, const char *why);
+/*
+ * A test setting from the environment: the value of NAME if it is a number
+ * in 1..max, else 0 (unset, bad or out of range).  When set, logs one
+ * warning: "NAME=N: WHAT (a test setting)".  Call once and keep the result.
+ */
+uint64_t test_setting(const char *name, uint64_t max, const char *what);
 const char *role_name(enum role r);
 const char *disk_state_name(enum disk_state s);
 const char *conn_state_name(enum conn_state s);

@@ -351,3 +351,20 @@ main(int argc, char **argv)
 	log_notice("stopped");
 	return ret < 0 ? EX_SOFTWARE : 0;
 }
+
+uint64_t
+test_setting(const char *name, uint64_t max, const char *what)
+{
+	const char *v = getenv(name);
+	char *end;
+	unsigned long long n;
+
+	if (v == NULL || *v == '\0')
+		return 0;
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno != 0 || *end != '\0' || n == 0 || n > max || v[0] == '-')
+		return 0;
+	log_warn("%s=%llu: %s (a test setting)", name, n, what);
+	return (uint64_t)n;
+}

@@ -9,7 +9,6 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "log.h"
 #include "util.h"
 
 uint64_t
@@ -214,21 +213,4 @@ read_full(int fd, void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
-}
-
-uint64_t
-test_setting(const char *name, uint64_t max, const char *what)
-{
-	const char *v = getenv(name);
-	char *end;
-	unsigned long long n;
-
-	if (v == NULL || *v == '\0')
-		return 0;
-	errno = 0;
-	n = strtoull(v, &end, 10);
-	if (errno != 0 || *end != '\0' || n == 0 || n > max || v[0] == '-')
-		return 0;
-	log_warn("%s=%llu: %s (a test setting)", name, n, what);
-	return (uint64_t)n;
 }

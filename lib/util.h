@@ -31,13 +31,6 @@ static inline void put_be64(void *p, uint64_t v) { v = htobe64(v); memcpy(p, &v,
 uint64_t now_ns(void);
 
 /*
- * A test setting from the environment: the value of NAME if it is a number
- * in 1..max, else 0 (unset, bad or out of range).  When set, logs one
- * warning: "NAME=N: WHAT (a test setting)".  Call once and keep the result.
- */
-uint64_t test_setting(const char *name, uint64_t max, const char *what);
-
-/*
  * Parse a size ("4096", "4K", "1M", "2G", "1T"; binary multiples) into *out.
  * Returns 0 or -EINVAL / -ERANGE.
  */
