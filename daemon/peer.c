@@ -496,12 +496,28 @@ link_maybe_up(struct peer *p, struct peer_sock *s)
 	data = pick(p, REPL_CONN_DATA, s->hello.nonce);
 	meta = pick(p, REPL_CONN_META, s->hello.nonce);
 	if (p->rs != RS_OFF && (data != p->data || meta != p->meta)) {
-		/* Keep the survivors out of the teardown of the old link. */
-		if (p->data == data)
-			p->data = NULL;
-		if (p->meta == meta)
-			p->meta = NULL;
-		peer_link_down(p, 0, "link moved to the surviving connections");
+		if (p->send_seq == 0) {
+			/* Keep the survivors out of the teardown of the old
+			 * link: it shipped no write, so no acknowledgement of
+			 * one can still be on its way on them. */
+			if (p->data == data)
+				p->data = NULL;
+			if (p->meta == meta)
+				p->meta = NULL;
+			peer_link_down(p, 0, "link moved to the surviving connections");
+		} else {
+			/* Writes went out on the old link: an acknowledgement
+			 * still on its way on a kept connection would name a
+			 * sequence number of the new link and complete the
+			 * wrong write.  Nothing of the old link is kept; the
+			 * next connect brings fresh connections. */
+			if (data == p->data)
+				data = NULL;
+			if (meta == p->meta)
+				meta = NULL;
+			peer_link_down(p, 0, "link moved after writes were shipped on it: "
+			    "reconnecting on fresh connections");
+		}
 	}
 	if (p->rs != RS_OFF)
 		return;

@@ -303,6 +303,7 @@ void resync_begin(struct peer *p, enum md_sync_decision dec);
 void resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_msg *m,
     struct buf *payload, const uint8_t *body, size_t len);
 void resync_kick(struct peer *p);
+void resync_cleared(struct peer *p);
 void resync_stop(struct peer *p);
 void verify_abandon(struct peer *p, const char *why);
 void resync_cmd_pause(struct daemon *d, bool pause);

@@ -131,8 +131,10 @@ lag_ack(struct peer *p, uint64_t seq, int status)
 		if (status != 0)
 			meta_set_oos(p->d, r->offset, r->len);
 		else if (!r->keep_marked &&
-		    (p->rs == RS_SYNC_SOURCE || p->rs == RS_PAUSED_SYNC_SOURCE))
+		    (p->rs == RS_SYNC_SOURCE || p->rs == RS_PAUSED_SYNC_SOURCE)) {
 			meta_clear_oos(p->d, r->offset, r->len);
+			resync_cleared(p);
+		}
 		*pp = r->next;
 		if (lag_tail == r)
 			lag_tail = prev;
@@ -381,6 +383,7 @@ on_ack(struct peer *p, uint16_t type, uint64_t seq, uint32_t status)
 		 * wrote, so the blocks the write covers whole are in sync. */
 		/* The peer now holds this data: the region is in sync. */
 		meta_clear_oos(d, vr->io.offset, vr->io.len);
+		resync_cleared(p);
 	}
 	pend_remove(p, vr);
 	vol_peer_done(d, vr, status ? -(int)status : 0);

@@ -478,6 +478,24 @@ retry_later(struct peer *p)
 	loop_timer_arm(p->d->loop, &rs->timer, (uint64_t)rs->retry_s * 1000);
 }
 
+/*
+ * A client write cleared bits on the source (the peer wrote the same
+ * data): if the source waits between failed passes and nothing is left,
+ * it need not wait for its timer to finish.
+ */
+void
+resync_cleared(struct peer *p)
+{
+	struct resync *rs = &p->rs_state;
+
+	if (rs->active && rs->source && rs->retry_ns != 0 &&
+	    md_bitmap_count(&p->d->md->bm) == 0) {
+		rs->timer.cb = rs_timer;
+		rs->timer.data = p;
+		loop_timer_arm(p->d->loop, &rs->timer, 1);
+	}
+}
+
 void
 resync_kick(struct peer *p)
 {
@@ -722,7 +740,7 @@ verify_kick(struct peer *p)
 		uint64_t len = MIN((uint64_t)VERIFY_CHUNK, d->size - rs->verify_pos);
 
 		if (rsreq_start(p, rs->verify_pos, len, true) < 0)
-			return;
+			break;		/* out of memory: try again (timer below) */
 		rs->verify_pos += len;
 	}
 	if (rs->verify && rs->verify_pos < d->size && rs->inflight_bytes == 0) {
