@@ -184,7 +184,8 @@ struct resync {
 	unsigned retry_s;		/* the last retry delay, seconds */
 	struct loop_timer timer;	/* rate limiting / restart */
 	unsigned verify_orphans;	/* VERIFY_REPLYs still due for a verify
-					 * stopped on a live link (ignored) */
+					 * stopped on a live link (their
+					 * differences are marked) */
 	bool done_sent;			/* RESYNC_DONE queued */
 	uint64_t stale_refused;		/* target: ranges refused as older than our writes */
 	/* verify */

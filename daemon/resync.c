@@ -453,6 +453,15 @@ rs_timer(struct loop_timer *t)
 		resync_kick(p);
 }
 
+/* Look at the resync or verify again in ms milliseconds. */
+static void
+rs_timer_arm(struct peer *p, uint64_t ms)
+{
+	p->rs_state.timer.cb = rs_timer;
+	p->rs_state.timer.data = p;
+	loop_timer_arm(p->d->loop, &p->rs_state.timer, ms);
+}
+
 /*
  * The end of a pass over the bitmap left ranges that failed (our read or
  * the target's write): go over the bitmap again only after a delay, 1 s
@@ -473,9 +482,7 @@ retry_later(struct peer *p)
 	    rs->retry_s);
 	state_event(p->d, "resync-retry", "%" PRIu64 " bytes failed; next pass in %u s",
 	    rs->pass_failed, rs->retry_s);
-	rs->timer.cb = rs_timer;
-	rs->timer.data = p;
-	loop_timer_arm(p->d->loop, &rs->timer, (uint64_t)rs->retry_s * 1000);
+	rs_timer_arm(p, (uint64_t)rs->retry_s * 1000);
 }
 
 /*
@@ -490,9 +497,7 @@ resync_cleared(struct peer *p)
 
 	if (rs->active && rs->source && rs->retry_ns != 0 &&
 	    md_bitmap_count(&p->d->md->bm) == 0) {
-		rs->timer.cb = rs_timer;
-		rs->timer.data = p;
-		loop_timer_arm(p->d->loop, &rs->timer, 1);
+		rs_timer_arm(p, 1);
 	}
 }
 
@@ -510,9 +515,7 @@ resync_kick(struct peer *p)
 		uint64_t now = now_ns();
 
 		if (now < rs->retry_ns && md_bitmap_count(bm) != 0) {
-			rs->timer.cb = rs_timer;
-			rs->timer.data = p;
-			loop_timer_arm(d->loop, &rs->timer, (rs->retry_ns - now) / 1000000 + 1);
+			rs_timer_arm(p, (rs->retry_ns - now) / 1000000 + 1);
 			return;
 		}
 		rs->retry_ns = 0;
@@ -547,11 +550,8 @@ resync_kick(struct peer *p)
 		if (rsreq_start(p, off, len, false) < 0)
 			break;
 	}
-	if (rs->active && rs->inflight_bytes == 0) {
-		rs->timer.cb = rs_timer;
-		rs->timer.data = p;
-		loop_timer_arm(d->loop, &rs->timer, 10);
-	}
+	if (rs->active && rs->inflight_bytes == 0)
+		rs_timer_arm(p, 10);
 }
 
 /* The target confirmed a range (RESYNC_ACK or CSUM_SAME). */
@@ -746,9 +746,7 @@ verify_kick(struct peer *p)
 	if (rs->verify && rs->verify_pos < d->size && rs->inflight_bytes == 0) {
 		/* Over the resync-rate budget with nothing in flight: no
 		 * reply will call us again; look again in 10 ms. */
-		rs->timer.cb = rs_timer;
-		rs->timer.data = p;
-		loop_timer_arm(d->loop, &rs->timer, 10);
+		rs_timer_arm(p, 10);
 	}
 	if (rs->verify && rs->verify_pos >= d->size && rs->inflight_bytes == 0) {
 		rs->verify = false;
@@ -1016,9 +1014,10 @@ resync_stop(struct peer *p)
  * The peer starts a resync while this node verifies (a pull-ahead that
  * drained, "resync" or "invalidate" there): the verify ends here, with
  * the differences found so far marked (the resync covers them), and this
- * node takes part in the resync.  Waiting for the verify to end would
- * leave the peer waiting for a bitmap that never comes.  Replies to the
- * verify's requests still on their way are counted and ignored.
+ * node takes part in the resync.  Refusing it instead made the peer's
+ * BITMAP that follows a protocol error (the link went down).  Replies to
+ * the verify's requests still on their way are counted and their
+ * differences marked (on_verify_reply).
  */
 void
 verify_abandon(struct peer *p, const char *why)
