@@ -132,6 +132,9 @@ verify_state(struct ctl_event *ev)
 static int
 verify_wait(struct cmd_ctx *ctx, struct ctl_conn *ev, struct ctl_conn *c)
 {
+	/* A verify-stopped before our verify-start is an earlier verify's. */
+	bool started = false;
+
 	/* One event per pass; ends with the verify, the link or the daemon. */
 	for (;;) {
 		struct ctl_event e;
@@ -155,7 +158,9 @@ verify_wait(struct cmd_ctx *ctx, struct ctl_conn *ev, struct ctl_conn *c)
 			ret = verify_result(ctx, c, &again);
 		else if (strcmp(e.name, "state") == 0)
 			ret = verify_state(&e);
-		else if (strcmp(e.name, "verify-stopped") == 0)
+		else if (strcmp(e.name, "verify-start") == 0)
+			started = true;
+		else if (strcmp(e.name, "verify-stopped") == 0 && started)
 			ret = cmd_fail(CMD_EXIT_REFUSED, "verify: stopped %s (the differences "
 			    "found so far are marked)", cmd_jstr(e.root, "message", ""));
 		ctl_event_free(&e);

@@ -125,10 +125,18 @@ repl_compare
 msg "== 4. pull-ahead while beta verifies"
 c0=$(st beta connects)
 repl_events beta
-bm beta verify --no-wait
+# A waiting "blkmirrorctl verify": it must end, failing, when the verify stops.
+"$BLKMIRRORCTL" -s "$SOCK_beta" verify >"$TESTDIR/verify.out" 2>&1 &
+vpid=$!
+cleanup_kill "$vpid"
 repl_wait1 beta 10 's["resync"]["verify_running"]' "beta's verify running"
 ahead_writes 0x64 32
 repl_wait_synced 60
+rc=0
+wait "$vpid" || rc=$?
+assert_eq "$rc" 1 "exit status of beta's waiting verify ($(cat "$TESTDIR/verify.out"))"
+grep -q "verify: stopped after" "$TESTDIR/verify.out" ||
+    fail "beta's verify command did not say it stopped: $(cat "$TESTDIR/verify.out")"
 assert_eq "$(st beta connects)" "$c0" "beta's connects (the link stayed up)"
 grep -q '"verify-stopped"' "$TESTDIR/events.beta" || fail "no verify-stopped event on beta"
 repl_log_has beta "verify: stopped after [0-9]+ of [0-9]+ bytes \\(the peer started a resync\\)" ||
