@@ -17,7 +17,7 @@
  *     disk gets a full resync before it is used again;
  *   - without the peer (link lost) reads and writes fail with EIO: this node
  *     has no data.  At reconnect no resync runs; reads and writes go to the
- *     peer again.
+ *     peer again, if it still holds the generation served (serves_exposed).
  * The diskless node cannot be promoted again; demoted, it disconnects.
  * Restarting blkmirrord (after the disk is repaired or replaced) attaches
  * the disk again as a resync target.
@@ -108,6 +108,9 @@ detach(struct daemon *d, const char *what, int res)
 	    "this secondary stops replicating until blkmirrord is restarted on a "
 	    "repaired disk");
 	d->detaches++;
+	/* The data clients see from now on is the peer's generation. */
+	if (d->link != NULL)
+		d->md->exposed_uuid = d->link->peer_state.current_uuid;
 	/* Writes waiting for the peer whose local write completed: that copy
 	 * is on the disk being dropped, so the peer's result decides. */
 	if (primary && d->link != NULL)
@@ -260,6 +263,36 @@ diskfail_peer_detached(struct peer *p)
 	state_send(p);
 }
 
+/*
+ * A diskless primary serves the peer's data, so the peer must still hold
+ * the generation it served (DRBD checks its "exposed data UUID" the same
+ * way): its current UUID, or, if the peer started a new generation
+ * because of our detach and the link dropped before its STATE arrived,
+ * that generation's predecessor with nothing written alone since (no
+ * bitmap UUID).  Anything else means the peer's data changed while this
+ * node was away (it was promoted and written): serving it would change
+ * the blocks under the clients' feet.
+ */
+static bool
+serves_exposed(const struct peer *p)
+{
+	uint64_t e = p->d->md->exposed_uuid;
+	const struct repl_state *st = &p->peer_state;
+
+	return st->current_uuid == e ||
+	    (st->bitmap_uuid == 0 && st->history_uuid[0] == e);
+}
+
+static const char *
+exposed_why(const struct peer *p, char *buf, size_t len)
+{
+	snprintf(buf, len, "the local disk is detached and the peer's data is no longer the "
+	    "generation this node served (%016" PRIx64 ", peer now %016" PRIx64 "/%016" PRIx64
+	    "): it was changed while disconnected; refusing (demote this node)",
+	    p->d->md->exposed_uuid, p->peer_state.current_uuid, p->peer_state.bitmap_uuid);
+	return buf;
+}
+
 bool
 diskfail_decide(struct peer *p)
 {
@@ -267,6 +300,7 @@ diskfail_decide(struct peer *p)
 	bool me = d->md->detached;
 	bool peer = p->peer_state.disk == REPL_DISK_DISKLESS;
 	const char *why = NULL;
+	char whybuf[256];
 	bool retry = false;
 
 	if (!me && !peer)
@@ -276,6 +310,8 @@ diskfail_decide(struct peer *p)
 		    "replicate (restart blkmirrord once the disk is repaired or replaced)";
 	else if (me && p->peer_state.disk != REPL_DISK_UPTODATE)
 		why = "the local disk is detached and the peer's is not uptodate: no good copy";
+	else if (me && !serves_exposed(p))
+		why = exposed_why(p, whybuf, sizeof(whybuf));
 	else if (peer && d->disk != DISK_UPTODATE)
 		why = "the peer's disk is detached and this one is not uptodate: no good copy";
 	else if (peer && p->peer_state.role != REPL_ROLE_PRIMARY) {
@@ -293,6 +329,8 @@ diskfail_decide(struct peer *p)
 	}
 	/* A diskless primary and an uptodate peer: no resync, the peer
 	 * serves reads and takes the writes. */
+	if (me)
+		d->md->exposed_uuid = p->peer_state.current_uuid;
 	log_info("connect: %s disk is detached: no resync; the %s serves reads and writes",
 	    me ? "the local" : "the peer's", me ? "peer" : "local disk");
 	state_set(d, "established", -1, -1, -1, RS_ESTABLISHED, me ? "diskless primary" :

@@ -74,6 +74,9 @@ struct meta {
 	bool detached;			/* the disk was detached after an I/O
 					 * error (diskfail.c): no more AL and
 					 * bitmap writes */
+	uint64_t exposed_uuid;		/* detached primary: the peer's current
+					 * UUID, whose data it serves (DRBD's
+					 * exposed data UUID) */
 	struct loop_timer retry_timer;	/* a failed AL/bitmap write is retried */
 	bool retry_wait;		/* ... when it fires (no write before) */
 	uint64_t write_errors;		/* failed metadata writes (stats) */

@@ -13,6 +13,12 @@
 #     verify are refused.
 #  3. The link goes down: alpha fails I/O with EIO (it has no data); back
 #     up, it serves again with no resync.
+# 3b. Still diskless, alpha reconnects to a beta whose disk was rolled back
+#     to its state before the detach (same epoch): alpha refuses to serve
+#     it (its current uuid is not the generation alpha served); beta's
+#     real disk back, alpha serves again.
+# 3c. beta promoted and written while alpha was away: alpha sees the higher
+#     epoch, steps down (a diskless secondary) and cannot be promoted.
 #  4. alpha restarted on its "repaired" disk: a full resync from beta.
 #  5. on-io-error = pass-on: the client gets the error, the disk stays, the
 #     range is marked out of sync and a reconnect settles it.
@@ -77,6 +83,12 @@ bm alpha primary --force
 repl_wait_synced 60
 size=$(st alpha size_bytes)
 
+# beta's disk as it is now, for part 3b (beta stopped: nothing changes it).
+repl_stop beta
+dd if="$DISK_beta" of="$TESTDIR/beta-before.img" bs=1M iflag=direct status=none
+repl_start beta
+repl_wait_synced 30
+
 msg "== 1. a failing write on the primary completes from the peer"
 qemu_io alpha -c 'write -P 0x11 0 8M'
 assert_eq "$(st alpha disk)" uptodate "alpha's disk before the fault"
@@ -130,14 +142,56 @@ qemu_io alpha -r -c 'read -P 0x66 8M 4k' -c 'read -P 0x22 16M 64k'
 assert_eq "$(st beta resync_bytes_shipped)" "$shipped" "resync bytes after the reconnect"
 assert_eq "$(st alpha disk)" diskless "alpha's disk after the reconnect"
 
+msg "== 3b. the peer's disk rolled back while the diskless primary was away: refused"
+# beta's disk (data and metadata) as it was before the detach comes back:
+# same epoch, an older generation.  alpha would serve old data.
+exposed=$(st beta uuids.current)
+repl_stop beta
+dd if="$DISK_beta" of="$TESTDIR/beta-now.img" bs=1M iflag=direct status=none
+dd if="$TESTDIR/beta-before.img" of="$DISK_beta" bs=1M oflag=direct conv=notrunc status=none
+repl_start beta
+repl_wait1 alpha 20 's["connection"] == "standalone"' "alpha refuses the rolled-back peer"
+repl_log_has alpha "the peer's data is no longer the generation this node served \\($exposed" ||
+    fail "alpha's log does not say why it refused"
+assert_eq "$(st alpha role)" primary "alpha's role after the refusal"
+assert_eq "$(st alpha disk)" diskless "alpha's disk after the refusal"
+qemu_io_fails alpha -r -c 'read 8M 4k' >/dev/null
+# beta's disk as it was at the refusal comes back: served again, no resync.
+repl_stop beta
+dd if="$TESTDIR/beta-now.img" of="$DISK_beta" bs=1M oflag=direct conv=notrunc status=none
+rm -f "$TESTDIR/beta-now.img" "$TESTDIR/beta-before.img"
+repl_start beta
+bm alpha connect
+repl_wait 20 'a["replication"] == "established" and b["replication"] == "established"' \
+    "reconnected to the same generation"
+qemu_io alpha -r -c 'read -P 0x66 8M 4k'
+assert_eq "$(st beta resync_bytes_shipped)" 0 "resync bytes after the reconnect"
+
+msg "== 3c. the peer was promoted and written meanwhile: alpha steps down"
+bm alpha disconnect
+repl_wait 10 'a["connection"] != "connected" and b["connection"] != "connected"' "the link down"
+bm beta primary
+qemu_io beta -c 'write -P 0x67 44M 4k'
+bm beta secondary
+bm alpha connect
+repl_wait1 alpha 20 's["connection"] == "standalone" and s["role"] == "secondary"' \
+    "alpha steps down (the peer's higher epoch)"
+repl_log_has alpha "the peer has a higher epoch" || fail "alpha's log does not say why"
+assert_eq "$(st alpha disk)" diskless "alpha's disk after stepping down"
+out=$(bm_fails alpha primary)
+assert_match "$out" "detached" "promoting the diskless node again"
+assert_eq "$(first_byte beta $((44 * M)))" 67 "beta's disk at 44M"
+
 msg "== 4. alpha back on its repaired disk: a full resync from beta"
 repl_stop alpha
 repl_start alpha
 repl_wait_synced 60
-assert_ge "$(st beta resync_bytes_shipped)" $((shipped + size)) "bytes beta resynced to alpha"
+# (beta counts from its restart in 3b, which shipped nothing)
+assert_ge "$(st beta resync_bytes_shipped)" "$size" "bytes beta resynced to alpha"
 repl_compare
 bm alpha primary
-qemu_io alpha -r -c 'read -P 0x22 16M 64k' -c 'read -P 0x33 32M 1M' -c 'read -P 0x66 8M 4k'
+qemu_io alpha -r -c 'read -P 0x22 16M 64k' -c 'read -P 0x33 32M 1M' -c 'read -P 0x66 8M 4k' \
+    -c 'read -P 0x67 44M 4k'
 
 msg "== 5. on-io-error = pass-on: the error goes to the client"
 repl_stop alpha
