@@ -290,14 +290,22 @@ retry_tick(struct loop_timer *t)
 /*
  * A metadata write failed and the disk stays (not detached): try again in
  * a second, not at once -- a failing disk would otherwise be hammered in a
- * tight loop.  The writes waiting for it wait meanwhile.
+ * tight loop.  The writes waiting for it wait meanwhile, for at most
+ * META_FAIL_AFTER_S of failures with no metadata write getting through;
+ * after that each failure fails the writes waiting for it (EIO: nothing of
+ * them was written or shipped), so that clients of a disk whose metadata
+ * area died get errors, not requests that hang for ever.
  */
+#define META_FAIL_AFTER_S	10
+
 static void
 retry_later(struct daemon *d)
 {
 	struct meta *m = d->md;
 
 	m->write_errors++;
+	if (m->failing_since_ns == 0)
+		m->failing_since_ns = now_ns();
 	if (m->detached || m->retry_wait)
 		return;
 	m->retry_wait = true;
@@ -319,6 +327,37 @@ retry_list(struct daemon *d, struct vol_req *vr)
 	}
 }
 
+/* After a metadata write's result: go on, or fail the waiters (above). */
+static void
+release_waiters(struct daemon *d, struct vol_req *w, int res, const char *what)
+{
+	struct meta *m = d->md;
+	uint64_t n = 0;
+
+	if (res >= 0)
+		m->failing_since_ns = 0;
+	if (res >= 0 || m->detached ||
+	    now_ns() - m->failing_since_ns < (uint64_t)META_FAIL_AFTER_S * 1000000000) {
+		retry_list(d, w);
+		return;
+	}
+	while (w != NULL) {
+		struct vol_req *next = w->pnext;
+
+		w->pnext = NULL;
+		vol_fail(d, w, -EIO);
+		n++;
+		w = next;
+	}
+	if (n == 0)
+		return;
+	if (m->failed_writes == 0 || m->failed_writes / 1000 != (m->failed_writes + n) / 1000)
+		log_err("metadata: %s writes have failed for %d s or more: %" PRIu64 " waiting "
+		    "writes fail with EIO (%" PRIu64 " so far); still retrying", what,
+		    META_FAIL_AFTER_S, n, m->failed_writes + n);
+	m->failed_writes += n;
+}
+
 static void
 al_done(struct io_req *io, int res)
 {
@@ -336,7 +375,7 @@ al_done(struct io_req *io, int res)
 		md_al_commit(&m->al);
 		m->al_writes++;
 	}
-	retry_list(d, w);
+	release_waiters(d, w, res, "activity log");
 	al_kick(d);
 }
 
@@ -408,7 +447,7 @@ bm_done(struct io_req *io, int res)
 		md_bitmap_block_written(&m->bm, m->bm_blk, m->bm_gen);
 		m->bm_writes++;
 	}
-	retry_list(d, w);
+	release_waiters(d, w, res, "bitmap");
 	bm_kick(d);
 }
 

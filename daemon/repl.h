@@ -80,6 +80,10 @@ struct meta {
 	struct loop_timer retry_timer;	/* a failed AL/bitmap write is retried */
 	bool retry_wait;		/* ... when it fires (no write before) */
 	uint64_t write_errors;		/* failed metadata writes (stats) */
+	uint64_t failing_since_ns;	/* first of the metadata write failures
+					 * since the last success, or 0 */
+	uint64_t failed_writes;		/* writes failed because their metadata
+					 * could not be written (stats) */
 };
 
 /* An outgoing frame: a small inline part plus optional trailing data. */

@@ -36,6 +36,8 @@
 #     detach it goes to the peer, and the client's FLUSH succeeds.
 # 11. pass-on and three failing activity-log writes: retried once a second
 #     (not in a tight loop); the write that waited for them completes.
+#     11b: an activity log that keeps failing fails the writes waiting
+#     for it with EIO after 10 s (nothing of them written on either disk).
 # 12. A resync write that the target's disk fails: the target detaches and
 #     leaves instead of retrying the range for ever.
 # 13. A promoted sync target (its resync paused): a read of an in-sync block
@@ -339,6 +341,40 @@ assert_eq "$(st alpha metadata_write_errors)" 3 "alpha's failed metadata writes"
 assert_eq "$(st alpha disk)" uptodate "alpha's disk with pass-on"
 repl_log_has alpha "retrying the failed write in 1 s" || fail "alpha's log has no retry line"
 qemu_io alpha -r -c 'read -P 0xe1 52M 64k'
+repl_wait_synced 30
+repl_compare
+
+msg "== 11b. pass-on, an activity log that keeps failing: the writes fail after 10 s"
+repl_stop alpha
+repl_start alpha BLKMIRROR_FAULT="write:$al-$((sb - 1)):5"
+repl_wait_synced 30
+bm alpha primary
+t0=$(date +%s%N)
+out=$(qemu_io_fails alpha -c 'write -P 0xe2 12M 64k')
+ms=$((($(date +%s%N) - t0) / 1000000))
+msg "the write failed after $ms ms"
+assert_match "$out" "Input/output error" "the failed write's error"
+[ "$ms" -ge 9000 ] && [ "$ms" -le 20000 ] || fail "the write failed after $ms ms (want 10-12 s)"
+assert_eq "$(st alpha metadata_failed_writes)" 1 "alpha's writes failed for their metadata"
+[ "$(st alpha metadata_write_errors)" -ge 10 ] || fail "fewer than 10 failed AL writes"
+repl_log_has alpha "activity log writes have failed for 10 s or more: 1 waiting writes fail" ||
+    fail "alpha's log does not say why the write failed"
+# Still failing: the next write fails at the next retry, within a second.
+t0=$(date +%s%N)
+qemu_io_fails alpha -c 'write -P 0xe2 12M 64k' >/dev/null
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ "$ms" -le 3000 ] || fail "the second write failed after $ms ms"
+assert_eq "$(st alpha metadata_failed_writes)" 2 "alpha's writes failed for their metadata"
+assert_eq "$(st alpha disk)" uptodate "alpha's disk with pass-on"
+# Nothing of them was written, on either disk; the disk mended, writes go on.
+assert_eq "$(first_byte alpha $((12 * M)))" "$(first_byte beta $((12 * M)))" \
+    "the failed write's block on both disks"
+[ "$(first_byte beta $((12 * M)))" != e2 ] || fail "beta wrote the failed write"
+repl_stop alpha
+repl_start alpha
+repl_wait_synced 30
+bm alpha primary
+qemu_io alpha -c 'write -P 0xe2 12M 64k'
 repl_wait_synced 30
 repl_compare
 
