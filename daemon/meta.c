@@ -283,6 +283,10 @@ retry_tick(struct loop_timer *t)
 	struct daemon *d = t->data;
 
 	d->md->retry_wait = false;
+	if (d->md->rot_retry) {
+		d->md->rot_retry = false;
+		meta_sb_write(d, &d->md->rot_wait);
+	}
 	al_kick(d);
 	bm_kick(d);
 }
@@ -327,6 +331,14 @@ retry_list(struct daemon *d, struct vol_req *vr)
 	}
 }
 
+/* Have metadata writes failed for META_FAIL_AFTER_S, none getting through? */
+static bool
+failing_too_long(const struct meta *m)
+{
+	return !m->detached && m->failing_since_ns != 0 &&
+	    now_ns() - m->failing_since_ns >= (uint64_t)META_FAIL_AFTER_S * 1000000000;
+}
+
 /* After a metadata write's result: go on, or fail the waiters (above). */
 static void
 release_waiters(struct daemon *d, struct vol_req *w, int res, const char *what)
@@ -336,8 +348,7 @@ release_waiters(struct daemon *d, struct vol_req *w, int res, const char *what)
 
 	if (res >= 0)
 		m->failing_since_ns = 0;
-	if (res >= 0 || m->detached ||
-	    now_ns() - m->failing_since_ns < (uint64_t)META_FAIL_AFTER_S * 1000000000) {
+	if (res >= 0 || !failing_too_long(m)) {
 		retry_list(d, w);
 		return;
 	}
@@ -530,17 +541,68 @@ meta_oos_bytes(struct daemon *d)
 
 /* ---- the write path ------------------------------------------------------------ */
 
+/* Writes the link lost: the peer's result (an error) decides no more. */
+static void
+complete_lost(struct daemon *d, struct vol_req *vr)
+{
+	while (vr != NULL) {
+		struct vol_req *next = vr->pnext;
+
+		vr->pnext = NULL;
+		vol_peer_done(d, vr, -EIO);
+		vr = next;
+	}
+}
+
 static void
 rotated(struct meta_wait *w, int res)
 {
 	struct meta *m = container_of(w, struct meta, rot_wait);
-	struct vol_req *list = m->rot_waiting;
+	struct daemon *d = m->d;
+	struct vol_req *list = m->rot_waiting, *lost = m->lost_waiting;
 
+	if (res < 0 && !m->detached) {
+		/* Nothing may be written alone before the new generation is
+		 * durable (writes made under the old one would meet the peer
+		 * as no change at all): retried every second (retry_tick),
+		 * the writes wait, and fail as those waiting for the activity
+		 * log do (release_waiters) once it has failed too long. */
+		log_err("metadata: the new generation uuid could not be written; retrying");
+		m->rot_retry = true;
+		retry_later(d);
+		if (!failing_too_long(m))
+			return;
+		m->rot_waiting = m->lost_waiting = NULL;
+		release_waiters(d, list, res, "superblock");
+		/* The writes the link lost were written here: they complete
+		 * with that result, as before this generation was begun. */
+		complete_lost(d, lost);
+		return;
+	}
+	if (res >= 0)
+		m->failing_since_ns = 0;
 	m->rotating = false;
-	m->rot_waiting = NULL;
-	if (res < 0)
-		log_err("metadata: the new generation uuid could not be written");
-	retry_list(m->d, list);
+	m->rot_waiting = m->lost_waiting = NULL;
+	complete_lost(d, lost);
+	retry_list(d, list);
+}
+
+/* A new current UUID, the old one to the bitmap UUID, being made durable. */
+static bool
+start_rotation(struct daemon *d, const char *why)
+{
+	struct meta *m = d->md;
+	uint64_t u;
+
+	if (md_uuid_random(&u) < 0)
+		return false;
+	md_uuid_new_current(&m->sb.uuids, u);
+	m->rotating = true;
+	m->rot_wait.cb = rotated;
+	log_notice("metadata: %s: new generation %016" PRIx64 " (bitmap tracks from %016"
+	    PRIx64 ")", why, m->sb.uuids.current, m->sb.uuids.bitmap);
+	meta_sb_write(d, &m->rot_wait);
+	return true;
 }
 
 /*
@@ -553,24 +615,41 @@ static bool
 rotate_generation(struct daemon *d, struct vol_req *vr)
 {
 	struct meta *m = d->md;
-	uint64_t u;
 
 	if (!m->rotating && m->sb.uuids.bitmap != 0)
 		return true;
-	if (!m->rotating) {
-		if (md_uuid_random(&u) < 0)
-			return true;
-		md_uuid_new_current(&m->sb.uuids, u);
-		m->rotating = true;
-		m->rot_wait.cb = rotated;
-		log_notice("metadata: writing without the peer: new generation %016" PRIx64
-		    " (bitmap tracks from %016" PRIx64 ")", m->sb.uuids.current,
-		    m->sb.uuids.bitmap);
-		meta_sb_write(d, &m->rot_wait);
-	}
+	if (!m->rotating && !start_rotation(d, "writing without the peer"))
+		return true;
 	vr->pnext = m->rot_waiting;
 	m->rot_waiting = vr;
 	return false;
+}
+
+/*
+ * The link dropped with writes the peer may lack: they are marked, and an
+ * uptodate primary starts the new generation for them now, before they
+ * complete, as it would before its first write made alone.  Without it a
+ * primary demoted (or stopped) before any later write would meet its peer
+ * with equal generations, and the marks alone would not say which copy is
+ * newer (state_leftover_decision may pick the peer, whose copy is older).
+ * DRBD too takes a new current UUID when a primary loses its peer.
+ */
+void
+meta_link_lost(struct daemon *d, struct vol_req *lost, bool marked)
+{
+	struct meta *m = d->md;
+	struct vol_req **tail;
+
+	if (m == NULL || !marked || m->detached || d->role != ROLE_PRIMARY ||
+	    d->disk != DISK_UPTODATE || (!m->rotating && m->sb.uuids.bitmap != 0) ||
+	    (!m->rotating && !start_rotation(d, "the link dropped with writes the peer may "
+	    "lack"))) {
+		complete_lost(d, lost);
+		return;
+	}
+	for (tail = &m->lost_waiting; *tail != NULL; tail = &(*tail)->pnext)
+		;
+	*tail = lost;
 }
 
 void

@@ -504,6 +504,19 @@ link_maybe_up(struct peer *p, struct peer_sock *s)
 				p->data = NULL;
 			if (p->meta == meta)
 				p->meta = NULL;
+			/* The peer's last STATE holds for the moved link: the
+			 * peer may have settled on these connections before
+			 * us and sent its STATE for them already, on a
+			 * connection our old link had too, and it sends no
+			 * other while nothing changes on its side.  (A STATE
+			 * kept from a connection not yet in our link is
+			 * newer.) */
+			if (p->state_received && (!p->have_early_state ||
+			    p->early_nonce != p->peer_hello.nonce)) {
+				p->early_state = p->peer_state;
+				p->early_nonce = p->peer_hello.nonce;
+				p->have_early_state = true;
+			}
 			peer_link_down(p, 0, "link moved to the surviving connections");
 		} else {
 			/* Writes went out on the old link: an acknowledgement

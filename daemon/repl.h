@@ -41,6 +41,9 @@ struct meta {
 	struct meta_wait rot_wait;	/* generation rotation before degraded writes */
 	bool rotating;			/* that rotation is being written */
 	struct vol_req *rot_waiting;	/* writes waiting for it */
+	struct vol_req *lost_waiting;	/* writes the link lost, completed
+					 * once it is durable */
+	bool rot_retry;			/* its write failed: again at the tick */
 	int plain_fd;			/* buffered fd for start-up / shutdown I/O */
 	struct ioeng *eng;		/* engine for metadata writes (data engine if internal) */
 	bool own_eng;			/* eng was opened for an external meta-disk */
@@ -271,6 +274,10 @@ uint64_t meta_oos_bytes(struct daemon *d);
 /* The disk is detached: mark the superblock (full sync pending), stop AL
  * and bitmap writes, let the writes waiting for them go on. */
 void meta_disk_detached(struct daemon *d);
+/* The link dropped; lost (linked by pnext) are the writes that were waiting
+ * for the peer, marked out of sync if marked: complete them (after a new
+ * generation is durable, on an uptodate primary). */
+void meta_link_lost(struct daemon *d, struct vol_req *lost, bool marked);
 
 /* volume.c */
 void vol_start(struct daemon *d, struct vol_req *vr);

@@ -407,17 +407,22 @@ void
 repl_link_lost(struct peer *p)
 {
 	struct daemon *d = p->d;
-	struct vol_req *vr;
+	struct vol_req *vr, *lost = NULL, **tail = &lost;
+	bool marked = false;
 
 	/* Writes the peer did not confirm may be missing there.  Where the
 	 * peer held the only good copy (or will: the local disk fails it
 	 * later and is detached), they fail; the others complete with their
-	 * local result (finish() uses the peer's only for those). */
+	 * local result (finish() uses the peer's only for those), once a new
+	 * generation says that this node changed alone (meta_link_lost). */
 	while ((vr = p->pend_head) != NULL) {
-		if (vr->io.opcode != IO_FLUSH)
+		if (vr->io.opcode != IO_FLUSH) {
 			meta_set_oos(d, vr->io.offset, vr->io.len);
+			marked = true;
+		}
 		pend_remove(p, vr);
-		vol_peer_done(d, vr, -EIO);
+		*tail = vr;
+		tail = &vr->pnext;
 	}
 	peerread_link_lost(p);
 	while (lag_head != NULL) {
@@ -425,10 +430,12 @@ repl_link_lost(struct peer *p)
 
 		lag_head = r->next;
 		meta_set_oos(d, r->offset, r->len);
+		marked = true;
 		free(r);
 	}
 	lag_tail = NULL;
 	p->lag_bytes = 0;
+	meta_link_lost(d, lost, marked);
 	/* Secondary: writes of this link still running are not acknowledged
 	 * any more (apply_done); the next link's FLUSHes must not wait for
 	 * them, nor run before that link's own writes. */

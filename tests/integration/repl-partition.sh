@@ -9,7 +9,9 @@
 # resync byte counter matches the out-of-sync bytes, far below the volume
 # size.  Then the same with the link healed while the workload still runs,
 # a slow resync (resync-rate) overlapping client writes.  Both disks end
-# identical.
+# identical.  Last, a write in flight when the link drops makes the primary
+# take a new generation by itself, so a demotion right after cannot turn the
+# resync the wrong way.
 
 source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
@@ -82,4 +84,30 @@ msg "resync of $(st alpha resync.total_bytes) bytes runs under client writes"
 repl_fio_wait
 repl_wait_synced 90
 repl_compare
+
+msg "== a write waiting for the peer when the link drops: a new generation first"
+# The write completes with its local result once `timeout` declares the
+# peer dead; alpha takes a new generation before it does, although no
+# write follows.  Demoted at once, alpha still meets beta as the node that
+# changed alone: the resync goes alpha -> beta, whatever the node ids.
+u0=$(st alpha uuids.current)
+rs0=$(st alpha resync_bytes_shipped)
+assert_eq "$(st alpha uuids.bitmap)" 0000000000000000 "alpha's bitmap uuid in sync"
+repl_partition
+qemu_io alpha -c 'write -P 0x5a 60M 64k'
+assert_eq "$(st alpha uuids.bitmap)" "$u0" "alpha's bitmap uuid after the link dropped"
+[ "$(st alpha uuids.current)" != "$u0" ] || fail "alpha kept its generation"
+repl_log_has alpha "the link dropped with writes the peer may lack: new generation" ||
+    fail "alpha's log does not name the new generation"
+assert_eq "$(st alpha out_of_sync_bytes)" $((64 << 10)) "alpha's out_of_sync_bytes"
+bm alpha secondary
+repl_heal
+repl_wait 30 'a["replication"] == "established" and b["replication"] == "established"' \
+    "reconnected"
+assert_ge "$(st alpha resync_bytes_shipped)" $((rs0 + (64 << 10))) \
+    "bytes alpha resynced to beta after the demotion"
+repl_compare
+byte=$(dd if="$DISK_beta" bs=64k skip=$((60 * 16)) count=1 iflag=direct status=none |
+    od -An -tx1 -N1 | tr -d ' ')
+assert_eq "$byte" 5a "beta's disk at 60M"
 msg "PASS"
