@@ -390,6 +390,58 @@ al_done(struct io_req *io, int res)
 	al_kick(d);
 }
 
+/*
+ * An extent leaves the activity log only once the bitmap holds, durably,
+ * every mark of its range: a write that completed under the extent while
+ * the peer was not told of it (the link dropped, an async write not yet
+ * written there) has only its mark in memory, and after a crash neither
+ * the AL nor the bitmap on disk would name it.  False: the bitmap blocks
+ * are being written, and al_kick runs again after each (bm_done).
+ */
+static bool
+victims_durable(struct daemon *d)
+{
+	struct meta *m = d->md;
+	uint32_t ext[MD_AL_UPDATES_PER_TR];
+	uint32_t n = md_al_victims(&m->al, ext, MD_AL_UPDATES_PER_TR);
+
+	for (uint32_t i = 0; i < n; i++)
+		if (!md_bitmap_range_durable(&m->bm, (uint64_t)ext[i] << MD_AL_EXTENT_SHIFT,
+		    MD_AL_EXTENT_SIZE)) {
+			if (!m->al_evict_wait)
+				m->al_evict_waits++;
+			m->al_evict_wait = true;
+			bm_kick(d);
+			return false;
+		}
+	m->al_evict_wait = false;
+	return true;
+}
+
+bool
+meta_al_hold(struct daemon *d, const struct vol_req *vr)
+{
+	struct meta *m = d->md;
+
+	if (m == NULL || !vr->al_pinned)
+		return false;
+	for (uint32_t e = md_al_extent_of(vr->io.offset);
+	    e <= md_al_extent_of(vr->io.offset + vr->io.len - 1); e++)
+		md_al_get(&m->al, e);
+	return true;
+}
+
+void
+meta_al_release(struct daemon *d, uint64_t off, uint64_t len)
+{
+	struct meta *m = d->md;
+
+	for (uint32_t e = md_al_extent_of(off); e <= md_al_extent_of(off + len - 1); e++)
+		md_al_put(&m->al, e);
+	if (m->al_waiting != NULL)
+		al_kick(d);
+}
+
 static void
 al_kick(struct daemon *d)
 {
@@ -397,7 +449,8 @@ al_kick(struct daemon *d)
 	uint32_t index;
 	int n;
 
-	if (m->detached || m->retry_wait || m->al.tr_busy || !md_al_need_tr(&m->al))
+	if (m->detached || m->retry_wait || m->al.tr_busy || !md_al_need_tr(&m->al) ||
+	    !victims_durable(d))
 		return;
 	n = md_al_make_tr(&m->al, m->al_buf, &index);
 	if (n < 0)
@@ -459,7 +512,15 @@ bm_done(struct io_req *io, int res)
 		m->bm_writes++;
 	}
 	release_waiters(d, w, res, "bitmap");
+	if (res < 0 && failing_too_long(m) && m->al_waiting != NULL && !m->al.tr_busy) {
+		/* Writes waiting for an AL transaction that waits for
+		 * these bits (victims_durable) fail as well. */
+		w = m->al_waiting;
+		m->al_waiting = NULL;
+		release_waiters(d, w, res, "bitmap");
+	}
 	bm_kick(d);
+	al_kick(d);	/* a transaction may have waited for these bits */
 }
 
 static void

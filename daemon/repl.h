@@ -74,6 +74,9 @@ struct meta {
 	struct vol_req *bm_waiting;	/* writes waiting for durable bits */
 	uint64_t bm_writes;		/* bitmap blocks written (stats) */
 	uint64_t al_writes;		/* AL transactions written (stats) */
+	uint64_t al_evict_waits;	/* AL transactions that waited for the
+					 * bitmap of an extent they evict */
+	bool al_evict_wait;		/* one waits now */
 	bool detached;			/* the disk was detached after an I/O
 					 * error (diskfail.c): no more AL and
 					 * bitmap writes */
@@ -278,6 +281,12 @@ void meta_disk_detached(struct daemon *d);
  * for the peer, marked out of sync if marked: complete them (after a new
  * generation is durable, on an uptodate primary). */
 void meta_link_lost(struct daemon *d, struct vol_req *lost, bool marked);
+/* An async or memsync write completes before the peer wrote it: its AL
+ * extents stay active (true) until meta_al_release after the peer's
+ * WRITE_ACK or the link's loss, so that a crash meanwhile still resyncs
+ * them.  False: vr holds no AL extents (nothing to release). */
+bool meta_al_hold(struct daemon *d, const struct vol_req *vr);
+void meta_al_release(struct daemon *d, uint64_t off, uint64_t len);
 
 /* volume.c */
 void vol_start(struct daemon *d, struct vol_req *vr);

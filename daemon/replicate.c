@@ -30,6 +30,7 @@ struct lag_rec {
 	uint64_t seq;			/* its sequence number */
 	uint64_t offset, len;		/* range, marked out of sync if lost */
 	bool keep_marked;		/* the local write failed: never clear */
+	bool al_held;			/* holds the range's AL extents */
 	struct lag_rec *next;		/* FIFO link */
 };
 static struct lag_rec *lag_head, *lag_tail;
@@ -106,6 +107,7 @@ lag_add(struct peer *p, const struct vol_req *vr)
 	r->offset = vr->io.offset;
 	r->len = vr->io.len;
 	r->keep_marked = false;
+	r->al_held = meta_al_hold(vr->d, vr);
 	r->next = NULL;
 	if (lag_tail != NULL)
 		lag_tail->next = r;
@@ -139,6 +141,8 @@ lag_ack(struct peer *p, uint64_t seq, int status)
 		if (lag_tail == r)
 			lag_tail = prev;
 		p->lag_bytes -= r->len;
+		if (r->al_held)
+			meta_al_release(p->d, r->offset, r->len);
 		free(r);
 		congestion_check(p);
 		return;
@@ -431,6 +435,10 @@ repl_link_lost(struct peer *p)
 		lag_head = r->next;
 		meta_set_oos(d, r->offset, r->len);
 		marked = true;
+		/* The extents may leave the AL once the mark is durable
+		 * (victims_durable). */
+		if (r->al_held)
+			meta_al_release(d, r->offset, r->len);
 		free(r);
 	}
 	lag_tail = NULL;

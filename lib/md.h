@@ -263,6 +263,9 @@ bool md_al_need_tr(const struct md_al *al);
  * be placed because every slot is pinned.
  */
 int md_al_make_tr(struct md_al *al, void *buf, uint32_t *index);
+/* The extents (up to max) that the next md_al_make_tr() would evict to
+ * make room for the queued ones; returns how many. */
+uint32_t md_al_victims(const struct md_al *al, uint32_t *ext, uint32_t max);
 
 /* The transaction from md_al_make_tr() is durable: its extents are active. */
 void md_al_commit(struct md_al *al);

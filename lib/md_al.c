@@ -307,6 +307,19 @@ encode_tr(struct md_al *al, uint8_t *p, uint32_t n, const uint16_t *slot,
 	al->ctx_start = al->ctx_start + cnt >= al->nr ? 0 : al->ctx_start + cnt;
 }
 
+uint32_t
+md_al_victims(const struct md_al *al, uint32_t *ext, uint32_t max)
+{
+	uint32_t n = 0, i = 0, s;
+
+	/* place_pending() takes the LRU head once per queued extent. */
+	for (s = al->lru_head; s != al->nr && i < al->n_pending && n < max;
+	    s = al->lru_next[s], i++)
+		if (al->ext[s] != MD_AL_EMPTY)
+			ext[n++] = al->ext[s];
+	return n;
+}
+
 int
 md_al_make_tr(struct md_al *al, void *buf, uint32_t *index)
 {

@@ -13,6 +13,9 @@
 #     (uptodate) is promoted and holds every write alpha acknowledged
 #     (protocol sync); alpha returns as secondary, its activity-log extents
 #     and beta's new writes are resynced to it, the disks end identical.
+#  4. async with a tiny activity log and the link silently cut: extents of
+#     writes the peer has not written stay in the AL (the 8th extent's
+#     write waits), so a crash then loses nothing on beta.
 
 source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
@@ -94,5 +97,51 @@ repl_wait_synced 60
 assert_eq "$(st alpha role)/$(st beta role)" "secondary/primary" "roles after the failover"
 out=$(repl_tool nbd-check "$NBD_beta" r0 "$ack" $((96 << 20)) 2>&1) ||
     fail "acknowledged writes lost after alpha's return: $out"
+repl_compare
+
+msg "== async: extents of writes the peer has not written stay in the activity log"
+# al-extents = 7 and the link silently cut (timeout 20 s): each async write
+# completes once in the send buffer; its AL extent stays active until the
+# peer's WRITE_ACK, so the 8th extent cannot be taken in (every slot held)
+# and its write waits.  The primary then crashes: after the restart its
+# activity log names every extent written since the cut, and the AL-based
+# resync makes beta whole.  (Evicting an extent whose write beta never got
+# would lose that write on beta for good.)
+repl_stop alpha
+repl_stop beta
+repl_conf "protocol = async" "al-extents = 7" "timeout = 20s"
+repl_create_md alpha --force
+repl_create_md beta --force
+repl_start alpha
+repl_start beta
+repl_wait_connected 20
+bm alpha primary --force
+repl_wait_synced 60
+repl_partition
+(
+	for i in 0 1 2 3 4 5 6 7 8 9; do
+		timeout 60 qemu-io -f raw "$URI_alpha" \
+		    -c "write -P $((0x70 + i)) $((40 + 4 * i))M 4k" >/dev/null 2>&1 || exit 0
+		echo "$i" >>"$TESTDIR/async-done"
+	done
+) &
+writer=$!
+for _ in $(seq 50); do
+	[ "$(wc -l <"$TESTDIR/async-done" 2>/dev/null || echo 0)" -ge 7 ] && break
+	sleep 0.1
+done
+sleep 1
+done_n=$(wc -l <"$TESTDIR/async-done")
+assert_eq "$done_n" 7 "async writes completed with 7 AL slots held by the lag"
+assert_eq "$(st alpha connection)" connected "alpha's link (timeout 20 s) before the crash"
+repl_kill alpha
+wait "$writer" 2>/dev/null
+repl_heal
+repl_start alpha
+repl_log_has alpha "did not shut down cleanly" ||
+    fail "alpha's log does not mention the crash of a primary"
+repl_wait_connected 20
+bm alpha primary
+repl_wait_synced 60
 repl_compare
 msg "PASS"

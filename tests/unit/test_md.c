@@ -394,6 +394,40 @@ test_al_evict_lru(void)
 	md_al_free(&al);
 }
 
+/* md_al_victims names exactly the extents the next transaction evicts. */
+static void
+test_al_victims(void)
+{
+	struct md_al al;
+	uint32_t v[MD_AL_UPDATES_PER_TR], e;
+	bool need;
+
+	CU_ASSERT_FATAL(md_al_init(&al, 7, 8) == 0);
+	for (e = 0; e < 5; e++)
+		md_al_touch(&al, e, &need);
+	CU_ASSERT_EQUAL(md_al_victims(&al, v, MD_AL_UPDATES_PER_TR), 0);	/* free slots */
+	CU_ASSERT_EQUAL(al_tr(&al, NULL), 5);
+	for (e = 10; e < 14; e++)
+		md_al_touch(&al, e, &need);
+	/* Two free slots first, then the two least recently used. */
+	CU_ASSERT_EQUAL(md_al_victims(&al, v, MD_AL_UPDATES_PER_TR), 2);
+	CU_ASSERT_EQUAL(v[0], 0);
+	CU_ASSERT_EQUAL(v[1], 1);
+	CU_ASSERT_EQUAL(md_al_victims(&al, v, 1), 1);
+	/* A pinned extent is no victim; the next least recently used is. */
+	CU_ASSERT_EQUAL(md_al_get(&al, 0), 0);
+	CU_ASSERT_EQUAL(md_al_victims(&al, v, MD_AL_UPDATES_PER_TR), 2);
+	CU_ASSERT_EQUAL(v[0], 1);
+	CU_ASSERT_EQUAL(v[1], 2);
+	CU_ASSERT_EQUAL(al_tr(&al, NULL), 4);
+	CU_ASSERT_FALSE(md_al_active(&al, 1));
+	CU_ASSERT_FALSE(md_al_active(&al, 2));
+	CU_ASSERT_TRUE(md_al_active(&al, 0));
+	CU_ASSERT_TRUE(md_al_active(&al, 3));
+	CU_ASSERT_EQUAL(al.evictions, 2);
+	md_al_free(&al);
+}
+
 /* The extents active in memory, sorted (all candidates are < limit). */
 static uint32_t
 active_set(const struct md_al *al, uint32_t limit, uint32_t *out)
@@ -732,6 +766,7 @@ main(void)
 	CU_add_test(s, "sb_pick", test_sb_pick);
 	CU_add_test(s, "al_touch_get_put", test_al_touch_get_put);
 	CU_add_test(s, "al_evict_lru", test_al_evict_lru);
+	CU_add_test(s, "al_victims", test_al_victims);
 	CU_add_test(s, "al_recover", test_al_recover);
 	CU_add_test(s, "al_tr_decode", test_al_tr_decode);
 	CU_add_test(s, "io_internal", test_io_internal);
