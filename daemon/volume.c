@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "repl.h"
@@ -146,12 +147,134 @@ try_start(struct daemon *d, struct vol_req *vr)
 	vol_start(d, vr);
 }
 
+/*
+ * A primary's write must hold every activity-log extent it covers at once
+ * (meta.c al_pin), and the AL has al-extents slots: a TRIM or WRITE_ZEROES
+ * of up to 4 GiB (1025 extents), or a 32 MiB write with a small
+ * al-extents, could never get them all and would wait for ever.  Such a
+ * request runs as pieces of at most half the slots (and half of one
+ * transaction's updates), one after the other, each through the whole
+ * write path (conflicts, AL, replication); the requester sees one
+ * completion, with the first error.  Overlapping requests submitted
+ * meanwhile may run between two pieces: NBD leaves the order of
+ * overlapping requests in flight undefined, and the peer applies the
+ * pieces in the same order as this node, so the two disks stay equal.
+ */
+struct vol_split {
+	void (*done)(struct vol_req *vr, int res);	/* the requester's */
+	uint64_t offset, len;		/* the whole request */
+	void *buf;			/* its payload (WRITE) */
+	struct loop_op op;		/* the next piece starts from the loop */
+};
+
+/* Largest number of AL extents one piece may span (0: no splitting). */
+static uint32_t
+split_extents(const struct daemon *d, const struct vol_req *vr)
+{
+	const struct meta *m = d->md;
+
+	if (m == NULL || m->detached || d->role != ROLE_PRIMARY || vr->is_resync ||
+	    !vr->is_write || vr->io.opcode == IO_FLUSH || vr->io.len == 0)
+		return 0;
+	return MIN(m->al.nr, MD_AL_UPDATES_PER_TR) / 2;
+}
+
+/* The piece of [off, end) starting at off: at most max extents. */
+static uint64_t
+piece_len(uint64_t off, uint64_t end, uint32_t max)
+{
+	uint64_t lim = ((off >> MD_AL_EXTENT_SHIFT) + max) << MD_AL_EXTENT_SHIFT;
+
+	return MIN(end, lim) - off;
+}
+
+static void split_piece_done(struct vol_req *vr, int res);
+
+static void
+split_next(struct loop_op *op, int res)
+{
+	struct vol_req *vr = op->data;
+
+	(void)res;
+	vol_submit(vr->d, vr);
+}
+
+static void
+split_piece_done(struct vol_req *vr, int res)
+{
+	struct vol_split *sp = vr->split;
+	uint64_t next = vr->io.offset + vr->io.len, end = sp->offset + sp->len;
+	uint32_t max = split_extents(vr->d, vr);
+
+	if (res >= 0 && next < end && max == 0 && vr->d->role != ROLE_PRIMARY)
+		res = -EIO;	/* stepped down between two pieces */
+	if (res < 0 || next >= end || max == 0) {
+		/* Done (or the disk was detached meanwhile: the rest goes to
+		 * the peer as one request, with no AL). */
+		if (res >= 0 && next < end) {
+			vr->io.offset = next;
+			vr->io.len = end - next;
+			if (vr->io.opcode == IO_WRITE)
+				vr->io.buf = (char *)sp->buf + (next - sp->offset);
+			vr->done = sp->done;
+			vr->split = NULL;
+			free(sp);
+			vol_submit(vr->d, vr);
+			return;
+		}
+		vr->io.offset = sp->offset;
+		vr->io.len = sp->len;
+		vr->io.buf = sp->buf;
+		vr->done = sp->done;
+		vr->split = NULL;
+		free(sp);
+		vr->done(vr, res);
+		return;
+	}
+	vr->io.offset = next;
+	vr->io.len = piece_len(next, end, max);
+	if (vr->io.opcode == IO_WRITE)
+		vr->io.buf = (char *)sp->buf + (next - sp->offset);
+	/* From the loop, not from inside this completion: the caller of
+	 * finish() may still be working on vr's lists. */
+	sp->op.cb = split_next;
+	sp->op.data = vr;
+	loop_defer(vr->d->loop, &sp->op, 0);
+}
+
+/* Split vr if it spans more extents than a piece may; false: no memory. */
+static bool
+split_maybe(struct daemon *d, struct vol_req *vr)
+{
+	uint32_t max = split_extents(d, vr);
+	struct vol_split *sp;
+
+	if (max == 0 || vr->split != NULL || md_al_extent_of(vr->io.offset + vr->io.len - 1) -
+	    md_al_extent_of(vr->io.offset) < max)
+		return true;
+	if ((sp = malloc(sizeof(*sp))) == NULL)
+		return false;
+	sp->done = vr->done;
+	sp->offset = vr->io.offset;
+	sp->len = vr->io.len;
+	sp->buf = vr->io.buf;
+	vr->split = sp;
+	vr->done = split_piece_done;
+	vr->io.len = piece_len(vr->io.offset, vr->io.offset + vr->io.len, max);
+	d->split_requests++;
+	return true;
+}
+
 void
 vol_submit(struct daemon *d, struct vol_req *vr)
 {
 	/* A primary sync target reads out-of-sync blocks from the peer. */
 	if (d->link != NULL && !vr->is_resync && peerread_divert(d, vr))
 		return;
+	if (!split_maybe(d, vr)) {
+		vr->done(vr, -ENOMEM);
+		return;
+	}
 	vr->seq = ++d->vol_seq;
 	vr->waiters = vr->waiters_last = NULL;
 	vr->al_pinned = vr->shipped = vr->local_done = vr->peer_done = false;

@@ -15,7 +15,8 @@
 #     and beta's new writes are resynced to it, the disks end identical.
 #  4. async with a tiny activity log and the link silently cut: extents of
 #     writes the peer has not written stay in the AL (the 8th extent's
-#     write waits), so a crash then loses nothing on beta.
+#     write waits), so a crash then loses nothing on beta.  Requests
+#     spanning more extents than the AL holds run in pieces.
 
 source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
@@ -142,6 +143,19 @@ repl_log_has alpha "did not shut down cleanly" ||
     fail "alpha's log does not mention the crash of a primary"
 repl_wait_connected 20
 bm alpha primary
+repl_wait_synced 60
+repl_compare
+
+msg "== requests spanning more extents than the activity log holds"
+# 7 slots: a 64 MiB discard (16 extents), 40 MiB of write-zeroes and an
+# unaligned 32 MiB write (9 extents) run in pieces instead of waiting for
+# ever for all their extents at once.
+split0=$(st alpha split_requests)
+qemu_io alpha -c 'write -P 0x3c 0 96M'
+qemu_io alpha -c 'discard 4M 64M' -c 'write -z 70M 40M' -c 'write -P 0x3d 2M 32M'
+qemu_io alpha -r -c 'read -P 0x3c 0 2M' -c 'read -P 0x3d 2M 32M' -c 'read -P 0 34M 34M' \
+    -c 'read -P 0x3c 68M 2M' -c 'read -P 0 70M 26M'
+assert_ge "$(st alpha split_requests)" $((split0 + 3)) "requests alpha ran in pieces"
 repl_wait_synced 60
 repl_compare
 msg "PASS"
