@@ -228,6 +228,10 @@ sb_done(struct io_req *io, int res)
 		diskfail_meta_error(d, "superblock write", res);
 }
 
+static void data_flush(struct daemon *d, struct io_req *io,
+    void (*cb)(struct io_req *io, int res));
+static void sb_flushed(struct io_req *io, int res);
+
 static void
 sb_start(struct daemon *d)
 {
@@ -249,7 +253,36 @@ sb_start(struct daemon *d)
 	m->sb_io.len = MD_BLOCK_SIZE;
 	m->sb_io.buf = m->sb_buf;
 	m->sb_io.buf_index = -1;
+	if (m->sb_flush) {
+		m->sb_flush = false;
+		data_flush(d, &m->sb_flush_io, sb_flushed);
+		return;
+	}
 	ioeng_submit(m->eng, &m->sb_io);
+}
+
+static void
+sb_flushed(struct io_req *io, int res)
+{
+	struct daemon *d = io->data;
+	struct meta *m = d->md;
+
+	if (res < 0) {
+		log_errno(LOG_ERR, res, "metadata: the data flush before a superblock write failed");
+		m->sb_flush = true;	/* the next attempt flushes again */
+		sb_done(&m->sb_io, res);
+		return;
+	}
+	ioeng_submit(m->eng, &m->sb_io);
+}
+
+/* As meta_sb_write, after a flush of the data device: for a superblock
+ * that vouches for data written before (the disk is uptodate). */
+void
+meta_sb_write_flushed(struct daemon *d, struct meta_wait *w)
+{
+	d->md->sb_flush = true;
+	meta_sb_write(d, w);
 }
 
 /* Make the in-memory superblock durable; w->cb runs after (w may be NULL). */
@@ -523,6 +556,21 @@ bm_done(struct io_req *io, int res)
 	al_kick(d);	/* a transaction may have waited for these bits */
 }
 
+/* Flush the data device (what it completed is durable), then cb. */
+static void
+data_flush(struct daemon *d, struct io_req *io, void (*cb)(struct io_req *io, int res))
+{
+	memset(io, 0, sizeof(*io));
+	io->cb = cb;
+	io->data = d;
+	io->opcode = IO_FLUSH;
+	io->buf_index = -1;
+	ioeng_submit(d->eng, io);
+}
+
+static void bm_write(struct daemon *d);
+static void bm_flushed(struct io_req *io, int res);
+
 static void
 bm_kick(struct daemon *d)
 {
@@ -535,12 +583,47 @@ bm_kick(struct daemon *d)
 	m->bm_busy = true;
 	m->bm_blk = blk;
 	md_bitmap_encode_block(&m->bm, blk, m->bm_buf, &m->bm_gen);
+	/* Clears say that data reached this disk (resync, the peer's
+	 * acknowledgement): that data must be on stable storage before
+	 * the block saying so is.  FUA makes only the bitmap block itself
+	 * durable, so the data device is flushed first -- after the block's
+	 * bits were taken, so every clear in it is covered. */
+	if (md_bitmap_block_has_clears(&m->bm, blk)) {
+		data_flush(d, &m->bm_flush_io, bm_flushed);
+		return;
+	}
+	bm_write(d);
+}
+
+static void
+bm_flushed(struct io_req *io, int res)
+{
+	struct daemon *d = io->data;
+	struct meta *m = d->md;
+
+	if (res < 0) {
+		log_errno(LOG_ERR, res, "metadata: the data flush before bitmap block %" PRIu64
+		    " failed", m->bm_blk);
+		m->bm_busy = false;
+		diskfail_meta_error(d, "flush before a bitmap write", res);
+		retry_later(d);
+		return;
+	}
+	m->bm_flushes++;
+	bm_write(d);
+}
+
+static void
+bm_write(struct daemon *d)
+{
+	struct meta *m = d->md;
+
 	memset(&m->bm_io, 0, sizeof(m->bm_io));
 	m->bm_io.cb = bm_done;
 	m->bm_io.data = d;
 	m->bm_io.opcode = IO_WRITE;
 	m->bm_io.flags = IO_F_FUA;
-	m->bm_io.offset = m->layout.bitmap_offset + blk * MD_BLOCK_SIZE;
+	m->bm_io.offset = m->layout.bitmap_offset + m->bm_blk * MD_BLOCK_SIZE;
 	m->bm_io.len = MD_BLOCK_SIZE;
 	m->bm_io.buf = m->bm_buf;
 	m->bm_io.buf_index = -1;

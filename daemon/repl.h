@@ -69,6 +69,10 @@ struct meta {
 	struct io_req bm_io;
 	void *bm_buf;
 	bool bm_busy;
+	struct io_req bm_flush_io;	/* data flush before a block with clears */
+	struct io_req sb_flush_io;	/* data flush before such a superblock */
+	bool sb_flush;			/* the next superblock write flushes first */
+	uint64_t bm_flushes;		/* such flushes (stats) */
 	uint64_t bm_blk;		/* block being written */
 	uint32_t bm_gen;		/* its change counter */
 	struct vol_req *bm_waiting;	/* writes waiting for durable bits */
@@ -266,6 +270,9 @@ struct peer {
 int meta_attach(struct daemon *d);
 void meta_detach(struct daemon *d, bool clean);
 void meta_sb_write(struct daemon *d, struct meta_wait *w);
+/* The same after flushing the data device: the superblock says the disk
+ * holds data written before (uptodate). */
+void meta_sb_write_flushed(struct daemon *d, struct meta_wait *w);
 /* A write to [off, off+len) may start: AL (primary) and, when the peer
  * does not get it, bitmap bits durable.  Calls vol_start(vr) when ready. */
 void meta_prepare_write(struct daemon *d, struct vol_req *vr);

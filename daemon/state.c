@@ -331,7 +331,7 @@ state_disk_uptodate(struct daemon *d)
 	m->sb.flags |= MD_FL_CONSISTENT | MD_FL_WAS_UPTODATE;
 	m->sb.flags &= ~(MD_FL_FULL_SYNC | MD_FL_CRASHED_PRIMARY);
 	m->sb.disk_state = MD_DISK_UPTODATE;
-	meta_sb_write(d, NULL);
+	meta_sb_write_flushed(d, NULL);
 }
 
 /* The peer skipped the initial sync (disks known equal): take its UUIDs. */

@@ -13,7 +13,7 @@
 
 #define WORD_BITS	64u
 
-/* Bit masks in the per-block arrays (blk_dirty, blk_setpend). */
+/* Bit masks in the per-block arrays (blk_dirty, blk_setpend, blk_clrpend). */
 static inline bool
 blk_test(const uint64_t *a, uint64_t blk)
 {
@@ -42,8 +42,7 @@ mark_word(struct md_bitmap *bm, uint64_t w, bool is_set)
 	uint64_t blk = w / MD_BM_WORDS_PER_BLOCK;
 
 	blk_set(bm->blk_dirty, blk);
-	if (is_set)
-		blk_set(bm->blk_setpend, blk);
+	blk_set(is_set ? bm->blk_setpend : bm->blk_clrpend, blk);
 	bm->blk_gen[blk]++;
 }
 
@@ -97,9 +96,10 @@ md_bitmap_init(struct md_bitmap *bm, uint64_t data_bytes,
 	bm->words = calloc(bm->nwords, sizeof(uint64_t));
 	bm->blk_dirty = calloc(bwords, sizeof(uint64_t));
 	bm->blk_setpend = calloc(bwords, sizeof(uint64_t));
+	bm->blk_clrpend = calloc(bwords, sizeof(uint64_t));
 	bm->blk_gen = calloc(bm->nblocks, sizeof(uint32_t));
-	if (bm->words == NULL || bm->blk_dirty == NULL ||
-	    bm->blk_setpend == NULL || bm->blk_gen == NULL) {
+	if (bm->words == NULL || bm->blk_dirty == NULL || bm->blk_setpend == NULL ||
+	    bm->blk_clrpend == NULL || bm->blk_gen == NULL) {
 		md_bitmap_free(bm);
 		return -ENOMEM;
 	}
@@ -113,6 +113,7 @@ md_bitmap_free(struct md_bitmap *bm)
 	free(bm->words);
 	free(bm->blk_dirty);
 	free(bm->blk_setpend);
+	free(bm->blk_clrpend);
 	free(bm->blk_gen);
 	memset(bm, 0, sizeof(*bm));
 }
@@ -391,6 +392,14 @@ md_bitmap_block_written(struct md_bitmap *bm, uint64_t blk, uint32_t gen)
 		return;
 	blk_clear(bm->blk_dirty, blk);
 	blk_clear(bm->blk_setpend, blk);
+	blk_clear(bm->blk_clrpend, blk);
+}
+
+bool
+md_bitmap_block_has_clears(const struct md_bitmap *bm, uint64_t blk)
+{
+
+	return blk < bm->nblocks && blk_test(bm->blk_clrpend, blk);
 }
 
 int
@@ -426,6 +435,7 @@ md_bitmap_decode_block(struct md_bitmap *bm, uint64_t blk, const void *buf,
 	bm->set = bm->set - old + new;
 	blk_clear(bm->blk_dirty, blk);
 	blk_clear(bm->blk_setpend, blk);
+	blk_clear(bm->blk_clrpend, blk);
 	return 0;
 }
 

@@ -53,6 +53,7 @@ struct md_bitmap {
 	uint64_t set;		/* number of bits set, kept up to date */
 	uint64_t *blk_dirty;	/* bit per block: changed since last written */
 	uint64_t *blk_setpend;	/* bit per block: has sets not yet durable */
+	uint64_t *blk_clrpend;	/* bit per block: has clears not yet durable */
 	uint32_t *blk_gen;	/* per block: change counter */
 };
 
@@ -132,6 +133,9 @@ bool md_bitmap_range_durable(const struct md_bitmap *bm, uint64_t off,
 /* Next block >= from changed since last written, or MD_BM_NONE. */
 uint64_t md_bitmap_next_dirty_block(const struct md_bitmap *bm, uint64_t from);
 bool md_bitmap_block_dirty(const struct md_bitmap *bm, uint64_t blk);
+/* Has block blk clears not yet durable?  Writing it then needs the data
+ * the clears vouch for on stable storage first (a flush). */
+bool md_bitmap_block_has_clears(const struct md_bitmap *bm, uint64_t blk);
 
 /*
  * Encode block blk (< nblocks) into buf (MD_BLOCK_SIZE bytes) and return its

@@ -60,6 +60,8 @@ assert_ge "$shipped" "$oos" "bytes shipped by the resync"
 [ "$shipped" -lt $((size / 4)) ] ||
     fail "resync shipped $shipped bytes: not incremental (volume $size)"
 assert_eq "$(st beta resync_bytes_received)" "$((size + shipped))" "beta's resync_bytes_received"
+# The resync's clears reach beta's bitmap only after a flush of its data.
+[ "$(st beta bitmap_flushes)" -ge 1 ] || fail "beta wrote cleared bitmap blocks without a flush"
 repl_compare
 
 msg "== heal while the workload goes on: resync and client writes overlap"

@@ -180,10 +180,24 @@ test_blocks_durability(void)
 	md_bitmap_block_written(&bm, 1, gen2);
 	CU_ASSERT_FALSE(md_bitmap_block_dirty(&bm, 1));
 	CU_ASSERT_TRUE(md_bitmap_range_durable(&bm, off2, 1));
-	/* Clearing makes the block dirty but never blocks writes. */
+	CU_ASSERT_FALSE(md_bitmap_block_has_clears(&bm, 1));
+	/* Clearing makes the block dirty but never blocks writes; the block
+	 * has clears (a flush before it) until written with them. */
 	md_bitmap_clear_bits(&bm, 32768 + 5, 1);
 	CU_ASSERT_TRUE(md_bitmap_block_dirty(&bm, 1));
 	CU_ASSERT_TRUE(md_bitmap_range_durable(&bm, off2, 1));
+	CU_ASSERT_TRUE(md_bitmap_block_has_clears(&bm, 1));
+	CU_ASSERT_FALSE(md_bitmap_block_has_clears(&bm, 0));
+	md_bitmap_encode_block(&bm, 1, buf, &gen);
+	md_bitmap_clear_bits(&bm, 32768 + 1, 1);	/* after the encode */
+	md_bitmap_block_written(&bm, 1, gen);
+	CU_ASSERT_TRUE(md_bitmap_block_has_clears(&bm, 1));
+	md_bitmap_encode_block(&bm, 1, buf, &gen);
+	md_bitmap_block_written(&bm, 1, gen);
+	CU_ASSERT_FALSE(md_bitmap_block_has_clears(&bm, 1));
+	/* A clear of a bit that was not set changes nothing. */
+	md_bitmap_clear_bits(&bm, 32768 + 1, 1);
+	CU_ASSERT_FALSE(md_bitmap_block_has_clears(&bm, 1));
 	md_bitmap_free(&bm);
 }
 
