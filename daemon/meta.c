@@ -100,6 +100,14 @@ meta_attach(struct daemon *d)
 		    d->self->meta_disk, d->conf.path, d->self->name);
 		return ret;
 	}
+	if (ret == -EBADMSG) {
+		log_err("metadata: both superblock slots on %s (meta-disk %s) are damaged "
+		    "(torn or corrupt; 'blkmirrorctl dump-md' shows them): refusing to start; "
+		    "if the peer holds good data, 'blkmirrorctl -c %s -n %s create-md --force' "
+		    "makes this disk a full resync target", d->self->disk, d->self->meta_disk,
+		    d->conf.path, d->self->name);
+		return ret;
+	}
 	if (ret < 0) {
 		log_errno(LOG_ERR, ret, "metadata: cannot read it from %s", d->self->disk);
 		return ret;

@@ -374,7 +374,9 @@ md_create(const char *disk, const char *meta_disk,
 		r = -EEXIST;
 		goto out;
 	}
-	if (r != 0 && r != -EPROTO && r != -ENOENT)
+	if (r == -EBADMSG && !force)
+		goto out;	/* damaged metadata is metadata too */
+	if (r != 0 && r != -EPROTO && r != -ENOENT && r != -EBADMSG)
 		goto out;
 	if ((r = fresh_sb(&l, opts, &sb)) != 0 ||
 	    (r = write_fresh(loc.fd, &l, &sb)) != 0)

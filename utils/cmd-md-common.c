@@ -50,6 +50,10 @@ cmd_md_fail(const struct cmd_entry *e, const char *path, int err)
 		    "metadata (--force overwrites it)", e->name, path);
 	case -ENOENT:
 		return cmd_fail(EX_NOINPUT, "%s: %s: %s", e->name, path, strerror(-err));
+	case -EBADMSG:
+		return cmd_fail(CMD_EXIT_REFUSED, "%s: %s holds blkmirror metadata whose two "
+		    "superblock slots are both damaged (dump-md shows them); --force "
+		    "overwrites it, and the disk then gets a full resync", e->name, path);
 	case -ENOSPC:
 		return cmd_fail(EX_DATAERR, "%s: %s is too small for the data area and "
 		    "its metadata", e->name, path);

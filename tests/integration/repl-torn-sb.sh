@@ -6,7 +6,9 @@
 # by a power cut would leave it.  dump-md then reports that slot invalid
 # and the other (previous) slot active; the daemon starts from the other
 # slot, rewrites the torn one, connects and mirrors again.  Done for the
-# secondary, then for the primary.  The disks end identical.
+# secondary, then for the primary.  Last, both slots of beta damaged: no
+# tool takes that for "no metadata"; create-md --force and a full resync
+# recover it.  The disks end identical.
 
 source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
@@ -51,5 +53,27 @@ done
 repl_fio alpha --rw=randwrite --bs=4k --size=8M --offset=16M --iodepth=8 \
     --verify=crc32c --randseed=2
 repl_wait_synced 30
+repl_compare
+
+msg "== both superblock slots damaged on beta"
+# Damaged metadata is not "no metadata": dump-md, the daemon and create-md
+# without --force all refuse; create-md --force makes a full resync target.
+repl_stop beta
+read -r off_a off_b <<<"$(md beta sb-offsets)"
+for off in "$off_a" "$off_b"; do
+	dd if=/dev/urandom of="$DISK_beta" bs=512 seek=$(((off + 512) / 512)) count=1 \
+	    oflag=direct conv=notrunc status=none || fail "dd on beta's superblock"
+done
+out=$("$BLKMIRRORCTL" -c "$CONF" -n beta dump-md 2>&1) && fail "dump-md of damaged metadata succeeded"
+assert_match "$out" "both superblock slots on .* are damaged" "dump-md's refusal"
+assert_match "$out" "slot-a: invalid: checksum mismatch" "dump-md's slot a"
+out=$(timeout 30 ip netns exec "$NS_beta" "$BLKMIRRORD" -c "$CONF" -n beta -f 2>&1) &&
+    fail "blkmirrord started on damaged metadata"
+assert_match "$out" "both superblock slots on .* are damaged" "blkmirrord's refusal"
+out=$("$BLKMIRRORCTL" -c "$CONF" -n beta create-md 2>&1) && fail "create-md overwrote damaged metadata"
+assert_match "$out" "superblock slots are both damaged .*--force overwrites it" "create-md's refusal"
+repl_create_md beta --force
+repl_start beta
+repl_wait_synced 60
 repl_compare
 msg "PASS"
