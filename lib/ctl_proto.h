@@ -114,8 +114,12 @@ struct ctl_conn {
 
 #define CTL_MAX_REPLY	(1024 * 1024)	/* longest reply/event line accepted */
 
-/* Connect to the UNIX socket at path.  Returns 0 or a negative errno. */
-int ctl_connect(struct ctl_conn *c, const char *path);
+/*
+ * Connect to the UNIX socket at path, waiting at most timeout_ms (< 0: no
+ * bound) for a daemon whose listen backlog is full.  Returns 0 or a
+ * negative errno: -ETIMEDOUT when the daemon did not make room in time.
+ */
+int ctl_connect(struct ctl_conn *c, const char *path, int timeout_ms);
 void ctl_close(struct ctl_conn *c);
 /* Send a whole line.  Returns 0 or a negative errno. */
 int ctl_send_line(struct ctl_conn *c, const char *line, size_t len);

@@ -143,7 +143,7 @@ teardown(void)
 static void
 conn_open(struct ctl_conn *c)
 {
-	CU_ASSERT_EQUAL_FATAL(ctl_connect(c, sock_path), 0);
+	CU_ASSERT_EQUAL_FATAL(ctl_connect(c, sock_path, 1000), 0);
 	loop_run_once(D.loop, 0);
 }
 
@@ -661,7 +661,7 @@ run_stop_busy(bool uring)
 	ctl_close(&sub);
 	ctl_close(&half);
 	ctl_close(&idle);
-	CU_ASSERT_EQUAL(ctl_connect(&idle, sock_path), -ENOENT);
+	CU_ASSERT_EQUAL(ctl_connect(&idle, sock_path, 1000), -ENOENT);
 	/* control_stop without control_start is harmless. */
 	control_stop(&D);
 	teardown();
