@@ -7,6 +7,8 @@
 #   - against a real STANDALONE daemon: every command is refused with exit 1
 #     and exactly one line carrying the daemon's reason, and the daemon
 #     carries on;
+#   - raw requests: arguments that are not true/false or that the command
+#     does not know are refused before the command runs;
 #   - argument parsing: unknown or misplaced options and bad values give
 #     EX_USAGE (64) with one line naming the usage, --help prints the usage
 #     and exits 0 (without a daemon);
@@ -72,6 +74,51 @@ if grep -Eq '^(peer|epoch|out of sync|uuids) ' <<<"$table"; then
 fi
 log_has "notice: control: (primary|secondary|connect|disconnect|resync|invalidate|verify|pause-sync|resume-sync|new-current-uuid)$" &&
     fail "the daemon logged a refused command as done"
+
+# ---- raw requests: arguments are checked before the command runs ----
+# Only true/false for a boolean ("false" as a string is not false, and once
+# forced a promotion), and only the keys the command knows (a misspelt one
+# is not silently ignored).  Accepted arguments reach the command's check.
+python3 - "$CTL_SOCK" >"$TESTDIR/raw.out" 2>&1 <<'EOF2' || fail "raw argument checks: $(cat "$TESTDIR/raw.out")"
+import json, socket, sys
+def call(cmd, args):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(sys.argv[1])
+    s.sendall((json.dumps({"cmd": cmd, "args": args}) + "\n").encode())
+    buf = b""
+    while b"\n" not in buf:
+        chunk = s.recv(65536)
+        assert chunk, "closed without a reply"
+        buf += chunk
+    s.close()
+    return json.loads(buf.split(b"\n", 1)[0])
+standalone = "resource r0 is standalone (one node configured)"
+cases = [
+    ("primary", {"force": "false"}, "args.force must be true or false"),
+    ("primary", {"force": 0}, "args.force must be true or false"),
+    ("primary", {"force": None}, "args.force must be true or false"),
+    ("primary", {"froce": True}, "command 'primary' has no argument 'froce' (it takes: force)"),
+    ("connect", {"discard_my_data": "yes"}, "args.discard_my_data must be true or false"),
+    ("connect", {"discard-my-data": True},
+     "command 'connect' has no argument 'discard-my-data' (it takes: discard_my_data)"),
+    ("new-current-uuid", {"clear_bitmap": 1}, "args.clear_bitmap must be true or false"),
+    ("secondary", {"force": True}, "command 'secondary' takes no arguments"),
+    ("resync", {"wait": 5}, "command 'resync' takes no arguments"),
+    ("verify", {"no_wait": True}, "command 'verify' takes no arguments"),
+    ("primary", {"force": False}, standalone),
+    ("primary", {"force": True}, standalone),
+    ("primary", {}, standalone),
+    ("connect", {"discard_my_data": False}, standalone),
+    ("new-current-uuid", {"clear_bitmap": True}, standalone),
+]
+for cmd, args, want in cases:
+    r = call(cmd, args)
+    assert r == {"ok": False, "error": want}, (cmd, args, r)
+    print("refused as expected: %s %s: %s" % (cmd, json.dumps(args), r["error"]))
+EOF2
+msg "$(wc -l <"$TESTDIR/raw.out") raw requests with bad or good arguments answered as expected"
+assert_eq "$(status_field role)" primary "role after the raw requests"
 
 # ---- usage errors: 64 and one line with the usage ----
 for cmd in "${!usage[@]}"; do

@@ -28,6 +28,17 @@ assert_eq "$(st beta role)/$(st beta disk)" "secondary/inconsistent" "fresh beta
 # Neither node may be promoted without --force: no disk is uptodate.
 out=$(bm_fails alpha primary)
 msg "primary without --force refused: $out"
+# A raw request whose force is not the boolean true forces nothing (json-c
+# would take the string "false" as true), nor does a misspelt key.
+for args in '{"force":"false"}' '{"force":1}' '{"froce":true}'; do
+	if out=$(repl_tool cmd "$SOCK_alpha" primary "$args" 2>&1); then
+		fail "primary $args was accepted"
+	fi
+	assert_match "$out" "must be true or false|has no argument 'froce'" "primary $args"
+	msg "primary $args refused: $out"
+done
+assert_eq "$(st alpha role)/$(st alpha disk)" "secondary/inconsistent" \
+    "alpha after the bad primary requests"
 # Nor does a secondary serve NBD clients.
 if out=$(timeout 20 qemu-io -f raw -r "$URI_beta" -c 'read 0 4k' 2>&1); then
 	fail "secondary beta served an NBD read: $out"
