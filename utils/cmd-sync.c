@@ -132,7 +132,11 @@ verify_state(struct ctl_event *ev)
 static int
 verify_wait(struct cmd_ctx *ctx, struct ctl_conn *ev, struct ctl_conn *c)
 {
-	/* A verify-stopped before our verify-start is an earlier verify's. */
+	/*
+	 * Events before our verify-start are older than the request: a
+	 * verify-stopped is an earlier verify's, a state event tells of a
+	 * change before ours started (the request found the link established).
+	 */
 	bool started = false;
 
 	/* One event per pass; ends with the verify, the link or the daemon. */
@@ -156,7 +160,7 @@ verify_wait(struct cmd_ctx *ctx, struct ctl_conn *ev, struct ctl_conn *c)
 		done = strcmp(e.name, "verify-done") == 0;
 		if (done)
 			ret = verify_result(ctx, c, &again);
-		else if (strcmp(e.name, "state") == 0)
+		else if (strcmp(e.name, "state") == 0 && started)
 			ret = verify_state(&e);
 		else if (strcmp(e.name, "verify-start") == 0)
 			started = true;

@@ -265,6 +265,12 @@ fctl verify || fail "verify (again): exit $? ($(cat "$TESTDIR/err"))"
 assert_match "$(cat "$TESTDIR/out")" '^verify: 3145728 bytes differ' "verify (again): output"
 assert_eq "$(requests | grep -c ' status ')" 2 "verify (again): status after each verify-done"
 
+# A state event older than the verify (before its verify-start) does not
+# end the wait.
+fake verify-old-state
+fctl verify || fail "verify (old state event): exit $? ($(cat "$TESTDIR/err"))"
+assert_match "$(cat "$TESTDIR/out")" '^verify: 3145728 bytes differ' "verify (old state event): output"
+
 # The link going down or the daemon going away ends it with an error.
 fake verify-link-down
 fctl verify

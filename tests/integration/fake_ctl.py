@@ -20,6 +20,8 @@ Scenarios:
                     verify running (the peer's), a second one 0.2 s later
   verify-link-down  after verify, a state event: replication connecting
   verify-gone       after verify, every connection is closed
+  verify-old-state  "verify" emits a state event (replication sync-source,
+                    an earlier change) before verify-start, then as "verify"
   resync-wait       sync-source for three status requests, then in sync
   resync-off        replication "off" (the link was closed)
   table             status: a resync running, every replication field
@@ -71,7 +73,8 @@ def status(n):
         s["role"] = "secondary" if n <= 3 else "primary"
     elif SCENARIO == "promote-never":
         s["role"] = "secondary"
-    elif SCENARIO in ("verify", "verify-again", "verify-link-down", "verify-gone"):
+    elif SCENARIO in ("verify", "verify-again", "verify-link-down", "verify-gone",
+                      "verify-old-state"):
         s["resync"]["verify_diff_bytes"] = 3145728
         s["resync"]["verify_running"] = SCENARIO == "verify-again" and n == 1
     elif SCENARIO == "resync-wait":
@@ -142,8 +145,12 @@ def answer(conn, req):
             subscribers.append(conn)
         return True
     elif cmd == "verify":
+        if SCENARIO == "verify-old-state":
+            # Queued before the request was taken: a resync's end, say.
+            emit("state", change="resync started", role="primary", disk="uptodate",
+                 connection="connected", replication="sync-source")
         emit("verify-start", message="67108864 bytes")
-        if SCENARIO in ("verify", "verify-again"):
+        if SCENARIO in ("verify", "verify-again", "verify-old-state"):
             # Before the ok: a client that subscribes only now misses it.
             emit("verify-done", message="3145728 bytes differ")
         send(conn, {"ok": True, "result": {}})
