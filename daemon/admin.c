@@ -83,11 +83,28 @@ need_link(struct daemon *d, char *err, size_t errlen)
 	return 0;
 }
 
+/* A resync runs, or is paused, in this replication state. */
+static bool
+resync_state(enum link_state rs)
+{
+	return rs == RS_SYNC_SOURCE || rs == RS_SYNC_TARGET ||
+	    rs == RS_PAUSED_SYNC_SOURCE || rs == RS_PAUSED_SYNC_TARGET;
+}
+
+/*
+ * resync, invalidate, verify and new-current-uuid need the link up and
+ * idle: not resyncing (nor a verify here, for a resync), both disks attached.
+ */
 static int
 need_established(struct daemon *d, bool resync, char *err, size_t errlen)
 {
 	int ret = need_link(d, err, errlen);
 
+	if (ret == 0 && resync_state(d->link->rs)) {
+		snprintf(err, errlen, "a resync is running (replication %s)",
+		    repl_state_name(d->link->rs));
+		return -EBUSY;
+	}
 	if (ret == 0 && d->link->rs != RS_ESTABLISHED) {
 		snprintf(err, errlen, "not connected and in sync with the peer (replication %s)",
 		    repl_state_name(d->link->rs));

@@ -61,6 +61,14 @@ repl_fio_bg alpha --rw=randwrite --bs=16k --offset=8M --size=32M --iodepth=8 \
 bm alpha pause-sync
 repl_wait1 alpha 10 's["replication"] == "paused-sync-source" and s["resync"]["paused"]' \
     "paused resync"
+# resync and verify while a resync runs (here paused) say so.
+for nc in "alpha resync" "alpha verify" "beta resync" "beta invalidate"; do
+	read -r n c <<<"$nc"
+	out=$(bm_fails $n $c)
+	assert_match "$out" "a resync is running \(replication (paused-)?sync-(source|target)\)$" \
+	    "$c on $n during a resync"
+done
+msg "refused during the paused resync: $out"
 sleep 0.5
 d1=$(st alpha resync.done_bytes)
 sleep 1.5
