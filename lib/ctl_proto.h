@@ -10,9 +10,12 @@
  *
  * One reply per request, in order.  "events" turns the connection into a
  * subscription: after its ok reply the daemon sends one event line per event
- * until the client closes.  A request line longer than CTL_MAX_LINE bytes
+ * until the client closes, or until the client falls too far behind: then
+ * the last line is {"event":"overflow",...,"message":...} and the daemon
+ * closes the connection.  A request line longer than CTL_MAX_LINE bytes
  * (newline excluded) or one that does not decode gets an error reply, and the
- * daemon closes the connection.
+ * daemon closes the connection.  A connection that is not a subscription is
+ * closed after a while (30 s) without traffic.
  *
  * Version history (there is no version field: commands and fields are only
  * ever added, never renamed or removed; clients ignore unknown fields):

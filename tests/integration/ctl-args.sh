@@ -15,8 +15,9 @@
 #   - against fake_ctl.py, a scripted control socket that answers as a
 #     two-node daemon: the arguments sent on the wire, primary's polling
 #     until the role changed (and its time-out), verify's subscription
-#     before the request and its end on "verify-done" (or on a link loss or
-#     the daemon going away), resync --wait, and the status table.
+#     before the request and its end on "verify-done" (or on a link loss,
+#     the daemon going away or ending the subscription: "overflow"),
+#     events ending on "overflow", resync --wait, and the status table.
 
 source "${SRCDIR:?}/tests/functions.sh"
 requires python3
@@ -256,8 +257,8 @@ fctl verify || fail "verify: exit $? ($(cat "$TESTDIR/err"))"
 assert_eq "$(cat "$TESTDIR/out")" \
     "verify: 3145728 bytes differ (marked out of sync; run 'blkmirrorctl resync' to repair)" \
     "verify: output"
-assert_eq "$(requests | tr '\n' ';')" "1 events -;2 verify -;2 status -;" \
-    "verify: events first (own connection), then verify and status"
+assert_eq "$(requests | tr '\n' ';')" "1 events -;2 verify -;3 status -;" \
+    "verify: events first, then verify, then status (each on its own connection)"
 
 # A verify-done while a verify still runs (the peer's) does not end it.
 fake verify-again
@@ -278,6 +279,20 @@ assert_err $? 1 "^blkmirrorctl: verify: interrupted: replication is now connecti
 fake verify-gone
 fctl verify
 assert_err $? 69 "^blkmirrorctl: verify: the daemon went away before the verify finished$"
+# The daemon ending the subscription (overflow) is not the daemon going away.
+fake verify-overflow
+fctl verify
+assert_err $? 75 "^blkmirrorctl: verify: lost track of the verify: the daemon ended the event subscription \(events lost from here on: this subscriber fell more than 1048576 bytes behind\); 'blkmirrorctl status' shows whether it still runs$"
+
+# events: an overflow is printed, then reported with EX_TEMPFAIL (not the
+# exit 0 of a daemon that went away).
+fake events-overflow
+fctl events
+assert_err $? 75 "^blkmirrorctl: events: the daemon ended the subscription \(events lost from here on: this subscriber fell more than 1048576 bytes behind\)$"
+assert_eq "$(python3 -c '
+import json, sys
+print(" ".join(json.loads(l)["event"] for l in open(sys.argv[1])))' "$TESTDIR/out")" \
+    "state state overflow" "events: lines printed before the overflow"
 
 # resync --wait: until established with nothing out of sync.
 fake resync-wait

@@ -22,6 +22,10 @@ Scenarios:
   verify-gone       after verify, every connection is closed
   verify-old-state  "verify" emits a state event (replication sync-source,
                     an earlier change) before verify-start, then as "verify"
+  verify-overflow   after verify, the subscription ends with an "overflow"
+                    event (the subscriber fell behind), then closes
+  events-overflow   a subscription gets two state events, then "overflow",
+                    then the connection is closed
   resync-wait       sync-source for three status requests, then in sync
   resync-off        replication "off" (the link was closed)
   table             status: a resync running, every replication field
@@ -74,7 +78,7 @@ def status(n):
     elif SCENARIO == "promote-never":
         s["role"] = "secondary"
     elif SCENARIO in ("verify", "verify-again", "verify-link-down", "verify-gone",
-                      "verify-old-state"):
+                      "verify-old-state", "verify-overflow"):
         s["resync"]["verify_diff_bytes"] = 3145728
         s["resync"]["verify_running"] = SCENARIO == "verify-again" and n == 1
     elif SCENARIO == "resync-wait":
@@ -115,6 +119,29 @@ def emit(name, **fields):
             send(s, ev)
 
 
+OVERFLOW_MESSAGE = ("events lost from here on: this subscriber fell more than "
+                    "1048576 bytes behind")
+
+
+def overflow():
+    """As daemon/control.c ends a subscription that fell too far behind."""
+    emit("overflow", message=OVERFLOW_MESSAGE)
+    with lock:
+        for s in subscribers:
+            s.shutdown(socket.SHUT_RDWR)
+        subscribers.clear()
+
+
+def after_events():
+    """The scenario's events for a new subscriber."""
+    time.sleep(0.1)
+    if SCENARIO == "events-overflow":
+        for repl in ("sync-source", "established"):
+            emit("state", change="resync", role="primary", disk="uptodate",
+                 connection="connected", replication=repl)
+        overflow()
+
+
 def after_verify():
     """The scenario's events once the verify was acknowledged."""
     time.sleep(0.2)
@@ -124,6 +151,8 @@ def after_verify():
         emit("state", change="link down", role="primary", disk="uptodate",
              connection="connecting", replication="connecting",
              reason="peer: link down: timeout")
+    elif SCENARIO == "verify-overflow":
+        overflow()
     elif SCENARIO == "verify-gone":
         with lock:
             for s in subscribers:
@@ -143,6 +172,7 @@ def answer(conn, req):
         send(conn, {"ok": True, "result": {}})
         with lock:
             subscribers.append(conn)
+        threading.Thread(target=after_events, daemon=True).start()
         return True
     elif cmd == "verify":
         if SCENARIO == "verify-old-state":
