@@ -282,10 +282,11 @@ admin_exec(struct daemon *d, const char *cmd, struct json_object *args, char *er
 
 /* ---- status --------------------------------------------------------------------- */
 
+/* An unsigned counter, as control.c adds them (no wrap to negative). */
 static void
 add_u64(struct json_object *o, const char *k, uint64_t v)
 {
-	json_object_object_add(o, k, json_object_new_int64((int64_t)v));
+	json_object_object_add(o, k, json_object_new_uint64(v));
 }
 
 static struct json_object *
