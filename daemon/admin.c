@@ -15,18 +15,61 @@
 #include "repl.h"
 #include "util.h"
 
+/* The most arguments a command takes (all booleans so far). */
+#define ADMIN_MAX_ARGS	1
+
 struct admin_cmd {
 	const char *name;	/* "cmd" of the request */
 	int (*exec)(struct daemon *d, struct json_object *args, char *err, size_t errlen);
+	/* the keys its "args" may hold, each true or false; NULL-padded */
+	const char *bool_args[ADMIN_MAX_ARGS];
 };
 
+/*
+ * Check a request's "args" against the command's keys before anything
+ * runs: an unknown key (a misspelt option) or a value other than true or
+ * false is refused, never taken as a default or as true.  0 or -EINVAL.
+ */
+static int
+args_check(const struct admin_cmd *c, struct json_object *args, char *err, size_t errlen)
+{
+	if (args == NULL)
+		return 0;
+	json_object_object_foreach(args, key, val) {
+		size_t i;
+
+		for (i = 0; i < ADMIN_MAX_ARGS && c->bool_args[i] != NULL &&
+		    strcmp(c->bool_args[i], key) != 0; i++)
+			;
+		if (i == ADMIN_MAX_ARGS || c->bool_args[i] == NULL) {
+			char known[64] = "";
+
+			for (i = 0; i < ADMIN_MAX_ARGS && c->bool_args[i] != NULL; i++)
+				snprintf(known + strlen(known), sizeof(known) - strlen(known),
+				    "%s%s", i > 0 ? ", " : "", c->bool_args[i]);
+			if (known[0] == '\0')
+				snprintf(err, errlen, "command '%s' takes no arguments", c->name);
+			else
+				snprintf(err, errlen, "command '%s' has no argument '%.64s' "
+				    "(it takes: %s)", c->name, key, known);
+			return -EINVAL;
+		}
+		if (!json_object_is_type(val, json_type_boolean)) {
+			snprintf(err, errlen, "args.%s must be true or false", key);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* A boolean argument; args_check() made sure it is one if present. */
 static bool
 arg_bool(struct json_object *args, const char *key)
 {
 	struct json_object *v;
 
 	return args != NULL && json_object_object_get_ex(args, key, &v) &&
-	    json_object_get_boolean(v);
+	    json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
 }
 
 static int
@@ -40,11 +83,28 @@ need_link(struct daemon *d, char *err, size_t errlen)
 	return 0;
 }
 
+/* A resync runs, or is paused, in this replication state. */
+static bool
+resync_state(enum link_state rs)
+{
+	return rs == RS_SYNC_SOURCE || rs == RS_SYNC_TARGET ||
+	    rs == RS_PAUSED_SYNC_SOURCE || rs == RS_PAUSED_SYNC_TARGET;
+}
+
+/*
+ * resync, invalidate, verify and new-current-uuid need the link up and
+ * idle: not resyncing (nor a verify here, for a resync), both disks attached.
+ */
 static int
 need_established(struct daemon *d, bool resync, char *err, size_t errlen)
 {
 	int ret = need_link(d, err, errlen);
 
+	if (ret == 0 && resync_state(d->link->rs)) {
+		snprintf(err, errlen, "a resync is running (replication %s)",
+		    repl_state_name(d->link->rs));
+		return -EBUSY;
+	}
 	if (ret == 0 && d->link->rs != RS_ESTABLISHED) {
 		snprintf(err, errlen, "not connected and in sync with the peer (replication %s)",
 		    repl_state_name(d->link->rs));
@@ -186,16 +246,16 @@ cmd_new_uuid(struct daemon *d, struct json_object *args, char *err, size_t errle
 }
 
 static const struct admin_cmd admin_cmds[] = {
-	{ "primary", cmd_primary },
-	{ "secondary", cmd_secondary },
-	{ "connect", cmd_connect },
-	{ "disconnect", cmd_disconnect },
-	{ "resync", cmd_resync },
-	{ "invalidate", cmd_invalidate },
-	{ "verify", cmd_verify },
-	{ "pause-sync", cmd_pause },
-	{ "resume-sync", cmd_resume },
-	{ "new-current-uuid", cmd_new_uuid },
+	{ "primary", cmd_primary, { "force" } },
+	{ "secondary", cmd_secondary, { NULL } },
+	{ "connect", cmd_connect, { "discard_my_data" } },
+	{ "disconnect", cmd_disconnect, { NULL } },
+	{ "resync", cmd_resync, { NULL } },
+	{ "invalidate", cmd_invalidate, { NULL } },
+	{ "verify", cmd_verify, { NULL } },
+	{ "pause-sync", cmd_pause, { NULL } },
+	{ "resume-sync", cmd_resume, { NULL } },
+	{ "new-current-uuid", cmd_new_uuid, { "clear_bitmap" } },
 };
 
 int
@@ -207,7 +267,9 @@ admin_exec(struct daemon *d, const char *cmd, struct json_object *args, char *er
 			int ret;
 
 			err[0] = '\0';
-			ret = admin_cmds[i].exec(d, args, err, errlen);
+			ret = args_check(&admin_cmds[i], args, err, errlen);
+			if (ret == 0)
+				ret = admin_cmds[i].exec(d, args, err, errlen);
 			if (ret < 0 && err[0] == '\0')
 				snprintf(err, errlen, "%s failed: %s", cmd, strerror(-ret));
 			if (ret == 0)
@@ -220,10 +282,11 @@ admin_exec(struct daemon *d, const char *cmd, struct json_object *args, char *er
 
 /* ---- status --------------------------------------------------------------------- */
 
+/* An unsigned counter, as control.c adds them (no wrap to negative). */
 static void
 add_u64(struct json_object *o, const char *k, uint64_t v)
 {
-	json_object_object_add(o, k, json_object_new_int64((int64_t)v));
+	json_object_object_add(o, k, json_object_new_uint64(v));
 }
 
 static struct json_object *

@@ -3,19 +3,27 @@
  * The control socket: line-delimited JSON (lib/ctl_proto.h) on the UNIX
  * socket named by the node's "control =" key, mode 0600.
  *
- * Everything runs on the daemon's loop: accept, receive and send are loop
- * operations, never blocking calls.  Each client has one receive and one
- * send in flight at most; replies and events wait on a per-client queue.
+ * Everything runs on the daemon's loop: accept and receive are loop
+ * operations, never blocking calls.  Output goes on a per-client queue and
+ * is handed to the socket without blocking (MSG_DONTWAIT) as far as the
+ * socket takes it; what it does not take waits for one loop send, the only
+ * send in flight, whose completion pushes the rest.  Each client has one
+ * receive and one send in flight at most.
  *
  * A client's life:
  *   reading     requests are answered in order; "events" makes it a
  *               subscriber (input is then only watched for end of file);
- *   closing     after a fatal request error or end of file: no more input,
- *               the queued lines still go out, then it is shut down;
+ *   closing     after a fatal request error, end of file or a subscriber's
+ *               overflow: no more input, the queued lines still go out,
+ *               then it is shut down;
  *   dead        shut down; freed once its last loop operation completed.
- * Backpressure: while more than CTL_MAX_QUEUE bytes wait to be sent, a
- * reading client's input is not read; a subscriber that falls that far
- * behind is dropped (the daemon never blocks on a slow reader).
+ * Backpressure: while more than CTL_MAX_QUEUE bytes wait that the socket
+ * has not taken, a reading client's input is not read; a subscriber that
+ * falls that far behind gets a last "overflow" event and is closed (the
+ * daemon never blocks on a slow reader).
+ * Idle clients: a client that is not a live subscriber (a reading client,
+ * or one closing) is shut down after CTL_IDLE_MS without traffic, so that
+ * forgotten connections cannot hold the CTL_MAX_CLIENTS slots for ever.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,15 +44,21 @@
 #include "util.h"
 
 #define CTL_MAX_CLIENTS	128		/* clients at once; more are refused */
-#define CTL_MAX_QUEUE	(1024 * 1024)	/* queued output bytes per client */
+#define CTL_MAX_QUEUE	(1024 * 1024)	/* queued output bytes per client that
+					 * the socket has not taken; the
+					 * "overflow" line may go above it */
 #define CTL_RBUF	(CTL_MAX_LINE + 2)	/* line + "\r\n" */
 #define CTL_STOP_MS	2000		/* control_stop's bound on draining */
 #define CTL_RETRY_MS	100		/* accept retry delay after EMFILE etc. */
+#ifndef CTL_IDLE_MS			/* (the unit test sets a shorter one) */
+#define CTL_IDLE_MS	30000		/* close a non-subscriber without traffic */
+#endif
 
 /* One queued output line. */
 struct out_line {
 	struct out_line *next;		/* queue link */
 	size_t len;			/* bytes in data */
+	size_t off;			/* bytes of data the socket took */
 	bool then_stop;			/* "down": request stop once sent */
 	char data[];			/* the line, '\n' included */
 };
@@ -58,11 +72,12 @@ struct ctl_client {
 	struct loop_op rop;		/* receive (at most one in flight) */
 	struct loop_op sop;		/* send of out_head (at most one) */
 	struct loop_op fop;		/* deferred free after client_kill() */
+	struct loop_timer idle;		/* CTL_IDLE_MS without traffic: close */
 	char *rbuf;			/* CTL_RBUF bytes, allocated on first read */
 	size_t rlen;			/* bytes in rbuf */
 	struct out_line *out_head;	/* queued output, head is being sent */
 	struct out_line *out_tail;	/* last queued line */
-	size_t out_bytes;		/* bytes queued */
+	size_t out_bytes;		/* queued bytes the socket has not taken */
 	bool subscribed;		/* "events" accepted */
 	bool closing;			/* no more input; close once drained */
 	bool dead;			/* shut down; free when ops completed */
@@ -80,6 +95,8 @@ struct control {
 	unsigned n_clients;		/* entries on clients */
 	unsigned next_id;		/* id of the next client */
 	bool stopping;			/* control_stop() running */
+	bool orphaned;			/* control_stop() gave up on pending
+					 * operations: the last completion frees */
 };
 
 /* A command: one handler each, mirroring blkmirrorctl's table. */
@@ -89,6 +106,7 @@ struct ctl_cmd {
 };
 
 static void client_pump(struct ctl_client *c);
+static void control_release(struct control *ctl);
 
 /* ---- client output ------------------------------------------------------ */
 
@@ -113,10 +131,12 @@ client_free_if_idle(struct ctl_client *c)
 			daemon_request_stop(ctl->d, "blkmirrorctl down");
 		free(o);
 	}
+	loop_timer_cancel(ctl->d->loop, &c->idle);
 	close(c->fd);
 	free(c->rbuf);
 	log_debug("control: client %u closed", c->id);
 	free(c);
+	control_release(ctl);
 }
 
 /* Deferred completion after client_kill(): free if nothing else is pending. */
@@ -138,17 +158,88 @@ client_kill(struct ctl_client *c)
 		return;
 	c->dead = true;
 	c->closing = true;
+	loop_timer_cancel(c->ctl->d->loop, &c->idle);
 	shutdown(c->fd, SHUT_RDWR);
 	loop_defer(c->ctl->d->loop, &c->fop, 0);
 }
 
+/* Traffic: restart the idle clock, unless c is a live subscriber. */
 static void
-client_send_next(struct ctl_client *c)
+client_touch(struct ctl_client *c)
 {
-	struct loop *l = c->ctl->d->loop;
+	if (!c->dead && (!c->subscribed || c->closing))
+		loop_timer_arm(c->ctl->d->loop, &c->idle, CTL_IDLE_MS);
+}
 
-	if (!c->sop.in_flight && c->out_head != NULL)
-		loop_send(l, &c->sop, c->fd, c->out_head->data, c->out_head->len);
+/* CTL_IDLE_MS without traffic: shut the client down, its slot is free. */
+static void
+on_idle(struct loop_timer *t)
+{
+	struct ctl_client *c = t->data;
+
+	log_notice("control: client %u: no traffic for %d s, closing it", c->id,
+	    CTL_IDLE_MS / 1000);
+	client_kill(c);
+}
+
+/* The head line is out: drop it (a "down" reply now asks for the stop). */
+static void
+line_sent(struct ctl_client *c)
+{
+	struct out_line *o = c->out_head;
+
+	c->out_head = o->next;
+	if (c->out_head == NULL)
+		c->out_tail = NULL;
+	if (o->then_stop)
+		daemon_request_stop(c->ctl->d, "blkmirrorctl down");
+	free(o);
+}
+
+/*
+ * Hand queued output to the socket: as much as it takes now, without
+ * blocking, then one loop send for the rest of the head line, whose
+ * completion (on_send) calls here again.  So out_bytes counts only what
+ * the socket has not taken.  A "down" reply always goes by the loop send:
+ * the stop it asks for then starts from a completion, not from inside a
+ * request.  A closing client is shut down once everything is out.
+ */
+static void
+client_flush(struct ctl_client *c)
+{
+	struct out_line *o;
+	bool moved = false;
+
+	/* Each pass sends part of the head line or hands it to the loop. */
+	while (!c->dead && !c->sop.in_flight && (o = c->out_head) != NULL) {
+		ssize_t n = 0;
+
+		if (!o->then_stop)
+			n = send(c->fd, o->data + o->off, o->len - o->off,
+			    MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (o->then_stop || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+			loop_send(c->ctl->d->loop, &c->sop, c->fd, o->data + o->off,
+			    o->len - o->off);
+			break;
+		}
+		if (n < 0) {
+			log_debug("control: client %u: send failed: %s", c->id,
+			    strerror(errno));
+			client_kill(c);
+			return;
+		}
+		o->off += (size_t)n;
+		c->out_bytes -= (size_t)n;
+		moved = true;
+		if (o->off == o->len)
+			line_sent(c);
+	}
+	if (moved)
+		client_touch(c);
+	if (c->closing && c->out_head == NULL)
+		client_kill(c);
 }
 
 /* Queue line (malloc'd by an encoder, freed here) for sending. */
@@ -167,6 +258,7 @@ client_queue(struct ctl_client *c, char *line, size_t len, bool then_stop)
 	memcpy(o->data, line, len);
 	free(line);
 	o->len = len;
+	o->off = 0;
 	o->then_stop = then_stop;
 	o->next = NULL;
 	if (c->out_tail != NULL)
@@ -175,24 +267,22 @@ client_queue(struct ctl_client *c, char *line, size_t len, bool then_stop)
 		c->out_head = o;
 	c->out_tail = o;
 	c->out_bytes += len;
-	client_send_next(c);
+	client_flush(c);
 	return 0;
 }
 
-/* Send completion: pop the line, start the next, resume reading if drained. */
+/*
+ * Loop send completion (the rest of the head line): pop it, push what
+ * follows, resume reading below the bound.
+ */
 static void
 on_send(struct loop_op *op, int res)
 {
 	struct ctl_client *c = op->data;
 	struct out_line *o = c->out_head;
 
-	c->out_head = o->next;
-	if (c->out_head == NULL)
-		c->out_tail = NULL;
-	c->out_bytes -= o->len;
-	if (o->then_stop)
-		daemon_request_stop(c->ctl->d, "blkmirrorctl down");
-	free(o);
+	c->out_bytes -= o->len - o->off;
+	line_sent(c);
 	if (c->dead) {
 		client_free_if_idle(c);
 		return;
@@ -202,11 +292,9 @@ on_send(struct loop_op *op, int res)
 		client_kill(c);
 		return;
 	}
-	if (c->out_head != NULL)
-		client_send_next(c);
-	else if (c->closing)
-		client_kill(c);
-	else
+	client_touch(c);
+	client_flush(c);
+	if (!c->dead)
 		client_pump(c);
 }
 
@@ -232,6 +320,34 @@ reply_error(struct ctl_client *c, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	line = ctl_reply_error(&len, "%s", msg);
+	if (client_queue(c, line, len, false) < 0)
+		client_kill(c);
+}
+
+/*
+ * A subscriber more than CTL_MAX_QUEUE bytes behind: its subscription ends
+ * with one "overflow" event after what is queued (that line may take the
+ * queue above the bound, so it always fits), then the client is closed, or
+ * after CTL_IDLE_MS if it does not read.  Without the event a reader could
+ * not tell the end of its stream from the daemon going away.
+ */
+static void
+client_overflow(struct ctl_client *c)
+{
+	struct json_object *ev = ctl_event_new("overflow");
+	char msg[160];
+	size_t len = 0;
+	char *line;
+
+	log_warn("control: client %u reads events too slowly (%zu bytes behind), "
+	    "ending its subscription", c->id, c->out_bytes);
+	c->closing = true;
+	client_touch(c);
+	snprintf(msg, sizeof(msg), "events lost from here on: this subscriber fell more "
+	    "than %d bytes behind", CTL_MAX_QUEUE);
+	if (ev != NULL)
+		json_object_object_add(ev, "message", json_object_new_string(msg));
+	line = ctl_line(ev, &len);
 	if (client_queue(c, line, len, false) < 0)
 		client_kill(c);
 }
@@ -356,6 +472,7 @@ cmd_events(struct ctl_client *c, const struct ctl_request *req)
 {
 	reply_ok(c, NULL);
 	c->subscribed = true;
+	loop_timer_cancel(c->ctl->d->loop, &c->idle);	/* waiting is its job */
 	log_debug("control: client %u subscribed to events", c->id);
 }
 
@@ -464,6 +581,7 @@ on_recv(struct loop_op *op, int res)
 	}
 	if (res > 0) {
 		c->rlen += (size_t)res;
+		client_touch(c);
 		client_pump(c);
 		return;
 	}
@@ -498,14 +616,16 @@ client_new(struct control *ctl, int fd)
 	c->rop = (struct loop_op){ .cb = on_recv, .data = c };
 	c->sop = (struct loop_op){ .cb = on_send, .data = c };
 	c->fop = (struct loop_op){ .cb = on_free, .data = c };
+	c->idle = (struct loop_timer){ .cb = on_idle, .data = c };
 	c->next = ctl->clients;
 	ctl->clients = c;
 	ctl->n_clients++;
 	log_debug("control: client %u connected", c->id);
+	client_touch(c);
 	if (ctl->n_clients > CTL_MAX_CLIENTS) {
 		log_warn("control: more than %d clients, refusing one", CTL_MAX_CLIENTS);
+		c->closing = true;	/* first: the reply may go out at once */
 		reply_error(c, "too many control clients (max %d)", CTL_MAX_CLIENTS);
-		c->closing = true;
 		return;
 	}
 	client_pump(c);
@@ -520,16 +640,21 @@ accept_retry(struct loop_timer *t)
 		loop_accept(ctl->d->loop, &ctl->lst.op, ctl->lst.fd);
 }
 
-/* Accept completion: adopt the client and post the next accept. */
+/*
+ * Accept completion: adopt the client and post the next accept.  ctl comes
+ * from the listener, not from d->ctl: after control_stop() gave up waiting
+ * for this accept, d->ctl is NULL and ctl waits here to be released.
+ */
 static void
 on_accept(struct loop_op *op, int res)
 {
 	struct listener *lst = op->data;
-	struct control *ctl = lst->d->ctl;
+	struct control *ctl = container_of(lst, struct control, lst);
 
 	if (ctl->stopping) {
 		if (res >= 0)
 			close(res);
+		control_release(ctl);
 		return;
 	}
 	if (res < 0) {
@@ -732,16 +857,27 @@ control_stop(struct daemon *d)
 	/* Run the loop until our operations completed (bounded). */
 	while ((ctl->lst.op.in_flight || ctl->clients != NULL) && now_ns() < deadline)
 		loop_run_once(d->loop, 100);
+	d->ctl = NULL;
 	if (ctl->lst.op.in_flight || ctl->clients != NULL) {
-		/* The loop still owns them: leave them to loop_free(). */
+		/* The loop still owns them: the last completion releases ctl. */
 		log_warn("control: operations still pending at stop");
-		d->ctl = NULL;
+		ctl->orphaned = true;
 		return;
 	}
 	close(ctl->lst.fd);
-	d->ctl = NULL;
 	free(ctl);
 	log_debug("control: stopped");
+}
+
+/* After control_stop() gave up: free ctl once its last operation ended. */
+static void
+control_release(struct control *ctl)
+{
+	if (!ctl->orphaned || ctl->lst.op.in_flight || ctl->clients != NULL)
+		return;
+	close(ctl->lst.fd);
+	free(ctl);
+	log_debug("control: the last pending operation ended");
 }
 
 void
@@ -761,12 +897,9 @@ control_emit(struct daemon *d, void *json_obj)
 	for (struct ctl_client *c = ctl->clients; c != NULL; c = c->next) {
 		if (!c->subscribed || c->closing)
 			continue;
-		if (c->out_bytes + len > CTL_MAX_QUEUE) {
-			log_warn("control: client %u reads events too slowly, dropping it", c->id);
-			client_kill(c);
-			continue;
-		}
-		if (client_queue(c, strdup(line), len, false) < 0)
+		if (c->out_bytes + len > CTL_MAX_QUEUE)
+			client_overflow(c);
+		else if (client_queue(c, strdup(line), len, false) < 0)
 			client_kill(c);
 	}
 	free(line);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <json-c/json.h>
 
@@ -340,11 +341,54 @@ ctl_event_new(const char *name)
 
 /* ---- blocking client ------------------------------------------------------ */
 
+/*
+ * connect(2) on fd, bounded by timeout_ms (< 0: no bound).  A UNIX stream
+ * connect waits only while the listener's backlog is full (a daemon that
+ * stopped accepting); a non-blocking connect then fails with EAGAIN at
+ * once instead of going in progress, so there is nothing to poll for.
+ * The kernel bounds that wait by the socket's send timeout instead, which
+ * is set for the connect and cleared after it.  0 or a negative errno,
+ * -ETIMEDOUT when the bound passed.
+ */
+static int
+connect_bounded(int fd, const struct sockaddr_un *sun, int timeout_ms)
+{
+	uint64_t deadline = now_ns() + (uint64_t)MAX(timeout_ms, 1) * 1000000;
+	struct timeval tv = { 0, 0 };
+	int ret;
+
+	/* One pass per attempt: retried only after a signal, within the bound. */
+	for (;;) {
+		if (timeout_ms >= 0) {
+			uint64_t now = now_ns(), left;
+
+			if (now >= deadline)
+				return -ETIMEDOUT;
+			left = (deadline - now + 999) / 1000;	/* microseconds */
+			tv.tv_sec = (time_t)(left / 1000000);
+			tv.tv_usec = (suseconds_t)(left % 1000000);
+			if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+				return -errno;
+		}
+		ret = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+		if (ret == 0 || errno != EINTR)
+			break;
+	}
+	if (ret < 0)
+		return timeout_ms >= 0 && errno == EAGAIN ? -ETIMEDOUT : -errno;
+	if (timeout_ms >= 0) {
+		tv = (struct timeval){ 0, 0 };
+		if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
 int
-ctl_connect(struct ctl_conn *c, const char *path)
+ctl_connect(struct ctl_conn *c, const char *path, int timeout_ms)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd;
+	int fd, ret;
 
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
@@ -355,14 +399,13 @@ ctl_connect(struct ctl_conn *c, const char *path)
 	if (c->buf == NULL)
 		return -ENOMEM;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		int err = -errno;
-
+	ret = fd < 0 ? -errno : connect_bounded(fd, &sun, timeout_ms);
+	if (ret < 0) {
 		if (fd >= 0)
 			close(fd);
 		free(c->buf);
 		c->buf = NULL;
-		return err;
+		return ret;
 	}
 	c->fd = fd;
 	return 0;

@@ -10,9 +10,12 @@
  *
  * One reply per request, in order.  "events" turns the connection into a
  * subscription: after its ok reply the daemon sends one event line per event
- * until the client closes.  A request line longer than CTL_MAX_LINE bytes
+ * until the client closes, or until the client falls too far behind: then
+ * the last line is {"event":"overflow",...,"message":...} and the daemon
+ * closes the connection.  A request line longer than CTL_MAX_LINE bytes
  * (newline excluded) or one that does not decode gets an error reply, and the
- * daemon closes the connection.
+ * daemon closes the connection.  A connection that is not a subscription is
+ * closed after a while (30 s) without traffic.
  *
  * Version history (there is no version field: commands and fields are only
  * ever added, never renamed or removed; clients ignore unknown fields):
@@ -114,8 +117,12 @@ struct ctl_conn {
 
 #define CTL_MAX_REPLY	(1024 * 1024)	/* longest reply/event line accepted */
 
-/* Connect to the UNIX socket at path.  Returns 0 or a negative errno. */
-int ctl_connect(struct ctl_conn *c, const char *path);
+/*
+ * Connect to the UNIX socket at path, waiting at most timeout_ms (< 0: no
+ * bound) for a daemon whose listen backlog is full.  Returns 0 or a
+ * negative errno: -ETIMEDOUT when the daemon did not make room in time.
+ */
+int ctl_connect(struct ctl_conn *c, const char *path, int timeout_ms);
 void ctl_close(struct ctl_conn *c);
 /* Send a whole line.  Returns 0 or a negative errno. */
 int ctl_send_line(struct ctl_conn *c, const char *line, size_t len);

@@ -149,10 +149,14 @@ cmd_opt_uint(const struct cmd_entry *e, const struct cmd_opt *o,
 int
 cmd_connect(struct cmd_ctx *ctx, struct ctl_conn *c)
 {
-	int ret = ctl_connect(c, ctx->socket);
+	int ret = ctl_connect(c, ctx->socket, CMD_REPLY_TIMEOUT_MS);
 
 	if (ret == 0)
 		return 0;
+	if (ret == -ETIMEDOUT)
+		return cmd_fail(EX_TEMPFAIL, "cannot connect to %s: the daemon accepted no "
+		    "connection within %d s (stopped or overloaded?)", ctx->socket,
+		    CMD_REPLY_TIMEOUT_MS / 1000);
 	if (ret == -ENOENT || ret == -ECONNREFUSED)
 		return cmd_fail(EX_UNAVAILABLE, "cannot connect to %s: %s (is blkmirrord running?)",
 		    ctx->socket, strerror(-ret));

@@ -58,13 +58,16 @@ sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-/* Nobody answers on path any more. */
+/* Nobody answers on path any more (a full backlog still counts as there). */
 static bool
 socket_gone(const char *path)
 {
 	struct ctl_conn c;
+	int ret = ctl_connect(&c, path, DOWN_POLL_MS);
 
-	if (ctl_connect(&c, path) < 0)
+	if (ret == -ETIMEDOUT)
+		return false;
+	if (ret < 0)
 		return true;
 	ctl_close(&c);
 	return false;

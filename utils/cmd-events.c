@@ -2,7 +2,10 @@
 /*
  * blkmirrorctl events [--count N]: stream the daemon's events, one JSON
  * object per line, until interrupted (SIGINT/SIGTERM/SIGHUP: exit 0), the
- * daemon goes away (exit 0), or N events were printed.
+ * daemon goes away (exit 0), or N events were printed.  An "overflow"
+ * event (this reader fell too far behind, the daemon ended the
+ * subscription and events were lost) is printed, then ends it with
+ * EX_TEMPFAIL.
  */
 #include <errno.h>
 #include <signal.h>
@@ -10,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cmd.h"
+#include "cmd-admin.h"
 #include "util.h"
 
 /* Signals end the stream at once; a line is never cut (see print_event). */
@@ -34,15 +37,21 @@ catch_signals(sigset_t *set)
 	sigaction(SIGHUP, &sa, NULL);
 }
 
-/* Check and print one event line; signals wait until it is out. */
+/*
+ * Check and print one event line; signals wait until it is out.  After an
+ * "overflow" event, the daemon's last line, returns EX_TEMPFAIL.
+ */
 static int
 print_event(const sigset_t *set, char *line, long n)
 {
 	struct ctl_event ev;
+	char why[CTL_ERR_MAX] = "";
 	int ret = 0;
 
 	if (ctl_event_decode(line, (size_t)n, &ev) < 0)
 		return cmd_fail(EX_PROTOCOL, "events: malformed event line from the daemon");
+	if (strcmp(ev.name, "overflow") == 0)
+		snprintf(why, sizeof(why), "%s", cmd_jstr(ev.root, "message", "events lost"));
 	ctl_event_free(&ev);
 	sigprocmask(SIG_BLOCK, set, NULL);
 	line[n] = '\n';
@@ -50,6 +59,8 @@ print_event(const sigset_t *set, char *line, long n)
 		ret = cmd_fail(EX_IOERR, "events: writing to stdout: %s", strerror(errno));
 	line[n] = '\0';
 	sigprocmask(SIG_UNBLOCK, set, NULL);
+	if (ret == 0 && why[0] != '\0')
+		ret = cmd_fail(EX_TEMPFAIL, "events: the daemon ended the subscription (%s)", why);
 	return ret;
 }
 

@@ -11,8 +11,10 @@
  * resync and invalidate return once the resync started, or with --wait
  * when the resource is connected with nothing out of sync.  verify waits
  * for the end of the comparison unless --no-wait: it subscribes to the
- * events on a second connection before it asks for the verify, so the
- * "verify-done" event cannot be missed.
+ * events on a connection of its own before it asks for the verify, so the
+ * "verify-done" event cannot be missed.  The result comes from a status
+ * asked for on a new connection: the daemon closes a plain client that
+ * stays idle (30 s), and a verify takes longer.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -85,13 +87,18 @@ invalidate_exec(struct cmd_ctx *ctx, int argc, char **argv)
  * runs again (*again set: keep waiting).  0 or an exit code.
  */
 static int
-verify_result(struct cmd_ctx *ctx, struct ctl_conn *c, bool *again)
+verify_result(struct cmd_ctx *ctx, bool *again)
 {
+	struct ctl_conn c;
 	struct ctl_reply rep;
 	struct json_object *rs;
 	int64_t diff;
-	int ret = cmd_status_get(ctx, c, &rep);
+	int ret = cmd_connect(ctx, &c);
 
+	if (ret != 0)
+		return ret;
+	ret = cmd_status_get(ctx, &c, &rep);
+	ctl_close(&c);
 	if (ret != 0)
 		return ret;
 	rs = cmd_jobj(rep.result, "resync");
@@ -128,11 +135,15 @@ verify_state(struct ctl_event *ev)
 	    reason != NULL ? ": " : "", reason != NULL ? reason : "");
 }
 
-/* Read events from ev until the verify ended; c asks for the status. */
+/* Read events from ev until the verify ended. */
 static int
-verify_wait(struct cmd_ctx *ctx, struct ctl_conn *ev, struct ctl_conn *c)
+verify_wait(struct cmd_ctx *ctx, struct ctl_conn *ev)
 {
-	/* A verify-stopped before our verify-start is an earlier verify's. */
+	/*
+	 * Events before our verify-start are older than the request: a
+	 * verify-stopped is an earlier verify's, a state event tells of a
+	 * change before ours started (the request found the link established).
+	 */
 	bool started = false;
 
 	/* One event per pass; ends with the verify, the link or the daemon. */
@@ -155,14 +166,18 @@ verify_wait(struct cmd_ctx *ctx, struct ctl_conn *ev, struct ctl_conn *c)
 			return cmd_fail(EX_PROTOCOL, "verify: malformed event line from the daemon");
 		done = strcmp(e.name, "verify-done") == 0;
 		if (done)
-			ret = verify_result(ctx, c, &again);
-		else if (strcmp(e.name, "state") == 0)
+			ret = verify_result(ctx, &again);
+		else if (strcmp(e.name, "state") == 0 && started)
 			ret = verify_state(&e);
 		else if (strcmp(e.name, "verify-start") == 0)
 			started = true;
 		else if (strcmp(e.name, "verify-stopped") == 0 && started)
 			ret = cmd_fail(CMD_EXIT_REFUSED, "verify: stopped %s (the differences "
 			    "found so far are marked)", cmd_jstr(e.root, "message", ""));
+		else if (strcmp(e.name, "overflow") == 0)
+			ret = cmd_fail(EX_TEMPFAIL, "verify: lost track of the verify: the daemon "
+			    "ended the event subscription (%s); 'blkmirrorctl status' shows "
+			    "whether it still runs", cmd_jstr(e.root, "message", "events lost"));
 		ctl_event_free(&e);
 		if (ret != 0 || (done && !again))
 			return ret;
@@ -173,7 +188,7 @@ static int
 verify_exec(struct cmd_ctx *ctx, int argc, char **argv)
 {
 	struct cmd_opt opts[] = { { .name = "--no-wait" } };
-	struct ctl_conn ev, c;
+	struct ctl_conn ev;
 	int ret = cmd_parse_opts(&cmd_verify_entry, argc, argv, opts, ARRAY_SIZE(opts));
 
 	if (ret >= 0)
@@ -183,10 +198,8 @@ verify_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	/* Subscribed before the verify starts: its end cannot be missed. */
 	if ((ret = cmd_admin_open(ctx, &ev, "events", NULL)) != 0)
 		return ret;
-	if ((ret = cmd_admin_open(ctx, &c, "verify", NULL)) == 0) {
-		ret = verify_wait(ctx, &ev, &c);
-		ctl_close(&c);
-	}
+	if ((ret = cmd_admin_simple(ctx, "verify", NULL)) == 0)
+		ret = verify_wait(ctx, &ev);
 	ctl_close(&ev);
 	return ret;
 }

@@ -13,7 +13,9 @@
  *   EX_UNAVAILABLE  the daemon cannot be reached
  *   EX_PROTOCOL     the daemon's answer does not follow the protocol, or it
  *                   closed the connection before answering
- *   EX_TEMPFAIL     no answer in time / the daemon did not stop in time
+ *   EX_TEMPFAIL     no answer (or connection) in time / the daemon did not
+ *                   stop in time / it ended an event subscription that fell
+ *                   behind ("overflow")
  *   EX_OSERR        a local system call failed
  */
 #ifndef BLKMIRRORCTL_CMD_H

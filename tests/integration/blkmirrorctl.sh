@@ -3,7 +3,8 @@
 #
 # blkmirrorctl against a real blkmirrord: status (table and --json) with
 # counters that follow real NBD I/O, -c/-n socket lookup, one-line errors
-# with sysexits codes, the raw protocol's error handling, a second daemon
+# with sysexits codes (also EX_TEMPFAIL, not a hang, when a stopped daemon's
+# listen backlog is full), the raw protocol's error handling, a second daemon
 # refused without harming the first, events until the daemon goes away, and
 # down waiting for the process to exit.
 
@@ -24,6 +25,13 @@ assert_one_line_err()
 quiet_kill()
 {
 	kill "$1" 2>/dev/null
+	return 0
+}
+
+# Continue a stopped daemon at exit if it still runs.
+cont_quietly()
+{
+	kill -CONT "$1" 2>/dev/null
 	return 0
 }
 
@@ -102,6 +110,39 @@ assert_one_line_err $? 64 "--timeout wants a number"
 assert_eq $? 0 "status --help"
 assert_match "$(cat "$TESTDIR/out")" "status \[--json\]" "status usage"
 pid_alive "$DAEMON_PID" || fail "the daemon died during the error checks"
+
+# ---- a stopped daemon whose listen backlog is full: connect is bounded ----
+# connect(2) on a UNIX socket blocks while the backlog is full; blkmirrorctl
+# must give up after its 10 s answer timeout with EX_TEMPFAIL, not hang.
+cleanup_fn cont_quietly "$DAEMON_PID"
+kill -STOP "$DAEMON_PID"
+python3 - "$CTL_SOCK" "$BLKMIRRORCTL" >"$TESTDIR/stopped.out" 2>"$TESTDIR/err" <<'EOF2'
+import socket, subprocess, sys, time
+held = []
+while len(held) < 1000:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.setblocking(False)
+    try:
+        s.connect(sys.argv[1])
+    except BlockingIOError:
+        s.close()
+        break
+    held.append(s)
+assert 0 < len(held) < 1000, "could not fill the backlog (%d)" % len(held)
+t0 = time.monotonic()
+r = subprocess.run(["timeout", "30", sys.argv[2], "-s", sys.argv[1], "status"],
+                   stdout=subprocess.DEVNULL, stderr=sys.stderr)
+print(r.returncode, int((time.monotonic() - t0) * 1000), len(held))
+EOF2
+rc=$?
+kill -CONT "$DAEMON_PID"
+[ "$rc" = 0 ] || fail "backlog check failed: $(cat "$TESTDIR/err")"
+read -r st_rc st_ms st_held <"$TESTDIR/stopped.out"
+msg "stopped daemon, $st_held connections in its backlog: exit $st_rc after $st_ms ms"
+assert_one_line_err "$st_rc" 75 "^blkmirrorctl: cannot connect to $CTL_SOCK: the daemon accepted no connection within 10 s \\(stopped or overloaded\\?\\)$"
+[ "$st_ms" -ge 9000 ] && [ "$st_ms" -le 12000 ] ||
+    fail "blkmirrorctl gave up after $st_ms ms, expected about 10 s"
+assert_eq "$(status_field resource)" r0 "status after the daemon was continued"
 
 # ---- raw protocol: errors are answered, the daemon carries on ----
 python3 - "$CTL_SOCK" <<'EOF' || fail "raw protocol check failed"

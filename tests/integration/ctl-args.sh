@@ -7,14 +7,17 @@
 #   - against a real STANDALONE daemon: every command is refused with exit 1
 #     and exactly one line carrying the daemon's reason, and the daemon
 #     carries on;
+#   - raw requests: arguments that are not true/false or that the command
+#     does not know are refused before the command runs;
 #   - argument parsing: unknown or misplaced options and bad values give
 #     EX_USAGE (64) with one line naming the usage, --help prints the usage
 #     and exits 0 (without a daemon);
 #   - against fake_ctl.py, a scripted control socket that answers as a
 #     two-node daemon: the arguments sent on the wire, primary's polling
 #     until the role changed (and its time-out), verify's subscription
-#     before the request and its end on "verify-done" (or on a link loss or
-#     the daemon going away), resync --wait, and the status table.
+#     before the request and its end on "verify-done" (or on a link loss,
+#     the daemon going away or ending the subscription: "overflow"),
+#     events ending on "overflow", resync --wait, and the status table.
 
 source "${SRCDIR:?}/tests/functions.sh"
 requires python3
@@ -72,6 +75,51 @@ if grep -Eq '^(peer|epoch|out of sync|uuids) ' <<<"$table"; then
 fi
 log_has "notice: control: (primary|secondary|connect|disconnect|resync|invalidate|verify|pause-sync|resume-sync|new-current-uuid)$" &&
     fail "the daemon logged a refused command as done"
+
+# ---- raw requests: arguments are checked before the command runs ----
+# Only true/false for a boolean ("false" as a string is not false, and once
+# forced a promotion), and only the keys the command knows (a misspelt one
+# is not silently ignored).  Accepted arguments reach the command's check.
+python3 - "$CTL_SOCK" >"$TESTDIR/raw.out" 2>&1 <<'EOF2' || fail "raw argument checks: $(cat "$TESTDIR/raw.out")"
+import json, socket, sys
+def call(cmd, args):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(sys.argv[1])
+    s.sendall((json.dumps({"cmd": cmd, "args": args}) + "\n").encode())
+    buf = b""
+    while b"\n" not in buf:
+        chunk = s.recv(65536)
+        assert chunk, "closed without a reply"
+        buf += chunk
+    s.close()
+    return json.loads(buf.split(b"\n", 1)[0])
+standalone = "resource r0 is standalone (one node configured)"
+cases = [
+    ("primary", {"force": "false"}, "args.force must be true or false"),
+    ("primary", {"force": 0}, "args.force must be true or false"),
+    ("primary", {"force": None}, "args.force must be true or false"),
+    ("primary", {"froce": True}, "command 'primary' has no argument 'froce' (it takes: force)"),
+    ("connect", {"discard_my_data": "yes"}, "args.discard_my_data must be true or false"),
+    ("connect", {"discard-my-data": True},
+     "command 'connect' has no argument 'discard-my-data' (it takes: discard_my_data)"),
+    ("new-current-uuid", {"clear_bitmap": 1}, "args.clear_bitmap must be true or false"),
+    ("secondary", {"force": True}, "command 'secondary' takes no arguments"),
+    ("resync", {"wait": 5}, "command 'resync' takes no arguments"),
+    ("verify", {"no_wait": True}, "command 'verify' takes no arguments"),
+    ("primary", {"force": False}, standalone),
+    ("primary", {"force": True}, standalone),
+    ("primary", {}, standalone),
+    ("connect", {"discard_my_data": False}, standalone),
+    ("new-current-uuid", {"clear_bitmap": True}, standalone),
+]
+for cmd, args, want in cases:
+    r = call(cmd, args)
+    assert r == {"ok": False, "error": want}, (cmd, args, r)
+    print("refused as expected: %s %s: %s" % (cmd, json.dumps(args), r["error"]))
+EOF2
+msg "$(wc -l <"$TESTDIR/raw.out") raw requests with bad or good arguments answered as expected"
+assert_eq "$(status_field role)" primary "role after the raw requests"
 
 # ---- usage errors: 64 and one line with the usage ----
 for cmd in "${!usage[@]}"; do
@@ -209,14 +257,20 @@ fctl verify || fail "verify: exit $? ($(cat "$TESTDIR/err"))"
 assert_eq "$(cat "$TESTDIR/out")" \
     "verify: 3145728 bytes differ (marked out of sync; run 'blkmirrorctl resync' to repair)" \
     "verify: output"
-assert_eq "$(requests | tr '\n' ';')" "1 events -;2 verify -;2 status -;" \
-    "verify: events first (own connection), then verify and status"
+assert_eq "$(requests | tr '\n' ';')" "1 events -;2 verify -;3 status -;" \
+    "verify: events first, then verify, then status (each on its own connection)"
 
 # A verify-done while a verify still runs (the peer's) does not end it.
 fake verify-again
 fctl verify || fail "verify (again): exit $? ($(cat "$TESTDIR/err"))"
 assert_match "$(cat "$TESTDIR/out")" '^verify: 3145728 bytes differ' "verify (again): output"
 assert_eq "$(requests | grep -c ' status ')" 2 "verify (again): status after each verify-done"
+
+# A state event older than the verify (before its verify-start) does not
+# end the wait.
+fake verify-old-state
+fctl verify || fail "verify (old state event): exit $? ($(cat "$TESTDIR/err"))"
+assert_match "$(cat "$TESTDIR/out")" '^verify: 3145728 bytes differ' "verify (old state event): output"
 
 # The link going down or the daemon going away ends it with an error.
 fake verify-link-down
@@ -225,6 +279,20 @@ assert_err $? 1 "^blkmirrorctl: verify: interrupted: replication is now connecti
 fake verify-gone
 fctl verify
 assert_err $? 69 "^blkmirrorctl: verify: the daemon went away before the verify finished$"
+# The daemon ending the subscription (overflow) is not the daemon going away.
+fake verify-overflow
+fctl verify
+assert_err $? 75 "^blkmirrorctl: verify: lost track of the verify: the daemon ended the event subscription \(events lost from here on: this subscriber fell more than 1048576 bytes behind\); 'blkmirrorctl status' shows whether it still runs$"
+
+# events: an overflow is printed, then reported with EX_TEMPFAIL (not the
+# exit 0 of a daemon that went away).
+fake events-overflow
+fctl events
+assert_err $? 75 "^blkmirrorctl: events: the daemon ended the subscription \(events lost from here on: this subscriber fell more than 1048576 bytes behind\)$"
+assert_eq "$(python3 -c '
+import json, sys
+print(" ".join(json.loads(l)["event"] for l in open(sys.argv[1])))' "$TESTDIR/out")" \
+    "state state overflow" "events: lines printed before the overflow"
 
 # resync --wait: until established with nothing out of sync.
 fake resync-wait

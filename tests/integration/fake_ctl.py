@@ -20,6 +20,12 @@ Scenarios:
                     verify running (the peer's), a second one 0.2 s later
   verify-link-down  after verify, a state event: replication connecting
   verify-gone       after verify, every connection is closed
+  verify-old-state  "verify" emits a state event (replication sync-source,
+                    an earlier change) before verify-start, then as "verify"
+  verify-overflow   after verify, the subscription ends with an "overflow"
+                    event (the subscriber fell behind), then closes
+  events-overflow   a subscription gets two state events, then "overflow",
+                    then the connection is closed
   resync-wait       sync-source for three status requests, then in sync
   resync-off        replication "off" (the link was closed)
   table             status: a resync running, every replication field
@@ -71,7 +77,8 @@ def status(n):
         s["role"] = "secondary" if n <= 3 else "primary"
     elif SCENARIO == "promote-never":
         s["role"] = "secondary"
-    elif SCENARIO in ("verify", "verify-again", "verify-link-down", "verify-gone"):
+    elif SCENARIO in ("verify", "verify-again", "verify-link-down", "verify-gone",
+                      "verify-old-state", "verify-overflow"):
         s["resync"]["verify_diff_bytes"] = 3145728
         s["resync"]["verify_running"] = SCENARIO == "verify-again" and n == 1
     elif SCENARIO == "resync-wait":
@@ -112,6 +119,29 @@ def emit(name, **fields):
             send(s, ev)
 
 
+OVERFLOW_MESSAGE = ("events lost from here on: this subscriber fell more than "
+                    "1048576 bytes behind")
+
+
+def overflow():
+    """As daemon/control.c ends a subscription that fell too far behind."""
+    emit("overflow", message=OVERFLOW_MESSAGE)
+    with lock:
+        for s in subscribers:
+            s.shutdown(socket.SHUT_RDWR)
+        subscribers.clear()
+
+
+def after_events():
+    """The scenario's events for a new subscriber."""
+    time.sleep(0.1)
+    if SCENARIO == "events-overflow":
+        for repl in ("sync-source", "established"):
+            emit("state", change="resync", role="primary", disk="uptodate",
+                 connection="connected", replication=repl)
+        overflow()
+
+
 def after_verify():
     """The scenario's events once the verify was acknowledged."""
     time.sleep(0.2)
@@ -121,6 +151,8 @@ def after_verify():
         emit("state", change="link down", role="primary", disk="uptodate",
              connection="connecting", replication="connecting",
              reason="peer: link down: timeout")
+    elif SCENARIO == "verify-overflow":
+        overflow()
     elif SCENARIO == "verify-gone":
         with lock:
             for s in subscribers:
@@ -140,10 +172,15 @@ def answer(conn, req):
         send(conn, {"ok": True, "result": {}})
         with lock:
             subscribers.append(conn)
+        threading.Thread(target=after_events, daemon=True).start()
         return True
     elif cmd == "verify":
+        if SCENARIO == "verify-old-state":
+            # Queued before the request was taken: a resync's end, say.
+            emit("state", change="resync started", role="primary", disk="uptodate",
+                 connection="connected", replication="sync-source")
         emit("verify-start", message="67108864 bytes")
-        if SCENARIO in ("verify", "verify-again"):
+        if SCENARIO in ("verify", "verify-again", "verify-old-state"):
             # Before the ok: a client that subscribes only now misses it.
             emit("verify-done", message="3145728 bytes differ")
         send(conn, {"ok": True, "result": {}})

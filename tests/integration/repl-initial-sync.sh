@@ -28,6 +28,17 @@ assert_eq "$(st beta role)/$(st beta disk)" "secondary/inconsistent" "fresh beta
 # Neither node may be promoted without --force: no disk is uptodate.
 out=$(bm_fails alpha primary)
 msg "primary without --force refused: $out"
+# A raw request whose force is not the boolean true forces nothing (json-c
+# would take the string "false" as true), nor does a misspelt key.
+for args in '{"force":"false"}' '{"force":1}' '{"froce":true}'; do
+	if out=$(repl_tool cmd "$SOCK_alpha" primary "$args" 2>&1); then
+		fail "primary $args was accepted"
+	fi
+	assert_match "$out" "must be true or false|has no argument 'froce'" "primary $args"
+	msg "primary $args refused: $out"
+done
+assert_eq "$(st alpha role)/$(st alpha disk)" "secondary/inconsistent" \
+    "alpha after the bad primary requests"
 # Nor does a secondary serve NBD clients.
 if out=$(timeout 20 qemu-io -f raw -r "$URI_beta" -c 'read 0 4k' 2>&1); then
 	fail "secondary beta served an NBD read: $out"
@@ -50,6 +61,14 @@ repl_fio_bg alpha --rw=randwrite --bs=16k --offset=8M --size=32M --iodepth=8 \
 bm alpha pause-sync
 repl_wait1 alpha 10 's["replication"] == "paused-sync-source" and s["resync"]["paused"]' \
     "paused resync"
+# resync and verify while a resync runs (here paused) say so.
+for nc in "alpha resync" "alpha verify" "beta resync" "beta invalidate"; do
+	read -r n c <<<"$nc"
+	out=$(bm_fails $n $c)
+	assert_match "$out" "a resync is running \(replication (paused-)?sync-(source|target)\)$" \
+	    "$c on $n during a resync"
+done
+msg "refused during the paused resync: $out"
 sleep 0.5
 d1=$(st alpha resync.done_bytes)
 sleep 1.5

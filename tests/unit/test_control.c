@@ -21,6 +21,10 @@
 #include "internal.h"
 #include "util.h"
 
+/* Bytes of events emitted in one loop turn by run_burst: above control.c's
+ * queue bound (1 MiB), below that plus what a socket takes at once. */
+#define CTL_BURST_BYTES	(1024 * 1024 + 32 * 1024)
+
 /* ---- the fake daemon ---------------------------------------------------- */
 
 static struct daemon D;			/* the daemon under test */
@@ -143,7 +147,7 @@ teardown(void)
 static void
 conn_open(struct ctl_conn *c)
 {
-	CU_ASSERT_EQUAL_FATAL(ctl_connect(c, sock_path), 0);
+	CU_ASSERT_EQUAL_FATAL(ctl_connect(c, sock_path, 1000), 0);
 	loop_run_once(D.loop, 0);
 }
 
@@ -505,15 +509,19 @@ run_events(bool uring)
 	teardown();
 }
 
-/* A subscriber that never reads is dropped; a reading one gets everything. */
+/*
+ * A subscriber that never reads ends with an "overflow" event after what
+ * was queued, then end of file; a reading one gets everything.
+ */
 static void
 run_slow_subscriber(bool uring)
 {
 	enum { EVENTS = 4000 };
 	struct ctl_conn fast, slow;
 	struct ctl_reply rep;
-	char payload[1024], *line;
+	char payload[1024], *line, last[2048];
 	int got_fast = 0, got_slow = 0;
+	struct ctl_event ev;
 	long n;
 
 	memset(payload, 'p', sizeof(payload) - 1);
@@ -535,17 +543,171 @@ run_slow_subscriber(bool uring)
 	while (got_fast < EVENTS && pump_line(&fast, &line, 3000) > 0)
 		got_fast++;
 	CU_ASSERT_EQUAL(got_fast, EVENTS);
-	/* The slow one reads what was queued before it was dropped, then EOF. */
-	while ((n = pump_line(&slow, &line, 3000)) > 0)
+	/*
+	 * The slow one reads what was queued before the overflow, then the
+	 * overflow event, then EOF.
+	 */
+	last[0] = '\0';
+	while ((n = pump_line(&slow, &line, 3000)) > 0) {
 		got_slow++;
+		snprintf(last, sizeof(last), "%s", line);
+	}
 	CU_ASSERT_EQUAL(n, -ECONNRESET);
+	got_slow--;	/* the overflow line */
 	if (!(got_slow > 10 && got_slow < EVENTS))
 		fprintf(stderr, "slow subscriber read %d events\n", got_slow);
 	CU_ASSERT(got_slow > 10 && got_slow < EVENTS);
+	CU_ASSERT_EQUAL_FATAL(ctl_event_decode(last, strlen(last), &ev), 0);
+	CU_ASSERT_STRING_EQUAL(ev.name, "overflow");
+	CU_ASSERT_STRING_EQUAL(jstr(ev.root, "message"), "events lost from here on: this "
+	    "subscriber fell more than 1048576 bytes behind");
+	ctl_event_free(&ev);
 	control_stop(&D);
 	expect_eof(&fast);
 	ctl_close(&fast);
 	ctl_close(&slow);
+	teardown();
+}
+
+/*
+ * A burst of events in one loop turn, a little more than the queue bound:
+ * the socket takes part of it at once, so only the rest counts against the
+ * bound and a subscriber that reads afterwards loses nothing.
+ */
+static void
+run_burst(bool uring)
+{
+	enum { EVENTS = (CTL_BURST_BYTES) / 1024 };
+	struct ctl_conn sub;
+	struct ctl_reply rep;
+	struct ctl_event ev;
+	char payload[1000], *line;
+	int got = 0, overflow = 0;
+	long n;
+
+	memset(payload, 'b', sizeof(payload) - 1);
+	payload[sizeof(payload) - 1] = '\0';
+	setup(uring);
+	CU_ASSERT_EQUAL_FATAL(control_start(&D), 0);
+	conn_open(&sub);
+	CU_ASSERT_EQUAL_FATAL(call(&sub, "{\"cmd\":\"events\"}\n", &rep), 0);
+	ctl_reply_free(&rep);
+	/* No loop turn in between: nothing but the socket drains the queue. */
+	for (int i = 0; i < EVENTS; i++)
+		emit("burst", payload);
+	while (got + overflow < EVENTS && (n = pump_line(&sub, &line, 3000)) > 0) {
+		CU_ASSERT_EQUAL_FATAL(ctl_event_decode(line, (size_t)n, &ev), 0);
+		if (strcmp(ev.name, "overflow") == 0)
+			overflow++;
+		else
+			got++;
+		ctl_event_free(&ev);
+	}
+	if (got != EVENTS)
+		fprintf(stderr, "burst: %d of %d events, %d overflow\n", got, EVENTS, overflow);
+	CU_ASSERT_EQUAL(got, EVENTS);
+	CU_ASSERT_EQUAL(overflow, 0);
+	control_stop(&D);
+	expect_eof(&sub);
+	ctl_close(&sub);
+	teardown();
+}
+
+/*
+ * Idle clients: one without traffic is closed after CTL_IDLE_MS, one that
+ * keeps asking stays, a live subscriber stays, and an overflowed
+ * subscriber that never reads is closed without waiting for it to drain.
+ */
+static void
+run_idle(bool uring)
+{
+	struct ctl_conn idle, busy, sub, stuck;
+	struct ctl_reply rep;
+	char payload[1024], *line, last[2048];
+	uint64_t t0 = now_ns(), closed_ms = 0;
+	long n;
+
+	memset(payload, 'i', sizeof(payload) - 1);
+	payload[sizeof(payload) - 1] = '\0';
+	setup(uring);
+	CU_ASSERT_EQUAL_FATAL(control_start(&D), 0);
+	conn_open(&idle);
+	conn_open(&busy);
+	conn_open(&sub);
+	conn_open(&stuck);
+	CU_ASSERT_EQUAL_FATAL(call(&sub, "{\"cmd\":\"events\"}\n", &rep), 0);
+	ctl_reply_free(&rep);
+	CU_ASSERT_EQUAL_FATAL(call(&stuck, "{\"cmd\":\"events\"}\n", &rep), 0);
+	ctl_reply_free(&rep);
+	/* stuck overflows and then never reads; sub reads everything. */
+	for (int round = 0; round < 4; round++) {
+		int got = 0;
+
+		for (int i = 0; i < 400; i++)
+			emit("fill", payload);
+		while (got < 400 && pump_line(&sub, &line, 3000) > 0)
+			got++;
+		CU_ASSERT_EQUAL_FATAL(got, 400);
+	}
+	/* Well past the idle time; busy asks every CTL_IDLE_MS / 4. */
+	while (now_ns() - t0 < (uint64_t)CTL_IDLE_MS * 2500000) {
+		CU_ASSERT_EQUAL_FATAL(call(&busy, "{\"cmd\":\"status\"}\n", &rep), 0);
+		CU_ASSERT_TRUE(rep.ok);
+		ctl_reply_free(&rep);
+		if (closed_ms == 0 && ctl_recv_line(&idle, &line, 0) == -ECONNRESET)
+			closed_ms = (now_ns() - t0) / 1000000;
+		pump_ms(CTL_IDLE_MS / 4);
+	}
+	if (closed_ms == 0 && ctl_recv_line(&idle, &line, 0) == -ECONNRESET)
+		closed_ms = (now_ns() - t0) / 1000000;
+	if (!(closed_ms >= CTL_IDLE_MS && closed_ms < CTL_IDLE_MS * 2))
+		fprintf(stderr, "idle client closed after %llu ms\n",
+		    (unsigned long long)closed_ms);
+	CU_ASSERT(closed_ms >= CTL_IDLE_MS && closed_ms < CTL_IDLE_MS * 2);
+	/* The subscriber that reads is still subscribed. */
+	emit("still-here", "yes");
+	expect_event(&sub, "still-here", "yes");
+	/* The stuck one was shut down before it drained: no overflow line. */
+	last[0] = '\0';
+	while ((n = pump_line(&stuck, &line, 3000)) > 0)
+		snprintf(last, sizeof(last), "%s", line);
+	CU_ASSERT_EQUAL(n, -ECONNRESET);
+	CU_ASSERT_PTR_NOT_NULL(strstr(last, "\"event\":\"fill\""));
+	control_stop(&D);
+	expect_eof(&busy);
+	expect_eof(&sub);
+	ctl_close(&idle);
+	ctl_close(&busy);
+	ctl_close(&sub);
+	ctl_close(&stuck);
+	teardown();
+}
+
+/*
+ * control_stop() gives up on an accept it cannot wake (the socket file was
+ * moved away); the accept completes later, during the rest of the daemon's
+ * shutdown, and must neither touch d->ctl (NULL by then) nor leak.
+ */
+static void
+run_stop_gives_up(bool uring)
+{
+	struct ctl_conn c;
+	char moved[300];
+	uint64_t t0;
+
+	setup(uring);
+	CU_ASSERT_EQUAL_FATAL(control_start(&D), 0);
+	snprintf(moved, sizeof(moved), "%s/moved.sock", tmpdir);
+	CU_ASSERT_EQUAL_FATAL(rename(sock_path, moved), 0);
+	t0 = now_ns();
+	control_stop(&D);
+	CU_ASSERT(now_ns() - t0 >= 1500000000ull);
+	CU_ASSERT_PTR_NULL(D.ctl);
+	CU_ASSERT_EQUAL_FATAL(ctl_connect(&c, moved, 1000), 0);
+	pump_ms(50);
+	expect_eof(&c);
+	ctl_close(&c);
+	CU_ASSERT_EQUAL(unlink(moved), 0);
 	teardown();
 }
 
@@ -661,7 +823,7 @@ run_stop_busy(bool uring)
 	ctl_close(&sub);
 	ctl_close(&half);
 	ctl_close(&idle);
-	CU_ASSERT_EQUAL(ctl_connect(&idle, sock_path), -ENOENT);
+	CU_ASSERT_EQUAL(ctl_connect(&idle, sock_path, 1000), -ENOENT);
 	/* control_stop without control_start is harmless. */
 	control_stop(&D);
 	teardown();
@@ -675,6 +837,9 @@ BOTH(run_bad_input)
 BOTH(run_many_clients)
 BOTH(run_events)
 BOTH(run_slow_subscriber)
+BOTH(run_burst)
+BOTH(run_idle)
+BOTH(run_stop_gives_up)
 BOTH(run_down)
 BOTH(run_socket_file)
 BOTH(run_stop_busy)
@@ -695,6 +860,9 @@ main(void)
 	ADD(run_many_clients);
 	ADD(run_events);
 	ADD(run_slow_subscriber);
+	ADD(run_burst);
+	ADD(run_idle);
+	ADD(run_stop_gives_up);
 	ADD(run_down);
 	ADD(run_socket_file);
 	ADD(run_stop_busy);

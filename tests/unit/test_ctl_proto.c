@@ -6,11 +6,13 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <CUnit/Basic.h>
 #include <json-c/json.h>
 
 #include "ctl_proto.h"
+#include "util.h"
 
 /* Decode a NUL-terminated line; returns the decoder's result. */
 static int
@@ -238,12 +240,65 @@ test_connect_errors(void)
 	struct ctl_conn c;
 	char path[200];
 
-	CU_ASSERT_EQUAL(ctl_connect(&c, "/nonexistent/dir/x.sock"), -ENOENT);
+	CU_ASSERT_EQUAL(ctl_connect(&c, "/nonexistent/dir/x.sock", 1000), -ENOENT);
 	CU_ASSERT_EQUAL(c.fd, -1);
 	memset(path, 'a', sizeof(path) - 1);
 	path[0] = '/';
 	path[sizeof(path) - 1] = '\0';
-	CU_ASSERT_EQUAL(ctl_connect(&c, path), -ENAMETOOLONG);
+	CU_ASSERT_EQUAL(ctl_connect(&c, path, 1000), -ENAMETOOLONG);
+}
+
+/*
+ * A listener that accepts nothing, its backlog full (a stopped daemon):
+ * connect gives up after its timeout with -ETIMEDOUT instead of blocking,
+ * and succeeds once the listener made room.
+ */
+static void
+test_connect_timeout(void)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	char dir[] = "/tmp/blkmirror-ctlproto-XXXXXX";
+	int lfd, fds[16], nfd = 0, afd;
+	struct ctl_conn c;
+	uint64_t t0, ms;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/s.sock", dir);
+	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	CU_ASSERT_FATAL(lfd >= 0);
+	CU_ASSERT_EQUAL_FATAL(bind(lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	CU_ASSERT_EQUAL_FATAL(listen(lfd, 0), 0);
+	/* Fill the backlog: non-blocking connects until one would wait. */
+	while (nfd < (int)ARRAY_SIZE(fds)) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+
+		CU_ASSERT_FATAL(fd >= 0);
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+			CU_ASSERT_EQUAL(errno, EAGAIN);
+			close(fd);
+			break;
+		}
+		fds[nfd++] = fd;
+	}
+	CU_ASSERT_FATAL(nfd > 0 && nfd < (int)ARRAY_SIZE(fds));
+	t0 = now_ns();
+	CU_ASSERT_EQUAL(ctl_connect(&c, sun.sun_path, 300), -ETIMEDOUT);
+	ms = (now_ns() - t0) / 1000000;
+	CU_ASSERT(ms >= 250 && ms < 3000);
+	CU_ASSERT_EQUAL(c.fd, -1);
+	CU_ASSERT_PTR_NULL(c.buf);
+	/* Room again: the same call connects. */
+	afd = accept(lfd, NULL, NULL);
+	CU_ASSERT_FATAL(afd >= 0);
+	CU_ASSERT_EQUAL(ctl_connect(&c, sun.sun_path, 300), 0);
+	CU_ASSERT_EQUAL(ctl_send_line(&c, "x\n", 2), 0);
+	ctl_close(&c);
+	close(afd);
+	while (nfd > 0)
+		close(fds[--nfd]);
+	close(lfd);
+	CU_ASSERT_EQUAL(unlink(sun.sun_path), 0);
+	CU_ASSERT_EQUAL(rmdir(dir), 0);
 }
 
 int
@@ -261,6 +316,7 @@ main(void)
 	CU_add_test(s, "events", test_event);
 	CU_add_test(s, "client lines", test_client_lines);
 	CU_add_test(s, "connect errors", test_connect_errors);
+	CU_add_test(s, "connect timeout", test_connect_timeout);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	{
