@@ -9,7 +9,12 @@ reads back data, the server process must still be alive, and the server's
 log must have gained a line about the bad input.
 
   nbd_evil.py --unix SOCK|--tcp HOST:PORT --export NAME --pid PID
-              --log FILE --mode structured|simple [--case NAME ...] [--list]
+              --log FILE --mode structured|simple [--ctl SOCK]
+              [--case NAME ...] [--list]
+
+With --ctl (the daemon's control socket), cases that need the daemon's
+view (how many clients it still holds) ask it for its status; without it
+they skip those checks.
 
 Exit status: 0 when every case passed, 1 otherwise (each failure printed).
 """
@@ -76,6 +81,7 @@ CMD_BLOCK_STATUS = 7
 
 CMD_FLAG_FUA = 1 << 0
 CMD_FLAG_DF = 1 << 2
+CMD_FLAG_REQ_ONE = 1 << 3
 
 REPLY_FLAG_DONE = 1
 REPLY_TYPE_NONE = 0
@@ -218,6 +224,21 @@ class Conn:
                 check(len(rdata) == 14, "INFO_BLOCK_SIZE of %d bytes" % len(rdata))
                 self.min_block = struct.unpack(">III", rdata[2:])[0]
 
+    def opt_meta_allocation(self):
+        """SET_META_CONTEXT base:allocation (after STRUCTURED_REPLY)."""
+        name = self.args.export.encode()
+        query = b"base:allocation"
+        self.send_opt(OPT_SET_META_CONTEXT, struct.pack(">I", len(name)) +
+                      name + struct.pack(">II", 1, len(query)) + query)
+        selected = False
+        while True:
+            _, rtype, _ = self.opt_reply()
+            if rtype != REP_META_CONTEXT:
+                break
+            selected = True
+        check(rtype == REP_ACK and selected,
+              "SET_META_CONTEXT base:allocation answered with %#x" % rtype)
+
     def connect_export(self, structured=None):
         """Full handshake up to transmission."""
         if structured is None:
@@ -302,6 +323,11 @@ class Conn:
                 data = data if data is not None else {}
                 data[off] = bytes(hlen)
             elif rtype == REPLY_TYPE_BLOCK_STATUS:
+                check(cmd == CMD_BLOCK_STATUS,
+                      "block status chunk for command %d" % cmd)
+                # a context id, then at least one 8-byte descriptor
+                check(length >= 12 and (length - 4) % 8 == 0,
+                      "block status chunk of %d bytes" % length)
                 data = body
             else:
                 check(rtype == REPLY_TYPE_NONE, "unknown chunk type %#x" % rtype)
@@ -771,7 +797,8 @@ def case_misaligned(args, lw):
 
 
 def case_zero_length(args, lw):
-    """Zero-length requests must not disconnect."""
+    """Zero-length requests must not disconnect; BLOCK_STATUS of length 0
+    is EINVAL (structured mode)."""
     c = Conn(args).connect_export()
     # any answer will do (the spec leaves it open), as long as it comes
     c.read(0, 0)
@@ -780,6 +807,25 @@ def case_zero_length(args, lw):
     c.simple_cmd(CMD_WRITE_ZEROES, 0, 0)
     err, _ = c.read(0, 4096)
     check(err == 0, "read after zero-length requests failed with %d" % err)
+    c.close()
+    if args.mode != "structured":
+        return
+    # BLOCK_STATUS of length 0: its reply could describe nothing, and a
+    # BLOCK_STATUS chunk must carry a descriptor: EINVAL (error chunk).
+    c = Conn(args)
+    c.hello()
+    c.opt_structured()
+    c.opt_meta_allocation()
+    check(c.opt_go() == REP_ACK, "GO after SET_META_CONTEXT failed")
+    for flags in (0, CMD_FLAG_REQ_ONE):
+        err = c.simple_cmd(CMD_BLOCK_STATUS, 4096, 0, flags=flags)
+        check(err == EINVAL, "BLOCK_STATUS of length 0 (flags %d): error %d"
+              % (flags, err))
+        lw.rejected("BLOCK_STATUS of length 0", "BLOCK_STATUS")
+    cookie = c.request(CMD_BLOCK_STATUS, 0, 8192)
+    got, err, data = c.reply()
+    check(got == cookie and err == 0 and data is not None,
+          "BLOCK_STATUS after the zero-length ones: error %d" % err)
     c.close()
 
 
@@ -941,6 +987,7 @@ def main():
     p.add_argument("--export", default="r0")
     p.add_argument("--pid", type=int, help="server process id")
     p.add_argument("--log", help="server log file")
+    p.add_argument("--ctl", help="server control socket (status checks)")
     p.add_argument("--mode", choices=("structured", "simple"),
                    default="structured")
     p.add_argument("--case", action="append", help="run only these cases")
