@@ -257,8 +257,42 @@ submit(struct nbd_req *q, uint8_t opcode, uint32_t flags)
 }
 
 /*
+ * Where the data run containing or following pos starts: pos itself when
+ * pos is in data, the start of the next data, or end when only a hole
+ * follows (SEEK_DATA's ENXIO).  Any other lseek failure (a filesystem
+ * fault, an unsupported file) reports pos as data: calling data a hole
+ * would make copy tools skip it, calling a hole data costs only a read.
+ */
+static uint64_t
+next_data(struct nbd_conn *c, uint64_t pos, uint64_t end)
+{
+	static uint64_t failures;	/* for the log's rate limit */
+	int64_t data = ioeng_seek(c->d->eng, pos, SEEK_DATA);
+
+	if (data >= 0)
+		return MIN((uint64_t)data, end);
+	if (data == -ENXIO)
+		return end;
+	if (failures++ % 1000 == 0)
+		log_warn("nbd: %s: BLOCK_STATUS: lseek(SEEK_DATA) at %" PRIu64
+		    " failed: %s; reported as data (%" PRIu64 " such failures)",
+		    c->peer, pos, strerror((int)-data), failures);
+	return pos;
+}
+
+/* The end of the data run starting at pos (SEEK_HOLE; on failure: end). */
+static uint64_t
+next_hole(struct nbd_conn *c, uint64_t pos, uint64_t end)
+{
+	int64_t hole = ioeng_seek(c->d->eng, pos, SEEK_HOLE);
+
+	return hole < 0 ? end : MIN((uint64_t)hole, end);
+}
+
+/*
  * BLOCK_STATUS for base:allocation: holes and data from SEEK_HOLE/SEEK_DATA
- * on regular files; block devices report everything as data.
+ * on regular files; block devices report everything as data.  Validation
+ * guarantees length > 0, so the reply carries at least one descriptor.
  */
 static void
 block_status(struct nbd_req *q)
@@ -268,7 +302,6 @@ block_status(struct nbd_req *q)
 	unsigned max = (q->r.flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NBD_BS_DESCRIPTORS;
 	unsigned n = 0;
 	uint8_t *p;
-	int fd = ioeng_fd(d->eng);
 	/* A disk that is not uptodate (a promoted sync target) may have holes
 	 * where the peer has data: report everything as data then. */
 	bool all_data = ioeng_is_blockdev(d->eng) || d->disk != DISK_UPTODATE;
@@ -279,28 +312,28 @@ block_status(struct nbd_req *q)
 	}
 	p = q->data.p;
 	while (pos < end && n < max) {
-		off_t data = all_data ? (off_t)pos : lseek(fd, (off_t)pos, SEEK_DATA);
+		uint64_t data = all_data ? pos : next_data(q->c, pos, end);
 		uint64_t len;
 		uint32_t flags;
 
-		if (data < 0 || (uint64_t)data > pos) {
+		if (data > pos) {
 			/* A hole up to the next data (or the end). */
-			uint64_t next = data < 0 ? end : MIN((uint64_t)data, end);
-
-			len = next - pos;
+			len = data - pos;
 			flags = NBD_STATE_HOLE | NBD_STATE_ZERO;
 		} else {
-			off_t hole = all_data ? (off_t)end :
-			    lseek(fd, (off_t)pos, SEEK_HOLE);
-			uint64_t next = hole < 0 ? end : MIN((uint64_t)hole, end);
-
-			len = next - pos;
+			len = (all_data ? end : next_hole(q->c, pos, end)) - pos;
 			flags = 0;
 		}
 		/* Keep extents aligned to the block size (filesystem holes
 		 * are page aligned; a tail past the export end is cut). */
-		if (len == 0)
+		if (len == 0 && n > 0)
 			break;
+		if (len == 0) {
+			/* The extent map changed between the two lseeks (a
+			 * TRIM meanwhile): one descriptor is a must, say data. */
+			len = end - pos;
+			flags = 0;
+		}
 		if (len > UINT32_MAX - d->block_size)
 			len = (UINT32_MAX / d->block_size) * d->block_size;
 		put_be32(p + n * 8, (uint32_t)len);
