@@ -19,6 +19,9 @@
 						 * ahead in one receive */
 #define NBD_SPEC_RESERVE	64		/* pool buffers speculation leaves
 						 * to requests */
+#define NBD_REJECT_LOG_FIRST	10		/* rejected requests logged per
+						 * connection before ... */
+#define NBD_REJECT_LOG_EVERY	1000		/* ... only every 1000th is */
 
 /* Transmission flags of the export (NBD_INFO_EXPORT and EXPORT_NAME). */
 #define NBD_EXPORT_TFLAGS (NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | \
@@ -103,6 +106,7 @@ struct nbd_conn {
 	unsigned inflight;		/* requests not yet fully replied */
 	bool dead;			/* socket unusable: drop replies */
 	uint64_t requests;		/* requests seen, for the close log line */
+	uint64_t rejected;		/* of those, refused by validation */
 	uint64_t spec_hits;		/* WRITE payloads received ahead (no copy) */
 	uint64_t spec_unwinds;		/* receive-ahead guesses that missed */
 };

@@ -118,9 +118,9 @@ nbd_conn_close(struct nbd_conn *c, const char *why)
 		return;
 	if (why != NULL)
 		log_info("nbd: connection %" PRIu64 " from %s closed: %s (%" PRIu64
-		    " requests; %" PRIu64 " WRITE payloads received ahead, %" PRIu64
-		    " guesses missed)", c->id, c->peer, why, c->requests,
-		    c->spec_hits, c->spec_unwinds);
+		    " requests, %" PRIu64 " rejected; %" PRIu64 " WRITE payloads"
+		    " received ahead, %" PRIu64 " guesses missed)", c->id, c->peer,
+		    why, c->requests, c->rejected, c->spec_hits, c->spec_unwinds);
 	c->state = NC_CLOSING;
 	c->rx_stopped = true;
 	/* A pending recv completes with 0 once the read side is shut. */

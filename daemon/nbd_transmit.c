@@ -25,6 +25,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -588,6 +589,31 @@ spec_adopt(struct nbd_conn *c, struct nbd_req *q, struct nbd_spec *s)
 }
 
 /*
+ * Count and log a request refused by validation.  A client can send
+ * thousands of bad headers in one receive: the first NBD_REJECT_LOG_FIRST
+ * of a connection are logged, then one in NBD_REJECT_LOG_EVERY, with the
+ * count; the close line gives the total.
+ */
+static void
+log_rejected(struct nbd_conn *c, const struct nbd_request *r, uint32_t err)
+{
+	uint64_t n = ++c->rejected;
+	char note[96] = "";
+
+	c->d->ops.rejected++;
+	if (n > NBD_REJECT_LOG_FIRST && n % NBD_REJECT_LOG_EVERY != 0)
+		return;
+	if (n == NBD_REJECT_LOG_FIRST)
+		snprintf(note, sizeof(note), " (%" PRIu64 " rejected on this connection;"
+		    " from now on one line per %u)", n, NBD_REJECT_LOG_EVERY);
+	else if (n > NBD_REJECT_LOG_FIRST)
+		snprintf(note, sizeof(note), " (%" PRIu64 " rejected on this connection)", n);
+	log_notice("nbd: %s: rejected %s offset %" PRIu64 " length %" PRIu32
+	    " flags 0x%x: error %" PRIu32 "%s", c->peer, nbd_cmd_name(r->type),
+	    r->offset, r->length, r->flags, err, note);
+}
+
+/*
  * Take one request header at c->rx + c->rx_off.  Returns false when the
  * connection must stop parsing (closed, or waiting for a payload).
  */
@@ -633,10 +659,7 @@ take_request(struct nbd_conn *c)
 	}
 	err = (uint32_t)nbd_request_validate(&r, &c->lim);
 	if (err != 0) {
-		d->ops.rejected++;
-		log_notice("nbd: %s: rejected %s offset %" PRIu64 " length %" PRIu32
-		    " flags 0x%x: error %" PRIu32, c->peer, nbd_cmd_name(r.type),
-		    r.offset, r.length, r.flags, err);
+		log_rejected(c, &r, err);
 		if (r.type == NBD_CMD_WRITE)
 			c->drain = r.length;
 		reply(q, err);

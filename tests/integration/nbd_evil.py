@@ -437,6 +437,13 @@ class LogWatch:
                                      "/%s/" % r for r in regexes), tail))
             time.sleep(0.05)
 
+    def count(self, regex):
+        """Lines of the whole log matching regex (case-insensitive)."""
+        pat = re.compile(regex, re.I)
+        with open(self.path, "rb") as f:
+            return sum(1 for line in f
+                       if pat.search(line.decode(errors="replace")))
+
     def rejected(self, what, cmd):
         """A request of type cmd ("READ", "WRITE", ...) was refused."""
         self.expect(what, cmd, r"(reject|refus|invalid|error|range|past|"
@@ -910,6 +917,32 @@ def case_reset_during_reads(args, lw):
         lw.gone("client reset with 16 x 32 MiB reads in flight")
 
 
+def case_rejection_flood(args, lw):
+    """5000 bad requests on one connection (more headers than one receive
+    holds): each gets its EINVAL, but the log gets the first 10 lines, then
+    one per 1000 with the count, and the total in the close line."""
+    c = Conn(args).connect_export()
+    total, batch = 5000, 500
+    before = lw.count(r"rejected")
+    for i in range(0, total, batch):
+        cookies = [c.request(CMD_READ, 1, c.min_block) for _ in range(batch)]
+        for cookie in cookies:
+            got, err, _ = c.reply()
+            check(got == cookie and err == EINVAL,
+                  "misaligned read %d: error %d" % (i, err))
+    err, _ = c.read(0, c.min_block)
+    check(err == 0, "read after 5000 rejected ones failed with %d" % err)
+    c.request(CMD_DISC, 0, 0)
+    c.expect_close("DISC after the rejected requests")
+    c.close()
+    lw.expect("5000th rejection", r"rejected \S*READ .*\b5000 rejected on this connection")
+    lw.expect("close line", r"closed:.*\b5001 requests, 5000 rejected")
+    lines = lw.count(r"rejected") - before
+    # 10 + one per 1000 (1000..5000) + the close line
+    check(lines <= 10 + 5 + 1, "%d log lines about 5000 rejected requests"
+          % lines)
+
+
 def case_disc_in_flight(args, lw):
     """DISC after reads: their replies come, then the server closes."""
     c = Conn(args).connect_export()
@@ -966,6 +999,7 @@ CASES = [
     ("oversize-payload", case_oversize_payload),
     ("vanish-mid-payload", case_vanish_mid_payload),
     ("reset-during-reads", case_reset_during_reads),
+    ("rejection-flood", case_rejection_flood),
     ("disc-in-flight", case_disc_in_flight),
     ("many-idle", case_many_idle),
 ]
