@@ -123,9 +123,14 @@ nbd_conn_close(struct nbd_conn *c, const char *why)
 		    why, c->requests, c->rejected, c->spec_hits, c->spec_unwinds);
 	c->state = NC_CLOSING;
 	c->rx_stopped = true;
-	/* A pending recv completes with 0 once the read side is shut. */
-	if (c->rx_busy)
-		shutdown(c->fd, c->dead ? SHUT_RDWR : SHUT_RD);
+	/* A pending recv completes with 0 once the read side is shut.  A dead
+	 * connection's send may be stuck (a client that stopped reading):
+	 * shut both sides so that it fails and the connection's buffers are
+	 * freed without the client's help. */
+	if (c->dead && (c->rx_busy || c->tx_busy))
+		shutdown(c->fd, SHUT_RDWR);
+	else if (c->rx_busy)
+		shutdown(c->fd, SHUT_RD);
 }
 
 /* ---- handshake over the loop ----------------------------------------------- */

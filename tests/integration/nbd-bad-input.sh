@@ -4,8 +4,10 @@
 # Every kind of bad NBD input (nbd_evil.py, raw sockets), in structured-reply
 # mode and in simple-reply mode.  Each case asserts the spec's error reply or
 # a clean close, a log line about it, and that a second, well-behaved client
-# still writes and reads back.  At the end the daemon must still answer
-# status, have counted the rejected requests, and shut down cleanly.
+# still writes and reads back.  A connection that dies with its replies
+# stuck must be let go at once (checked through the control socket).  At
+# the end the daemon must still answer status, have counted the rejected
+# requests, and shut down cleanly.
 
 source "$SRCDIR/tests/functions.sh"
 requires python3
@@ -30,7 +32,7 @@ evil()
 	msg "nbd_evil.py --mode $mode over $transport $*"
 	timeout 600 python3 "$SRCDIR/tests/integration/nbd_evil.py" \
 	    "${where[@]}" --export "$RES" --pid "$DAEMON_PID" \
-	    --log "$DAEMON_LOG" --mode "$mode" "$@" ||
+	    --log "$DAEMON_LOG" --ctl "$CTL_SOCK" --mode "$mode" "$@" ||
 	    failed="$failed $mode/$transport"
 }
 

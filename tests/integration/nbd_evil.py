@@ -20,6 +20,7 @@ Exit status: 0 when every case passed, 1 otherwise (each failure printed).
 """
 
 import argparse
+import json
 import os
 import random
 import re
@@ -403,6 +404,43 @@ def good_client(args, tag):
         c.expect_close("good client DISC")
     finally:
         c.close()
+
+
+def ctl_clients(args):
+    """The NBD connections the daemon holds (its status \"clients\"), or
+    None without --ctl."""
+    if not args.ctl:
+        return None
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(TIMEOUT)
+    try:
+        s.connect(args.ctl)
+        s.sendall(b'{"cmd":"status"}\n')
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(1 << 16)
+            check(chunk, "control socket closed before the status reply")
+            buf += chunk
+    finally:
+        s.close()
+    rep = json.loads(buf)
+    check(rep.get("ok"), "status failed: %r" % rep)
+    return rep["result"]["clients"]
+
+
+def wait_clients(args, most, what, timeout=10.0):
+    """Wait until the daemon holds at most `most` NBD connections (no-op
+    without --ctl)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        n = ctl_clients(args)
+        if n is None or n <= most:
+            return
+        if time.monotonic() > deadline:
+            raise CaseFailed("%s: the daemon still holds %d connections after "
+                             "%.0f s (expected at most %d)" % (what, n, timeout,
+                                                               most))
+        time.sleep(0.05)
 
 
 class LogWatch:
@@ -943,6 +981,23 @@ def case_rejection_flood(args, lw):
           % lines)
 
 
+def case_dead_while_stuck(args, lw):
+    """A connection that dies (bad magic) while its replies are stuck in a
+    send (the client reads nothing) is let go at once, with its buffers,
+    not when the client finally reads or closes."""
+    wait_clients(args, 0, "before the stuck client")
+    c = Conn(args).connect_export()
+    for i in range(40):
+        c.request(CMD_READ, (i % 8) << 20, 1 << 20)
+    time.sleep(1.0)			# the replies fill the socket buffers
+    c.request(CMD_READ, 0, 4096, magic=0xDEADBEEF)
+    lw.expect("bad magic while replies are stuck", r"magic")
+    try:
+        wait_clients(args, 0, "connection dead with its send stuck")
+    finally:
+        c.close()
+
+
 def case_disc_in_flight(args, lw):
     """DISC after reads: their replies come, then the server closes."""
     c = Conn(args).connect_export()
@@ -1001,6 +1056,7 @@ CASES = [
     ("reset-during-reads", case_reset_during_reads),
     ("rejection-flood", case_rejection_flood),
     ("disc-in-flight", case_disc_in_flight),
+    ("dead-while-stuck", case_dead_while_stuck),
     ("many-idle", case_many_idle),
 ]
 
