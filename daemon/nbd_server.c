@@ -283,8 +283,13 @@ nbd_conn_rx_post(struct nbd_conn *c)
 		    q->r.length - q->got);
 		return;
 	}
-	if (c->state == NC_TRANSMIT && c->inflight >= NBD_MAX_INFLIGHT)
-		return;		/* resumed when replies drain */
+	/* A header waits in rx (enum nbd_stall), or too many requests are in
+	 * flight: nbd_transmit.c resumes parsing and receiving.  Checked
+	 * before rx moves: a waiting header may be a receive-ahead slot's,
+	 * and a buffer full of waiting headers is no overflow. */
+	if (c->state == NC_TRANSMIT &&
+	    (c->stall != NBD_STALL_NONE || c->inflight >= NBD_MAX_INFLIGHT))
+		return;
 	if (c->rx_off > 0) {
 		memmove(c->rx, c->rx + c->rx_off, c->rx_len - c->rx_off);
 		c->rx_len -= c->rx_off;

@@ -96,6 +96,7 @@ EPERM, EIO, ENOMEM, EINVAL, ENOSPC, EOVERFLOW, ENOTSUP = 1, 5, 12, 22, 28, 75, 9
 
 MAX_PAYLOAD = 32 << 20
 TIMEOUT = 20.0			# seconds any single expected answer may take
+RSS_LIMIT_MIB = 512		# the daemon's VmRSS while clients hoard replies
 
 
 class Closed(Exception):
@@ -404,6 +405,25 @@ def good_client(args, tag):
         c.expect_close("good client DISC")
     finally:
         c.close()
+
+
+def rss_mib(pid):
+    """The process's resident set (VmRSS) in MiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+    raise CaseFailed("no VmRSS for process %d" % pid)
+
+
+def peak_rss_mib(pid, seconds):
+    """The largest VmRSS (MiB) seen over the next `seconds`."""
+    peak = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        peak = max(peak, rss_mib(pid))
+        time.sleep(0.02)
+    return peak
 
 
 def ctl_clients(args):
@@ -981,6 +1001,122 @@ def case_rejection_flood(args, lw):
           % lines)
 
 
+def greedy_client(args, n):
+    """A client that sends n 32 MiB READs and never reads the replies."""
+    c = Conn(args).connect_export()
+    ln = min(MAX_PAYLOAD, c.size)
+    ln -= ln % c.min_block
+    for i in range(n):
+        c.request(CMD_READ, (i % 2) * (c.size - ln), ln)
+    return c
+
+
+def case_greedy_reads(args, lw):
+    """Clients that pipeline 32 MiB READs and never read the replies may
+    not run the daemon out of memory (a connection holds at most 64 MiB of
+    buffers, all of them at most 256 MiB outside the pool: VmRSS stays under
+    512 MiB).  Meanwhile a second client keeps working, a DISC queued behind
+    stalled READs is honoured after their replies, a client that reads its
+    replies gets them all once the greedy ones go, and the daemon lets go of
+    every greedy connection when it closes or resets."""
+    wait_clients(args, 0, "before the greedy clients")
+    greedy = [greedy_client(args, 24)]		# 768 MiB of READs
+    peak = peak_rss_mib(args.pid, 1.5)
+    check(peak < RSS_LIMIT_MIB, "VmRSS %d MiB with one client hoarding "
+          "24 x 32 MiB READs" % peak)
+    good_client(args, "greedy-one")
+    # A DISC behind READs that wait for their turn: replies, then the close.
+    c = Conn(args).connect_export()
+    ln = min(MAX_PAYLOAD, c.size)
+    ln -= ln % c.min_block
+    cookies = [c.request(CMD_READ, 0, ln) for _ in range(4)]
+    c.request(CMD_DISC, 0, 0)
+    del c.pending[c.next_cookie - 1]
+    time.sleep(0.3)
+    for _ in cookies:
+        got, err, data = c.reply()
+        check(err == 0 and len(data) == ln,
+              "READ before a DISC: error %d, %d bytes" % (err, len(data or b"")))
+    c.expect_close("DISC after stalled READs")
+    c.close()
+    # Ten more: 640 MiB of buffers without the daemon-wide limit.
+    greedy += [greedy_client(args, 4) for _ in range(10)]
+    peak = max(peak, peak_rss_mib(args.pid, 2.0))
+    check(peak < RSS_LIMIT_MIB, "VmRSS %d MiB with eleven clients hoarding "
+          "32 MiB READs" % peak)
+    good_client(args, "greedy-many")
+    # This one reads its replies; its buffers may have to wait for memory.
+    patient = Conn(args).connect_export()
+    cookies = [patient.request(CMD_READ, 0, ln) for _ in range(3)]
+    time.sleep(0.3)
+    for i, g in enumerate(greedy):
+        if i % 2:
+            g.reset()
+        else:
+            g.close()
+    for _ in cookies:
+        got, err, data = patient.reply()
+        check(err == 0 and len(data) == ln,
+              "patient READ: error %d, %d bytes" % (err, len(data or b"")))
+    patient.request(CMD_DISC, 0, 0)
+    patient.expect_close("patient client DISC")
+    patient.close()
+    lw.gone("greedy clients gone")
+    wait_clients(args, 0, "after the greedy clients left")
+    print("     greedy-reads: peak VmRSS %d MiB" % peak, flush=True)
+
+
+def case_hoarded_writes(args, lw):
+    """WRITEs pipelined behind a 32 MiB READ whose reply the client leaves
+    unread for a while: their replies queue behind it, so the connection
+    reaches its limits (2000 x 4 KiB: 256 requests in flight, stalling
+    amid payloads received ahead; 96 x 1 MiB: 64 MiB of buffers) and stops
+    reading.  Once
+    the client reads, every request is answered and the data reads back:
+    the stream stayed in sync across the stalls."""
+    c = Conn(args).connect_export()
+    rlen = min(MAX_PAYLOAD, c.size)
+    rlen -= rlen % c.min_block
+    for size, count, span in ((4 << 10, 2000, 1000), (1 << 20, 96, 48)):
+        check(span * size <= c.size, "export too small for %d x %d" % (span, size))
+        blocks = [random.randbytes(size) for _ in range(count)]
+        cookies = [c.next_cookie + i for i in range(count + 1)]
+        c.next_cookie += count + 1
+        c.pending[cookies[0]] = (CMD_READ, c.size - rlen, rlen)
+        stream = bytearray(struct.pack(">IHHQQI", REQUEST_MAGIC, 0, CMD_READ,
+                                       cookies[0], c.size - rlen, rlen))
+        for i, data in enumerate(blocks):
+            off = (i % span) * size
+            c.pending[cookies[i + 1]] = (CMD_WRITE, off, size)
+            stream += struct.pack(">IHHQQI", REQUEST_MAGIC, 0, CMD_WRITE,
+                                  cookies[i + 1], off, size) + data
+
+        def sender():
+            try:
+                c.sock.sendall(bytes(stream))
+            except OSError:
+                pass
+        t = threading.Thread(target=sender, daemon=True)
+        t.start()
+        time.sleep(0.5)			# the daemon fills up and stalls
+        seen = set()
+        for _ in cookies:
+            got, err, data = c.reply()
+            check(err == 0, "request %d of the %d-byte round failed with %d"
+                  % (got, size, err))
+            check(got != cookies[0] or len(data) == rlen, "short READ reply")
+            seen.add(got)
+        check(seen == set(cookies), "replies missing for pipelined writes")
+        t.join(TIMEOUT)
+        check(not t.is_alive(), "the daemon stopped reading the writes")
+        for j in range(span):
+            err, back = c.read(j * size, size)
+            want = blocks[j + span * ((count - 1 - j) // span)]
+            check(err == 0 and back == want,
+                  "block %d of %d bytes reads back wrong" % (j, size))
+    c.close()
+
+
 def case_dead_while_stuck(args, lw):
     """A connection that dies (bad magic) while its replies are stuck in a
     send (the client reads nothing) is let go at once, with its buffers,
@@ -1056,6 +1192,8 @@ CASES = [
     ("reset-during-reads", case_reset_during_reads),
     ("rejection-flood", case_rejection_flood),
     ("disc-in-flight", case_disc_in_flight),
+    ("greedy-reads", case_greedy_reads),
+    ("hoarded-writes", case_hoarded_writes),
     ("dead-while-stuck", case_dead_while_stuck),
     ("many-idle", case_many_idle),
 ]
