@@ -11,7 +11,14 @@
 
 #define NBD_RX_BUF		(128u << 10)	/* per-connection receive buffer */
 #define NBD_MAX_INFLIGHT	256		/* requests per connection before
-						 * we stop reading its socket */
+						 * we stop parsing its input */
+#define NBD_CONN_PAYLOAD_MAX	(64u << 20)	/* READ/WRITE buffer bytes one
+						 * connection's requests may hold
+						 * before its input waits (a
+						 * request alone always goes) */
+#define NBD_FALLBACK_MAX	(256u << 20)	/* buffer bytes all NBD requests
+						 * together may hold outside the
+						 * pool; beyond, requests wait */
 #define NBD_TX_BATCH		64		/* replies per sendmsg */
 #define NBD_BS_DESCRIPTORS	256		/* extents per BLOCK_STATUS reply */
 #define NBD_HANDSHAKE_TIMEOUT_MS 60000		/* idle limit before transmission */
@@ -19,6 +26,9 @@
 						 * ahead in one receive */
 #define NBD_SPEC_RESERVE	64		/* pool buffers speculation leaves
 						 * to requests */
+#define NBD_REJECT_LOG_FIRST	10		/* rejected requests logged per
+						 * connection before ... */
+#define NBD_REJECT_LOG_EVERY	1000		/* ... only every 1000th is */
 
 /* Transmission flags of the export (NBD_INFO_EXPORT and EXPORT_NAME). */
 #define NBD_EXPORT_TFLAGS (NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | \
@@ -32,6 +42,20 @@ enum nbd_conn_state {
 	NC_CLOSING,		/* no more input; finishing, then freed */
 };
 
+/*
+ * Why a connection stopped parsing with a complete header at rx_off left
+ * in rx (no receive is posted meanwhile; the client's further requests
+ * wait in its socket).  Nothing of the header is consumed until it is
+ * taken, so resuming just parses again.
+ */
+enum nbd_stall {
+	NBD_STALL_NONE = 0,	/* parsing */
+	NBD_STALL_LIMIT,	/* NBD_MAX_INFLIGHT or NBD_CONN_PAYLOAD_MAX
+				 * reached: resumed when replies are sent */
+	NBD_STALL_MEMORY,	/* NBD_FALLBACK_MAX reached: resumed when some
+				 * connection frees a buffer outside the pool */
+};
+
 /* One request of the transmission phase, from header to reply sent. */
 struct nbd_req {
 	struct vol_req vr;		/* volume request (vr.owner = this) */
@@ -41,6 +65,8 @@ struct nbd_req {
 	struct buf data;		/* READ/WRITE payload, or BLOCK_STATUS extents */
 	uint32_t data_len;		/* bytes of data sent with the reply */
 	uint32_t got;			/* WRITE payload bytes received so far */
+	uint32_t charged;		/* bytes counted in c->payload_bytes */
+	uint32_t fallback;		/* bytes counted against NBD_FALLBACK_MAX */
 	uint8_t hdr[32];		/* encoded reply header(s) */
 	uint8_t hdr_len;		/* bytes used in hdr */
 	struct nbd_req *next;		/* reply queue / free list link */
@@ -101,8 +127,11 @@ struct nbd_conn {
 	const uint8_t *hs_out;		/* handshake bytes being sent */
 
 	unsigned inflight;		/* requests not yet fully replied */
+	uint64_t payload_bytes;		/* READ/WRITE buffer bytes they hold */
+	enum nbd_stall stall;		/* why parsing stopped at a header */
 	bool dead;			/* socket unusable: drop replies */
 	uint64_t requests;		/* requests seen, for the close log line */
+	uint64_t rejected;		/* of those, refused by validation */
 	uint64_t spec_hits;		/* WRITE payloads received ahead (no copy) */
 	uint64_t spec_unwinds;		/* receive-ahead guesses that missed */
 };

@@ -118,14 +118,19 @@ nbd_conn_close(struct nbd_conn *c, const char *why)
 		return;
 	if (why != NULL)
 		log_info("nbd: connection %" PRIu64 " from %s closed: %s (%" PRIu64
-		    " requests; %" PRIu64 " WRITE payloads received ahead, %" PRIu64
-		    " guesses missed)", c->id, c->peer, why, c->requests,
-		    c->spec_hits, c->spec_unwinds);
+		    " requests, %" PRIu64 " rejected; %" PRIu64 " WRITE payloads"
+		    " received ahead, %" PRIu64 " guesses missed)", c->id, c->peer,
+		    why, c->requests, c->rejected, c->spec_hits, c->spec_unwinds);
 	c->state = NC_CLOSING;
 	c->rx_stopped = true;
-	/* A pending recv completes with 0 once the read side is shut. */
-	if (c->rx_busy)
-		shutdown(c->fd, c->dead ? SHUT_RDWR : SHUT_RD);
+	/* A pending recv completes with 0 once the read side is shut.  A dead
+	 * connection's send may be stuck (a client that stopped reading):
+	 * shut both sides so that it fails and the connection's buffers are
+	 * freed without the client's help. */
+	if (c->dead && (c->rx_busy || c->tx_busy))
+		shutdown(c->fd, SHUT_RDWR);
+	else if (c->rx_busy)
+		shutdown(c->fd, SHUT_RD);
 }
 
 /* ---- handshake over the loop ----------------------------------------------- */
@@ -278,8 +283,13 @@ nbd_conn_rx_post(struct nbd_conn *c)
 		    q->r.length - q->got);
 		return;
 	}
-	if (c->state == NC_TRANSMIT && c->inflight >= NBD_MAX_INFLIGHT)
-		return;		/* resumed when replies drain */
+	/* A header waits in rx (enum nbd_stall), or too many requests are in
+	 * flight: nbd_transmit.c resumes parsing and receiving.  Checked
+	 * before rx moves: a waiting header may be a receive-ahead slot's,
+	 * and a buffer full of waiting headers is no overflow. */
+	if (c->state == NC_TRANSMIT &&
+	    (c->stall != NBD_STALL_NONE || c->inflight >= NBD_MAX_INFLIGHT))
+		return;
 	if (c->rx_off > 0) {
 		memmove(c->rx, c->rx + c->rx_off, c->rx_len - c->rx_off);
 		c->rx_len -= c->rx_off;

@@ -25,6 +25,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -35,6 +36,38 @@
 
 static struct nbd_req *req_free_list;	/* recycled request structs */
 static uint8_t unwind_buf[NBD_RX_BUF];	/* scratch for spec_unwind() */
+
+/*
+ * Memory limits.  A READ's buffer lives until its reply is sent, so a
+ * client that pipelines large READs and never reads the replies would make
+ * us hold every one of them.  What clients can make the daemon hold is
+ * bounded three ways:
+ *
+ *   NBD_MAX_INFLIGHT       requests per connection;
+ *   NBD_CONN_PAYLOAD_MAX   READ/WRITE buffer bytes per connection;
+ *   NBD_FALLBACK_MAX       buffer bytes allocated outside the pool, all
+ *                          NBD connections together (the pool is bounded
+ *                          by itself).
+ *
+ * Reaching one of the first two stops parsing the connection's input at
+ * the next header (NBD_STALL_LIMIT) until replies are sent (tx_done).
+ * Reaching the third makes the request wait (NBD_STALL_MEMORY) until an NBD
+ * request frees such a buffer (mem_wake) instead of failing it with ENOMEM:
+ * the kernel client turns an error into a failed I/O for the filesystem,
+ * while waiting is only slower.  The price: while clients that stopped
+ * reading hold all of NBD_FALLBACK_MAX (four or more of them, each held to
+ * NBD_CONN_PAYLOAD_MAX), other clients' requests that the pool cannot
+ * serve wait until those go away; pool-sized requests go on.  Replication
+ * buffers (peer.c, resync.c) are bounded by their own windows and do not
+ * count here.
+ */
+static uint64_t fallback_bytes;		/* NBD buffers outside the pool */
+static unsigned mem_waiters;		/* NBD_STALL_MEMORY stalls since the
+					 * last mem_wake (a hint: may count
+					 * connections gone since) */
+static struct loop_timer mem_timer;	/* runs mem_wake after a release */
+
+static void mem_wake(struct loop_timer *t);
 
 static struct nbd_req *
 req_alloc(struct nbd_conn *c)
@@ -61,6 +94,17 @@ req_release(struct nbd_req *q)
 {
 	struct nbd_conn *c = q->c;
 
+	c->payload_bytes -= q->charged;
+	if (q->fallback > 0) {
+		fallback_bytes -= q->fallback;
+		if (mem_waiters > 0 && !mem_timer.armed) {
+			/* From the loop, not from inside this connection's
+			 * callbacks: the waiters parse again. */
+			mem_timer.cb = mem_wake;
+			mem_timer.data = c->d;
+			loop_timer_arm(c->d->loop, &mem_timer, 0);
+		}
+	}
 	bufpool_put(&c->d->pool, &q->data);
 	q->next = req_free_list;
 	req_free_list = q;
@@ -157,6 +201,8 @@ nbd_tx_flush(struct loop_flush *f)
 	nbd_conn_maybe_free(c);	/* last use of c */
 }
 
+static void resume(struct nbd_conn *c);
+
 static void
 tx_done(struct loop_op *op, int res)
 {
@@ -176,7 +222,11 @@ tx_done(struct loop_op *op, int res)
 	if (c->dead && c->state != NC_CLOSING)
 		nbd_conn_close(c, "connection lost");
 	nbd_tx_kick(c);
-	nbd_conn_rx_post(c);	/* reading may have been throttled */
+	/* Requests were released: parsing or reading may go on. */
+	if (c->stall != NBD_STALL_NONE)
+		resume(c);
+	else
+		nbd_conn_rx_post(c);
 	nbd_conn_maybe_free(c);	/* last use of c */
 }
 
@@ -257,8 +307,42 @@ submit(struct nbd_req *q, uint8_t opcode, uint32_t flags)
 }
 
 /*
+ * Where the data run containing or following pos starts: pos itself when
+ * pos is in data, the start of the next data, or end when only a hole
+ * follows (SEEK_DATA's ENXIO).  Any other lseek failure (a filesystem
+ * fault, an unsupported file) reports pos as data: calling data a hole
+ * would make copy tools skip it, calling a hole data costs only a read.
+ */
+static uint64_t
+next_data(struct nbd_conn *c, uint64_t pos, uint64_t end)
+{
+	static uint64_t failures;	/* for the log's rate limit */
+	int64_t data = ioeng_seek(c->d->eng, pos, SEEK_DATA);
+
+	if (data >= 0)
+		return MIN((uint64_t)data, end);
+	if (data == -ENXIO)
+		return end;
+	if (failures++ % 1000 == 0)
+		log_warn("nbd: %s: BLOCK_STATUS: lseek(SEEK_DATA) at %" PRIu64
+		    " failed: %s; reported as data (%" PRIu64 " such failures)",
+		    c->peer, pos, strerror((int)-data), failures);
+	return pos;
+}
+
+/* The end of the data run starting at pos (SEEK_HOLE; on failure: end). */
+static uint64_t
+next_hole(struct nbd_conn *c, uint64_t pos, uint64_t end)
+{
+	int64_t hole = ioeng_seek(c->d->eng, pos, SEEK_HOLE);
+
+	return hole < 0 ? end : MIN((uint64_t)hole, end);
+}
+
+/*
  * BLOCK_STATUS for base:allocation: holes and data from SEEK_HOLE/SEEK_DATA
- * on regular files; block devices report everything as data.
+ * on regular files; block devices report everything as data.  Validation
+ * guarantees length > 0, so the reply carries at least one descriptor.
  */
 static void
 block_status(struct nbd_req *q)
@@ -268,7 +352,6 @@ block_status(struct nbd_req *q)
 	unsigned max = (q->r.flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NBD_BS_DESCRIPTORS;
 	unsigned n = 0;
 	uint8_t *p;
-	int fd = ioeng_fd(d->eng);
 	/* A disk that is not uptodate (a promoted sync target) may have holes
 	 * where the peer has data: report everything as data then. */
 	bool all_data = ioeng_is_blockdev(d->eng) || d->disk != DISK_UPTODATE;
@@ -279,28 +362,28 @@ block_status(struct nbd_req *q)
 	}
 	p = q->data.p;
 	while (pos < end && n < max) {
-		off_t data = all_data ? (off_t)pos : lseek(fd, (off_t)pos, SEEK_DATA);
+		uint64_t data = all_data ? pos : next_data(q->c, pos, end);
 		uint64_t len;
 		uint32_t flags;
 
-		if (data < 0 || (uint64_t)data > pos) {
+		if (data > pos) {
 			/* A hole up to the next data (or the end). */
-			uint64_t next = data < 0 ? end : MIN((uint64_t)data, end);
-
-			len = next - pos;
+			len = data - pos;
 			flags = NBD_STATE_HOLE | NBD_STATE_ZERO;
 		} else {
-			off_t hole = all_data ? (off_t)end :
-			    lseek(fd, (off_t)pos, SEEK_HOLE);
-			uint64_t next = hole < 0 ? end : MIN((uint64_t)hole, end);
-
-			len = next - pos;
+			len = (all_data ? end : next_hole(q->c, pos, end)) - pos;
 			flags = 0;
 		}
 		/* Keep extents aligned to the block size (filesystem holes
 		 * are page aligned; a tail past the export end is cut). */
-		if (len == 0)
+		if (len == 0 && n > 0)
 			break;
+		if (len == 0) {
+			/* The extent map changed between the two lseeks (a
+			 * TRIM meanwhile): one descriptor is a must, say data. */
+			len = end - pos;
+			flags = 0;
+		}
 		if (len > UINT32_MAX - d->block_size)
 			len = (UINT32_MAX / d->block_size) * d->block_size;
 		put_be32(p + n * 8, (uint32_t)len);
@@ -544,6 +627,8 @@ spec_adopt(struct nbd_conn *c, struct nbd_req *q, struct nbd_spec *s)
 {
 	q->data = s->b;
 	s->b.p = NULL;
+	q->charged = q->r.length;
+	c->payload_bytes += q->charged;
 	c->spec_hits++;
 	q->got = s->got;
 	if (q->got == q->r.length) {
@@ -555,18 +640,152 @@ spec_adopt(struct nbd_conn *c, struct nbd_req *q, struct nbd_spec *s)
 }
 
 /*
+ * Count and log a request refused by validation.  A client can send
+ * thousands of bad headers in one receive: the first NBD_REJECT_LOG_FIRST
+ * of a connection are logged, then one in NBD_REJECT_LOG_EVERY, with the
+ * count; the close line gives the total.
+ */
+static void
+log_rejected(struct nbd_conn *c, const struct nbd_request *r, uint32_t err)
+{
+	uint64_t n = ++c->rejected;
+	char note[96] = "";
+
+	c->d->ops.rejected++;
+	if (n > NBD_REJECT_LOG_FIRST && n % NBD_REJECT_LOG_EVERY != 0)
+		return;
+	if (n == NBD_REJECT_LOG_FIRST)
+		snprintf(note, sizeof(note), " (%" PRIu64 " rejected on this connection;"
+		    " from now on one line per %u)", n, NBD_REJECT_LOG_EVERY);
+	else if (n > NBD_REJECT_LOG_FIRST)
+		snprintf(note, sizeof(note), " (%" PRIu64 " rejected on this connection)", n);
+	log_notice("nbd: %s: rejected %s offset %" PRIu64 " length %" PRIu32
+	    " flags 0x%x: error %" PRIu32 "%s", c->peer, nbd_cmd_name(r->type),
+	    r->offset, r->length, r->flags, err, note);
+}
+
+/* ---- limits: stalls and resuming ------------------------------------------ */
+
+/* Stop parsing at the header at c->rx_off (see enum nbd_stall); false, for
+ * take_request()'s caller. */
+static bool
+stall(struct nbd_conn *c, enum nbd_stall why)
+{
+	c->stall = why;
+	if (why == NBD_STALL_MEMORY)
+		mem_waiters++;
+	return false;
+}
+
+/* Parse again after a stall, if c still serves requests. */
+static void
+resume(struct nbd_conn *c)
+{
+	if (c->stall == NBD_STALL_NONE || c->state != NC_TRANSMIT || c->rx_busy)
+		return;
+	nbd_transmit_input(c);
+}
+
+/* Some NBD buffer outside the pool was freed: every connection waiting for
+ * one tries again (those that still find no room stall again). */
+static void
+mem_wake(struct loop_timer *t)
+{
+	struct daemon *d = t->data;
+	struct nbd_conn *c, *next;
+
+	mem_waiters = 0;
+	for (c = d->conns; c != NULL; c = next) {
+		next = c->next;		/* resume() frees nothing but c */
+		if (c->stall != NBD_STALL_MEMORY)
+			continue;
+		resume(c);
+		nbd_conn_maybe_free(c);
+	}
+}
+
+/* Whether r must wait for requests of c to be answered first: too many in
+ * flight, or its buffer would take c past NBD_CONN_PAYLOAD_MAX (a request
+ * alone always goes, as the spec wants 32 MiB to work). */
+static bool
+over_limits(const struct nbd_conn *c, const struct nbd_request *r)
+{
+	if (c->inflight >= NBD_MAX_INFLIGHT)
+		return true;
+	if (r->type != NBD_CMD_READ && r->type != NBD_CMD_WRITE)
+		return false;
+	return c->payload_bytes > 0 &&
+	    c->payload_bytes + r->length > NBD_CONN_PAYLOAD_MAX;
+}
+
+/*
+ * The buffer of a valid READ or WRITE of len > 0 bytes: from the pool, else
+ * allocated while all NBD allocations stay within NBD_FALLBACK_MAX (one
+ * alone always goes).  0 (*fallback: the bytes counted against that
+ * limit), -EAGAIN (wait for memory) or -ENOMEM.
+ */
+static int
+payload_buf_get(struct daemon *d, uint32_t len, struct buf *b, uint32_t *fallback)
+{
+	size_t size = bufpool_fallback_size(len);
+
+	*fallback = 0;
+	if (bufpool_get_pooled(&d->pool, len, b) == 0)
+		return 0;
+	if (fallback_bytes > 0 && fallback_bytes + size > NBD_FALLBACK_MAX)
+		return -EAGAIN;
+	if (bufpool_get(&d->pool, len, b) < 0)
+		return -ENOMEM;
+	if (b->cls < 0) {
+		*fallback = (uint32_t)size;
+		fallback_bytes += size;
+	}
+	return 0;
+}
+
+/* ---- taking requests ------------------------------------------------------- */
+
+/*
+ * Start valid request q, its buffer (if any) in place: dispatch it, or for
+ * a WRITE take the payload bytes already in rx and, if more are to come,
+ * receive them straight into q->data (false: parsing waits for them).
+ */
+static bool
+start_request(struct nbd_conn *c, struct nbd_req *q)
+{
+	size_t avail;
+
+	if (q->r.type != NBD_CMD_WRITE || q->r.length == 0) {
+		dispatch(q);
+		return true;
+	}
+	c->last_write_len = q->r.length;	/* receive ahead for the next ones */
+	c->batch_writes++;
+	avail = MIN(c->rx_len - c->rx_off, (size_t)q->r.length);
+	memcpy(q->data.p, c->rx + c->rx_off, avail);
+	c->rx_off += avail;
+	q->got = (uint32_t)avail;
+	if (q->got == q->r.length) {
+		dispatch(q);
+		return true;
+	}
+	c->rx_req = q;
+	return false;
+}
+
+/*
  * Take one request header at c->rx + c->rx_off.  Returns false when the
- * connection must stop parsing (closed, or waiting for a payload).
+ * connection must stop parsing (closed, waiting for a payload, or stalled:
+ * then nothing of the header is consumed yet).
  */
 static bool
 take_request(struct nbd_conn *c)
 {
-	struct daemon *d = c->d;
 	struct nbd_request r;
 	struct nbd_spec *s;
 	struct nbd_req *q;
-	uint32_t err;
-	size_t avail;
+	struct buf b = { .p = NULL, .index = -1, .cls = -1 };
+	uint32_t err, fallback = 0;
 
 	if (nbd_request_decode(c->rx + c->rx_off, c->rx_len - c->rx_off, &r) < 0) {
 		log_notice("nbd: %s: bad request magic 0x%08" PRIx32 "; closing",
@@ -575,7 +794,19 @@ take_request(struct nbd_conn *c)
 		nbd_conn_close(c, "protocol error");
 		return false;
 	}
+	if (over_limits(c, &r))
+		return stall(c, NBD_STALL_LIMIT);
 	s = spec_match(c, &r);
+	err = s != NULL ? 0 : (uint32_t)nbd_request_validate(&r, &c->lim);
+	if (err == 0 && s == NULL && r.length > 0 &&
+	    (r.type == NBD_CMD_READ || r.type == NBD_CMD_WRITE)) {
+		int ret = payload_buf_get(c->d, r.length, &b, &fallback);
+
+		if (ret == -EAGAIN)
+			return stall(c, NBD_STALL_MEMORY);
+		if (ret < 0)
+			err = NBD_ENOMEM;
+	}
 	c->rx_off += NBD_REQUEST_LEN;
 	if (r.type == NBD_CMD_DISC) {
 		nbd_conn_close(c, "client disconnected");
@@ -589,6 +820,8 @@ take_request(struct nbd_conn *c)
 		return false;
 	}
 	if ((q = req_alloc(c)) == NULL) {
+		bufpool_put(&c->d->pool, &b);
+		fallback_bytes -= fallback;
 		c->dead = true;
 		nbd_conn_close(c, "out of memory");
 		return false;
@@ -598,47 +831,28 @@ take_request(struct nbd_conn *c)
 		c->batch_writes++;
 		return spec_adopt(c, q, s);
 	}
-	err = (uint32_t)nbd_request_validate(&r, &c->lim);
+	q->data = b;
+	q->fallback = fallback;
+	q->charged = b.p != NULL ? r.length : 0;
+	c->payload_bytes += q->charged;
 	if (err != 0) {
-		d->ops.rejected++;
-		log_notice("nbd: %s: rejected %s offset %" PRIu64 " length %" PRIu32
-		    " flags 0x%x: error %" PRIu32, c->peer, nbd_cmd_name(r.type),
-		    r.offset, r.length, r.flags, err);
+		if (err != NBD_ENOMEM)
+			log_rejected(c, &r, err);
 		if (r.type == NBD_CMD_WRITE)
-			c->drain = r.length;
+			c->drain = r.length;	/* read and dropped */
 		reply(q, err);
 		return true;
 	}
-	if (r.type == NBD_CMD_READ || r.type == NBD_CMD_WRITE) {
-		if (r.length > 0 && bufpool_get(&d->pool, r.length, &q->data) < 0) {
-			if (r.type == NBD_CMD_WRITE)
-				c->drain = r.length;
-			reply(q, NBD_ENOMEM);
-			return true;
-		}
-	}
-	if (r.type != NBD_CMD_WRITE || r.length == 0) {
-		dispatch(q);
-		return true;
-	}
-	c->last_write_len = r.length;	/* receive ahead for the next ones */
-	c->batch_writes++;
-	/* WRITE: take what is buffered, receive the rest in place. */
-	avail = MIN(c->rx_len - c->rx_off, (size_t)r.length);
-	memcpy(q->data.p, c->rx + c->rx_off, avail);
-	c->rx_off += avail;
-	q->got = (uint32_t)avail;
-	if (q->got == r.length) {
-		dispatch(q);
-		return true;
-	}
-	c->rx_req = q;
-	return false;
+	return start_request(c, q);
 }
 
+/* Parse until rx holds no complete header, a WRITE payload is awaited, a
+ * limit stalls the connection or it closes; then receive more, unless
+ * stalled. */
 void
 nbd_transmit_input(struct nbd_conn *c)
 {
+	c->stall = NBD_STALL_NONE;
 	while (c->state == NC_TRANSMIT) {
 		size_t avail = c->rx_len - c->rx_off;
 

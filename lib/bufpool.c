@@ -57,7 +57,7 @@ bufpool_iovecs(const struct bufpool *bp, struct iovec iov[BUFPOOL_CLASSES])
 }
 
 int
-bufpool_get(struct bufpool *bp, size_t len, struct buf *out)
+bufpool_get_pooled(struct bufpool *bp, size_t len, struct buf *out)
 {
 	for (int i = 0; i < BUFPOOL_CLASSES; i++) {
 		struct bufpool_class *c = &bp->cls[i];
@@ -69,8 +69,22 @@ bufpool_get(struct bufpool *bp, size_t len, struct buf *out)
 			return 0;
 		}
 	}
+	return -ENOBUFS;
+}
+
+size_t
+bufpool_fallback_size(size_t len)
+{
+	return len == 0 ? 4096 : (len + 4095) & ~(size_t)4095;
+}
+
+int
+bufpool_get(struct bufpool *bp, size_t len, struct buf *out)
+{
+	if (bufpool_get_pooled(bp, len, out) == 0)
+		return 0;
 	/* Larger than every class, or the class ran dry: allocate. */
-	if (posix_memalign(&out->p, 4096, len == 0 ? 4096 : ((len + 4095) & ~(size_t)4095)) != 0)
+	if (posix_memalign(&out->p, 4096, bufpool_fallback_size(len)) != 0)
 		return -ENOMEM;
 	out->index = -1;
 	out->cls = -1;

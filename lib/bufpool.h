@@ -43,6 +43,11 @@ void bufpool_destroy(struct bufpool *bp);
 void bufpool_iovecs(const struct bufpool *bp, struct iovec iov[BUFPOOL_CLASSES]);
 /* A buffer of at least len bytes; 0 or -ENOMEM. */
 int bufpool_get(struct bufpool *bp, size_t len, struct buf *out);
+/* The same from the pool only: 0, or -ENOBUFS when no class of at least
+ * len bytes has a free buffer (bufpool_get() would allocate). */
+int bufpool_get_pooled(struct bufpool *bp, size_t len, struct buf *out);
+/* Bytes bufpool_get() allocates outside the pool for len (page multiple). */
+size_t bufpool_fallback_size(size_t len);
 void bufpool_put(struct bufpool *bp, struct buf *b);
 
 #endif

@@ -57,6 +57,9 @@ static const char *const kind_names[] = {
 	[IOENG_SYNC] = "sync",
 };
 
+/* Fault spec opcode past enum io_opcode: ioeng_seek() (never a request). */
+#define FAULT_SEEK	(IO_WRITE_ZEROES + 1)
+
 /* Opcode names as the fault spec and log lines spell them. */
 static const char *const op_names[] = {
 	[IO_READ] = "read",
@@ -64,6 +67,7 @@ static const char *const op_names[] = {
 	[IO_FLUSH] = "flush",
 	[IO_TRIM] = "trim",
 	[IO_WRITE_ZEROES] = "zero",
+	[FAULT_SEEK] = "seek",
 };
 
 const char *
@@ -171,14 +175,15 @@ ioeng_fault_set(struct ioeng *e, const char *spec)
 	return 0;
 }
 
-/* 0, or -errno when the armed fault hits r (validated already). */
+/* 0, or -errno when the armed fault hits opcode on offset+len (len 0 is
+ * taken as one byte; the request is validated already). */
 static int
-fault_check(struct ioeng *e, const struct io_req *r)
+fault_hit(struct ioeng *e, uint8_t opcode, uint64_t offset, uint64_t len)
 {
 	struct ioeng_fault *f = &e->fault;
-	uint64_t last = r->offset + (r->len > 0 ? r->len - 1 : 0);
+	uint64_t last = offset + (len > 0 ? len - 1 : 0);
 
-	if (!f->active || r->opcode != f->opcode || last < f->lo || r->offset > f->hi)
+	if (!f->active || opcode != f->opcode || last < f->lo || offset > f->hi)
 		return 0;
 	if (f->skip > 0) {
 		f->skip--;
@@ -187,8 +192,14 @@ fault_check(struct ioeng *e, const struct io_req *r)
 	if (f->count != UINT64_MAX && --f->count == 0)
 		f->active = false;
 	log_debug("%s: injected fault: %s %" PRIu64 "+%" PRIu64 " -> errno %d",
-	    e->path, op_names[r->opcode], r->offset, r->len, f->err);
+	    e->path, op_names[opcode], offset, len, f->err);
 	return -f->err;
+}
+
+static int
+fault_check(struct ioeng *e, const struct io_req *r)
+{
+	return fault_hit(e, r->opcode, r->offset, r->len);
 }
 
 /* ---- request plans ------------------------------------------------------- */
@@ -954,6 +965,20 @@ uint64_t ioeng_size(const struct ioeng *e) { return e->size; }
 bool ioeng_is_blockdev(const struct ioeng *e) { return e->blockdev; }
 bool ioeng_is_direct(const struct ioeng *e) { return e->direct; }
 int ioeng_fd(const struct ioeng *e) { return e->fd; }
+
+int64_t
+ioeng_seek(struct ioeng *e, uint64_t pos, int whence)
+{
+	off_t ret;
+	int err;
+
+	if (pos > INT64_MAX)
+		return -EINVAL;
+	if ((err = fault_hit(e, FAULT_SEEK, pos, 0)) < 0)
+		return err;
+	ret = lseek(e->fd, (off_t)pos, whence);
+	return ret < 0 ? -errno : (int64_t)ret;
+}
 unsigned ioeng_in_flight(const struct ioeng *e) { return e->in_flight; }
 const struct ioeng_stats *ioeng_get_stats(const struct ioeng *e) { return &e->stats; }
 

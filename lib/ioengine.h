@@ -136,7 +136,14 @@ bool ioeng_is_direct(const struct ioeng *e);	/* opened with O_DIRECT */
  * largest of the DIO offset and memory alignment and the logical block
  * size; buffered, the logical block size only. */
 unsigned ioeng_alignment(const struct ioeng *e);
-int ioeng_fd(const struct ioeng *e);		/* backing fd (for lseek SEEK_DATA) */
+int ioeng_fd(const struct ioeng *e);		/* backing fd */
+/*
+ * lseek(2) on the backing fd, for SEEK_DATA / SEEK_HOLE: the resulting
+ * offset or a negative errno (-ENXIO: no data, or no hole, after pos).
+ * Synchronous (it only reads the filesystem's extent map).  A "seek"
+ * fault (see ioeng_fault_set()) matching pos fails it with its errno.
+ */
+int64_t ioeng_seek(struct ioeng *e, uint64_t pos, int whence);
 unsigned ioeng_in_flight(const struct ioeng *e);
 
 /*
@@ -150,7 +157,8 @@ int ioeng_register_buffers(struct ioeng *e, const struct iovec *iov, unsigned n)
  * Fault injection for tests (all engines): the environment variable
  * BLKMIRROR_FAULT="op:offset-range:errno[:count]" e.g. "write:0-1048575:5:1"
  * makes the first count matching requests (default: all) fail with -errno;
- * ioeng_fault_set() does the same from code.  op is read|write|flush|trim|zero.
+ * ioeng_fault_set() does the same from code.  op is read|write|flush|trim|zero,
+ * or seek for ioeng_seek() (a call matches when its position is in range).
  * The range is "LO-HI" (inclusive, decimal or 0x hex) or "*"; a request
  * matches when it touches the range.  An optional fifth field lets that
  * many matching requests through first: "write:*:5:1:2" fails the third

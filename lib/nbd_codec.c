@@ -245,6 +245,9 @@ validate_range(const struct nbd_request *req, const struct cmd_rule *r,
  *   flag not allowed              -> EINVAL   (validate_flags)
  *   command not advertised        -> EINVAL
  *   BLOCK_STATUS w/o context      -> EINVAL
+ *   BLOCK_STATUS of length 0      -> EINVAL   (its reply would carry no
+ *                                              descriptor, which the spec
+ *                                              forbids)
  *   FLUSH with offset or length   -> EINVAL
  *   write on read-only export     -> EPERM
  *   range                         -> EINVAL / ENOSPC (validate_range)
@@ -266,6 +269,8 @@ nbd_request_validate(const struct nbd_request *req, const struct nbd_limits *lim
 		return NBD_EINVAL;
 	if (req->type == NBD_CMD_BLOCK_STATUS &&
 	    (!lim->structured || !lim->meta_allocation))
+		return NBD_EINVAL;
+	if (req->type == NBD_CMD_BLOCK_STATUS && req->length == 0)
 		return NBD_EINVAL;
 	if (req->type == NBD_CMD_FLUSH && (req->offset != 0 || req->length != 0))
 		return NBD_EINVAL;

@@ -3,7 +3,8 @@
  * libFuzzer target: nbd_request_decode + nbd_request_validate.
  * Input: one byte choosing the export limits, then a request header.
  * Besides the sanitizers, checks the validator's promises: a request it
- * accepts lies inside the export, is aligned and within the payload bound.
+ * accepts lies inside the export, is aligned and within the payload bound;
+ * an accepted BLOCK_STATUS has a length (a reply needs a descriptor).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -55,7 +56,7 @@ check(const struct nbd_request *r, const struct nbd_limits *l, int err)
 		abort();
 	if ((r->flags & NBD_CMD_FLAG_FUA) && !(l->tflags & NBD_FLAG_SEND_FUA))
 		abort();
-	if (r->type == NBD_CMD_BLOCK_STATUS && !l->meta_allocation)
+	if (r->type == NBD_CMD_BLOCK_STATUS && (!l->meta_allocation || r->length == 0))
 		abort();
 }
 

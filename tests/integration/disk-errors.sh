@@ -5,7 +5,8 @@
 # BLKMIRROR_FAULT="op:start-end:errno:count" makes the first COUNT matching
 # disk requests fail.  A failed write or read is answered with EIO, other
 # requests are untouched, the fault wears off after COUNT hits, the daemon
-# counts and logs the errors and still shuts down cleanly.
+# counts and logs the errors and still shuts down cleanly.  A failing
+# lseek(SEEK_DATA) makes BLOCK_STATUS report data, not a hole.
 
 source "$SRCDIR/tests/functions.sh"
 requires qemu-io
@@ -54,4 +55,25 @@ for engine in io_uring libaio sync; do
 	assert_ge "$(status_field ops.errors)" 1 "ops.errors"
 	stop_daemon
 done
+
+# lseek(SEEK_DATA) failing with anything but ENXIO ("seek" faults): the
+# range is answered as data, never as a hole, which copy tools would skip.
+if command -v nbdinfo >/dev/null 2>&1; then
+	msg "== BLOCK_STATUS with SEEK_DATA failing"
+	standalone_conf "$TESTDIR/io_uring.conf" "$TESTDIR/disk.img" io_uring 4096
+	start_daemon_cmd "$CTL_SOCK" "" env BLKMIRROR_FAULT="seek:*:5" \
+	    "$BLKMIRRORD" -c "$TESTDIR/io_uring.conf" -n alpha -f
+	qio_ok -c 'write -P 0x24 4M 1M' -c 'read -P 0x24 4M 1M'
+	map=$(timeout 60 nbdinfo --map "$NBD_URI") || fail "nbdinfo --map failed"
+	msg "map: $(tr '\n' ';' <<<"$map")"
+	[ -n "$map" ] || fail "nbdinfo --map printed nothing"
+	# offset length type description: no extent may call [4M, 5M) a hole.
+	holes=$(awk '$1 < 5242880 && $1 + $2 > 4194304 && $3 % 2 == 1' <<<"$map")
+	[ -z "$holes" ] || fail "written data reported as a hole: $holes"
+	log_has "lseek\(SEEK_DATA\).*failed.*reported as data" ||
+	    fail "no log line about the failed lseek"
+	stop_daemon
+else
+	msg "nbdinfo missing: BLOCK_STATUS with failing lseek not checked"
+fi
 msg "PASS"

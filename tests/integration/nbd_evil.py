@@ -9,12 +9,18 @@ reads back data, the server process must still be alive, and the server's
 log must have gained a line about the bad input.
 
   nbd_evil.py --unix SOCK|--tcp HOST:PORT --export NAME --pid PID
-              --log FILE --mode structured|simple [--case NAME ...] [--list]
+              --log FILE --mode structured|simple [--ctl SOCK]
+              [--case NAME ...] [--list]
+
+With --ctl (the daemon's control socket), cases that need the daemon's
+view (how many clients it still holds) ask it for its status; without it
+they skip those checks.
 
 Exit status: 0 when every case passed, 1 otherwise (each failure printed).
 """
 
 import argparse
+import json
 import os
 import random
 import re
@@ -76,6 +82,7 @@ CMD_BLOCK_STATUS = 7
 
 CMD_FLAG_FUA = 1 << 0
 CMD_FLAG_DF = 1 << 2
+CMD_FLAG_REQ_ONE = 1 << 3
 
 REPLY_FLAG_DONE = 1
 REPLY_TYPE_NONE = 0
@@ -89,6 +96,7 @@ EPERM, EIO, ENOMEM, EINVAL, ENOSPC, EOVERFLOW, ENOTSUP = 1, 5, 12, 22, 28, 75, 9
 
 MAX_PAYLOAD = 32 << 20
 TIMEOUT = 20.0			# seconds any single expected answer may take
+RSS_LIMIT_MIB = 512		# the daemon's VmRSS while clients hoard replies
 
 
 class Closed(Exception):
@@ -218,6 +226,21 @@ class Conn:
                 check(len(rdata) == 14, "INFO_BLOCK_SIZE of %d bytes" % len(rdata))
                 self.min_block = struct.unpack(">III", rdata[2:])[0]
 
+    def opt_meta_allocation(self):
+        """SET_META_CONTEXT base:allocation (after STRUCTURED_REPLY)."""
+        name = self.args.export.encode()
+        query = b"base:allocation"
+        self.send_opt(OPT_SET_META_CONTEXT, struct.pack(">I", len(name)) +
+                      name + struct.pack(">II", 1, len(query)) + query)
+        selected = False
+        while True:
+            _, rtype, _ = self.opt_reply()
+            if rtype != REP_META_CONTEXT:
+                break
+            selected = True
+        check(rtype == REP_ACK and selected,
+              "SET_META_CONTEXT base:allocation answered with %#x" % rtype)
+
     def connect_export(self, structured=None):
         """Full handshake up to transmission."""
         if structured is None:
@@ -302,6 +325,11 @@ class Conn:
                 data = data if data is not None else {}
                 data[off] = bytes(hlen)
             elif rtype == REPLY_TYPE_BLOCK_STATUS:
+                check(cmd == CMD_BLOCK_STATUS,
+                      "block status chunk for command %d" % cmd)
+                # a context id, then at least one 8-byte descriptor
+                check(length >= 12 and (length - 4) % 8 == 0,
+                      "block status chunk of %d bytes" % length)
                 data = body
             else:
                 check(rtype == REPLY_TYPE_NONE, "unknown chunk type %#x" % rtype)
@@ -379,6 +407,62 @@ def good_client(args, tag):
         c.close()
 
 
+def rss_mib(pid):
+    """The process's resident set (VmRSS) in MiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+    raise CaseFailed("no VmRSS for process %d" % pid)
+
+
+def peak_rss_mib(pid, seconds):
+    """The largest VmRSS (MiB) seen over the next `seconds`."""
+    peak = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        peak = max(peak, rss_mib(pid))
+        time.sleep(0.02)
+    return peak
+
+
+def ctl_clients(args):
+    """The NBD connections the daemon holds (its status \"clients\"), or
+    None without --ctl."""
+    if not args.ctl:
+        return None
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(TIMEOUT)
+    try:
+        s.connect(args.ctl)
+        s.sendall(b'{"cmd":"status"}\n')
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(1 << 16)
+            check(chunk, "control socket closed before the status reply")
+            buf += chunk
+    finally:
+        s.close()
+    rep = json.loads(buf)
+    check(rep.get("ok"), "status failed: %r" % rep)
+    return rep["result"]["clients"]
+
+
+def wait_clients(args, most, what, timeout=10.0):
+    """Wait until the daemon holds at most `most` NBD connections (no-op
+    without --ctl)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        n = ctl_clients(args)
+        if n is None or n <= most:
+            return
+        if time.monotonic() > deadline:
+            raise CaseFailed("%s: the daemon still holds %d connections after "
+                             "%.0f s (expected at most %d)" % (what, n, timeout,
+                                                               most))
+        time.sleep(0.05)
+
+
 class LogWatch:
     """Follows the daemon log: every bad input must add a line about it.
 
@@ -410,6 +494,13 @@ class LogWatch:
                                  "lines: %r)" % (what, " and ".join(
                                      "/%s/" % r for r in regexes), tail))
             time.sleep(0.05)
+
+    def count(self, regex):
+        """Lines of the whole log matching regex (case-insensitive)."""
+        pat = re.compile(regex, re.I)
+        with open(self.path, "rb") as f:
+            return sum(1 for line in f
+                       if pat.search(line.decode(errors="replace")))
 
     def rejected(self, what, cmd):
         """A request of type cmd ("READ", "WRITE", ...) was refused."""
@@ -771,7 +862,8 @@ def case_misaligned(args, lw):
 
 
 def case_zero_length(args, lw):
-    """Zero-length requests must not disconnect."""
+    """Zero-length requests must not disconnect; BLOCK_STATUS of length 0
+    is EINVAL (structured mode)."""
     c = Conn(args).connect_export()
     # any answer will do (the spec leaves it open), as long as it comes
     c.read(0, 0)
@@ -780,6 +872,25 @@ def case_zero_length(args, lw):
     c.simple_cmd(CMD_WRITE_ZEROES, 0, 0)
     err, _ = c.read(0, 4096)
     check(err == 0, "read after zero-length requests failed with %d" % err)
+    c.close()
+    if args.mode != "structured":
+        return
+    # BLOCK_STATUS of length 0: its reply could describe nothing, and a
+    # BLOCK_STATUS chunk must carry a descriptor: EINVAL (error chunk).
+    c = Conn(args)
+    c.hello()
+    c.opt_structured()
+    c.opt_meta_allocation()
+    check(c.opt_go() == REP_ACK, "GO after SET_META_CONTEXT failed")
+    for flags in (0, CMD_FLAG_REQ_ONE):
+        err = c.simple_cmd(CMD_BLOCK_STATUS, 4096, 0, flags=flags)
+        check(err == EINVAL, "BLOCK_STATUS of length 0 (flags %d): error %d"
+              % (flags, err))
+        lw.rejected("BLOCK_STATUS of length 0", "BLOCK_STATUS")
+    cookie = c.request(CMD_BLOCK_STATUS, 0, 8192)
+    got, err, data = c.reply()
+    check(got == cookie and err == 0 and data is not None,
+          "BLOCK_STATUS after the zero-length ones: error %d" % err)
     c.close()
 
 
@@ -864,6 +975,165 @@ def case_reset_during_reads(args, lw):
         lw.gone("client reset with 16 x 32 MiB reads in flight")
 
 
+def case_rejection_flood(args, lw):
+    """5000 bad requests on one connection (more headers than one receive
+    holds): each gets its EINVAL, but the log gets the first 10 lines, then
+    one per 1000 with the count, and the total in the close line."""
+    c = Conn(args).connect_export()
+    total, batch = 5000, 500
+    before = lw.count(r"rejected")
+    for i in range(0, total, batch):
+        cookies = [c.request(CMD_READ, 1, c.min_block) for _ in range(batch)]
+        for cookie in cookies:
+            got, err, _ = c.reply()
+            check(got == cookie and err == EINVAL,
+                  "misaligned read %d: error %d" % (i, err))
+    err, _ = c.read(0, c.min_block)
+    check(err == 0, "read after 5000 rejected ones failed with %d" % err)
+    c.request(CMD_DISC, 0, 0)
+    c.expect_close("DISC after the rejected requests")
+    c.close()
+    lw.expect("5000th rejection", r"rejected \S*READ .*\b5000 rejected on this connection")
+    lw.expect("close line", r"closed:.*\b5001 requests, 5000 rejected")
+    lines = lw.count(r"rejected") - before
+    # 10 + one per 1000 (1000..5000) + the close line
+    check(lines <= 10 + 5 + 1, "%d log lines about 5000 rejected requests"
+          % lines)
+
+
+def greedy_client(args, n):
+    """A client that sends n 32 MiB READs and never reads the replies."""
+    c = Conn(args).connect_export()
+    ln = min(MAX_PAYLOAD, c.size)
+    ln -= ln % c.min_block
+    for i in range(n):
+        c.request(CMD_READ, (i % 2) * (c.size - ln), ln)
+    return c
+
+
+def case_greedy_reads(args, lw):
+    """Clients that pipeline 32 MiB READs and never read the replies may
+    not run the daemon out of memory (a connection holds at most 64 MiB of
+    buffers, all of them at most 256 MiB outside the pool: VmRSS stays under
+    512 MiB).  Meanwhile a second client keeps working, a DISC queued behind
+    stalled READs is honoured after their replies, a client that reads its
+    replies gets them all once the greedy ones go, and the daemon lets go of
+    every greedy connection when it closes or resets."""
+    wait_clients(args, 0, "before the greedy clients")
+    greedy = [greedy_client(args, 24)]		# 768 MiB of READs
+    peak = peak_rss_mib(args.pid, 1.5)
+    check(peak < RSS_LIMIT_MIB, "VmRSS %d MiB with one client hoarding "
+          "24 x 32 MiB READs" % peak)
+    good_client(args, "greedy-one")
+    # A DISC behind READs that wait for their turn: replies, then the close.
+    c = Conn(args).connect_export()
+    ln = min(MAX_PAYLOAD, c.size)
+    ln -= ln % c.min_block
+    cookies = [c.request(CMD_READ, 0, ln) for _ in range(4)]
+    c.request(CMD_DISC, 0, 0)
+    del c.pending[c.next_cookie - 1]
+    time.sleep(0.3)
+    for _ in cookies:
+        got, err, data = c.reply()
+        check(err == 0 and len(data) == ln,
+              "READ before a DISC: error %d, %d bytes" % (err, len(data or b"")))
+    c.expect_close("DISC after stalled READs")
+    c.close()
+    # Ten more: 640 MiB of buffers without the daemon-wide limit.
+    greedy += [greedy_client(args, 4) for _ in range(10)]
+    peak = max(peak, peak_rss_mib(args.pid, 2.0))
+    check(peak < RSS_LIMIT_MIB, "VmRSS %d MiB with eleven clients hoarding "
+          "32 MiB READs" % peak)
+    good_client(args, "greedy-many")
+    # This one reads its replies; its buffers may have to wait for memory.
+    patient = Conn(args).connect_export()
+    cookies = [patient.request(CMD_READ, 0, ln) for _ in range(3)]
+    time.sleep(0.3)
+    for i, g in enumerate(greedy):
+        if i % 2:
+            g.reset()
+        else:
+            g.close()
+    for _ in cookies:
+        got, err, data = patient.reply()
+        check(err == 0 and len(data) == ln,
+              "patient READ: error %d, %d bytes" % (err, len(data or b"")))
+    patient.request(CMD_DISC, 0, 0)
+    patient.expect_close("patient client DISC")
+    patient.close()
+    lw.gone("greedy clients gone")
+    wait_clients(args, 0, "after the greedy clients left")
+    print("     greedy-reads: peak VmRSS %d MiB" % peak, flush=True)
+
+
+def case_hoarded_writes(args, lw):
+    """WRITEs pipelined behind a 32 MiB READ whose reply the client leaves
+    unread for a while: their replies queue behind it, so the connection
+    reaches its limits (2000 x 4 KiB: 256 requests in flight, stalling
+    amid payloads received ahead; 96 x 1 MiB: 64 MiB of buffers) and stops
+    reading.  Once
+    the client reads, every request is answered and the data reads back:
+    the stream stayed in sync across the stalls."""
+    c = Conn(args).connect_export()
+    rlen = min(MAX_PAYLOAD, c.size)
+    rlen -= rlen % c.min_block
+    for size, count, span in ((4 << 10, 2000, 1000), (1 << 20, 96, 48)):
+        check(span * size <= c.size, "export too small for %d x %d" % (span, size))
+        blocks = [random.randbytes(size) for _ in range(count)]
+        cookies = [c.next_cookie + i for i in range(count + 1)]
+        c.next_cookie += count + 1
+        c.pending[cookies[0]] = (CMD_READ, c.size - rlen, rlen)
+        stream = bytearray(struct.pack(">IHHQQI", REQUEST_MAGIC, 0, CMD_READ,
+                                       cookies[0], c.size - rlen, rlen))
+        for i, data in enumerate(blocks):
+            off = (i % span) * size
+            c.pending[cookies[i + 1]] = (CMD_WRITE, off, size)
+            stream += struct.pack(">IHHQQI", REQUEST_MAGIC, 0, CMD_WRITE,
+                                  cookies[i + 1], off, size) + data
+
+        def sender():
+            try:
+                c.sock.sendall(bytes(stream))
+            except OSError:
+                pass
+        t = threading.Thread(target=sender, daemon=True)
+        t.start()
+        time.sleep(0.5)			# the daemon fills up and stalls
+        seen = set()
+        for _ in cookies:
+            got, err, data = c.reply()
+            check(err == 0, "request %d of the %d-byte round failed with %d"
+                  % (got, size, err))
+            check(got != cookies[0] or len(data) == rlen, "short READ reply")
+            seen.add(got)
+        check(seen == set(cookies), "replies missing for pipelined writes")
+        t.join(TIMEOUT)
+        check(not t.is_alive(), "the daemon stopped reading the writes")
+        for j in range(span):
+            err, back = c.read(j * size, size)
+            want = blocks[j + span * ((count - 1 - j) // span)]
+            check(err == 0 and back == want,
+                  "block %d of %d bytes reads back wrong" % (j, size))
+    c.close()
+
+
+def case_dead_while_stuck(args, lw):
+    """A connection that dies (bad magic) while its replies are stuck in a
+    send (the client reads nothing) is let go at once, with its buffers,
+    not when the client finally reads or closes."""
+    wait_clients(args, 0, "before the stuck client")
+    c = Conn(args).connect_export()
+    for i in range(40):
+        c.request(CMD_READ, (i % 8) << 20, 1 << 20)
+    time.sleep(1.0)			# the replies fill the socket buffers
+    c.request(CMD_READ, 0, 4096, magic=0xDEADBEEF)
+    lw.expect("bad magic while replies are stuck", r"magic")
+    try:
+        wait_clients(args, 0, "connection dead with its send stuck")
+    finally:
+        c.close()
+
+
 def case_disc_in_flight(args, lw):
     """DISC after reads: their replies come, then the server closes."""
     c = Conn(args).connect_export()
@@ -920,7 +1190,11 @@ CASES = [
     ("oversize-payload", case_oversize_payload),
     ("vanish-mid-payload", case_vanish_mid_payload),
     ("reset-during-reads", case_reset_during_reads),
+    ("rejection-flood", case_rejection_flood),
     ("disc-in-flight", case_disc_in_flight),
+    ("greedy-reads", case_greedy_reads),
+    ("hoarded-writes", case_hoarded_writes),
+    ("dead-while-stuck", case_dead_while_stuck),
     ("many-idle", case_many_idle),
 ]
 
@@ -941,6 +1215,7 @@ def main():
     p.add_argument("--export", default="r0")
     p.add_argument("--pid", type=int, help="server process id")
     p.add_argument("--log", help="server log file")
+    p.add_argument("--ctl", help="server control socket (status checks)")
     p.add_argument("--mode", choices=("structured", "simple"),
                    default="structured")
     p.add_argument("--case", action="append", help="run only these cases")

@@ -712,6 +712,47 @@ test_fault_env(void)
 	free(buf);
 }
 
+/*
+ * ioeng_seek(): SEEK_DATA / SEEK_HOLE on a file with one data block, -ENXIO
+ * past the last data, and a "seek" fault failing the calls it names.
+ */
+static void
+test_seek(void)
+{
+	struct cfg c = { IOENG_SYNC, false, true };
+	struct ioeng_opts o = { .kind = IOENG_SYNC, .io_align = 4096 };
+	struct target t = { .c = &c };
+	char *buf = xalloc(65536), *file = make_file("/var/tmp", MiB);
+	int64_t data;
+
+	CU_ASSERT_EQUAL_FATAL(loop_new(&t.l, 16, true, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(ioeng_open(t.l, file, &o, &t.e), 0);
+	fill(buf, 65536, 11);
+	CU_ASSERT_EQUAL(do_io(&t, IO_WRITE, 0, 512 * 1024, 65536, buf), 0);
+	data = ioeng_seek(t.e, 0, SEEK_DATA);
+	/* A filesystem without extent maps calls everything data. */
+	CU_ASSERT(data == 0 || (data > 0 && data <= 512 * 1024));
+	if (data > 0) {
+		CU_ASSERT_EQUAL(ioeng_seek(t.e, 512 * 1024, SEEK_HOLE), 576 * 1024);
+		CU_ASSERT_EQUAL(ioeng_seek(t.e, 768 * 1024, SEEK_DATA), -ENXIO);
+	}
+	CU_ASSERT_EQUAL(ioeng_seek(t.e, 2 * MiB, SEEK_DATA), -ENXIO);
+	/* The second seek in [0, 1 MiB) fails with EIO, once. */
+	CU_ASSERT_EQUAL(ioeng_fault_set(t.e, "seek:0-1048575:5:1:1"), 0);
+	CU_ASSERT_EQUAL(ioeng_seek(t.e, 0, SEEK_DATA), data);
+	CU_ASSERT_EQUAL(ioeng_seek(t.e, 2 * MiB, SEEK_DATA), -ENXIO);
+	CU_ASSERT_EQUAL(ioeng_seek(t.e, 4096, SEEK_DATA), -EIO);
+	CU_ASSERT_EQUAL(ioeng_seek(t.e, 0, SEEK_DATA), data);
+	/* Requests are not seeks: a seek fault leaves them alone. */
+	CU_ASSERT_EQUAL(ioeng_fault_set(t.e, "seek:*:22"), 0);
+	CU_ASSERT_EQUAL(ioeng_seek(t.e, 0, SEEK_HOLE), -EINVAL);
+	CU_ASSERT_EQUAL(do_io(&t, IO_READ, 0, 512 * 1024, 4096, buf), 0);
+	ioeng_close(t.e);
+	loop_free(t.l);
+	rm_file(file);
+	free(buf);
+}
+
 /* Without io_uring the loop runs on epoll and io_uring becomes libaio. */
 static void
 test_fallback(void)
@@ -978,6 +1019,7 @@ main(void)
 	CU_add_test(s, "direct_choice", test_direct_choice);
 	CU_add_test(s, "fallback_buffered", test_fallback_buffered);
 	CU_add_test(s, "fault_env", test_fault_env);
+	CU_add_test(s, "seek", test_seek);
 	CU_add_test(s, "fallback_no_io_uring", test_fallback);
 	CU_add_test(s, "short_read", test_short_read);
 	CU_add_test(s, "zero_fallback_tmpfs", test_zero_fallback);
