@@ -270,8 +270,9 @@ diskfail_peer_detached(struct peer *p)
  * because of our detach and the link dropped before its STATE arrived,
  * that generation's predecessor with nothing written alone since (no
  * bitmap UUID).  Anything else means the peer's data changed while this
- * node was away (it was promoted and written): serving it would change
- * the blocks under the clients' feet.
+ * node was away (its disk was rolled back, or replaced): serving it would
+ * change the blocks under the clients' feet.  Checked when a link comes
+ * up; on a live link the peer's data is what this node has been serving.
  */
 static bool
 serves_exposed(const struct peer *p)
@@ -310,7 +311,7 @@ diskfail_decide(struct peer *p)
 		    "replicate (restart blkmirrord once the disk is repaired or replaced)";
 	else if (me && p->peer_state.disk != REPL_DISK_UPTODATE)
 		why = "the local disk is detached and the peer's is not uptodate: no good copy";
-	else if (me && !serves_exposed(p))
+	else if (me && p->rs == RS_CONNECTING && !serves_exposed(p))
 		why = exposed_why(p, whybuf, sizeof(whybuf));
 	else if (peer && d->disk != DISK_UPTODATE)
 		why = "the peer's disk is detached and this one is not uptodate: no good copy";

@@ -96,7 +96,7 @@ struct vol_req {
 	uint64_t peer_seq;		/* replication sequence number */
 	uint64_t shipped_ns;		/* when it went to the peer (ko-count) */
 	struct vol_req *pnext;		/* peer pending / apply list link */
-	void *repl_ctx;			/* replicate.c's per-request data */
+	void *repl_ctx;			/* async: its frame until sent (replicate.c) */
 	struct vol_split *split;	/* run in pieces (volume.c), or NULL */
 };
 
@@ -140,6 +140,7 @@ struct daemon {
 	uint64_t disk_errors;		/* local disk requests that failed */
 	uint64_t detaches;		/* times the disk was detached (0 or 1) */
 	uint64_t split_requests;	/* writes run in pieces (volume.c) */
+	unsigned splits_live;		/* of them, not yet completed */
 };
 
 /* main.c */

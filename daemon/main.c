@@ -338,10 +338,10 @@ main(int argc, char **argv)
 	control_stop(d);
 	/* A forced stop with requests still running is not clean: the
 	 * activity log must be replayed at the next start. */
-	if (d->inflight > 0 || d->writes.count > 0)
+	if (d->inflight > 0 || d->writes.count > 0 || d->splits_live > 0)
 		log_warn("shutdown: requests still running (%u on the disk); metadata not "
 		    "marked clean", d->inflight);
-	meta_detach(d, d->inflight == 0 && d->writes.count == 0);
+	meta_detach(d, d->inflight == 0 && d->writes.count == 0 && d->splits_live == 0);
 	ioeng_close(d->eng);
 	bufpool_destroy(&d->pool);
 	loop_free(d->loop);

@@ -87,6 +87,7 @@ meta_attach(struct daemon *d)
 		return -ENOMEM;
 	d->md = m;
 	m->d = d;
+	m->bm_want = MD_BM_NONE;
 	m->retry_timer.cb = retry_tick;
 	m->retry_timer.data = d;
 	if ((ret = open_meta(d, m)) < 0) {
@@ -100,7 +101,7 @@ meta_attach(struct daemon *d)
 		    d->self->meta_disk, d->conf.path, d->self->name);
 		return ret;
 	}
-	if (ret == -EBADMSG) {
+	if (ret == -EUCLEAN) {
 		log_err("metadata: both superblock slots on %s (meta-disk %s) are damaged "
 		    "(torn or corrupt; 'blkmirrorctl dump-md' shows them): refusing to start; "
 		    "if the peer holds good data, 'blkmirrorctl -c %s -n %s create-md --force' "
@@ -182,9 +183,15 @@ meta_detach(struct daemon *d, bool clean)
 		m->sb.flags |= MD_FL_CLEAN_SHUTDOWN;
 		m->sb.flags &= ~MD_FL_PRIMARY;
 	}
+	/* The final bitmap may hold clears: the data they vouch for is made
+	 * durable first, as for every bitmap write (bm_kick). */
 	if (m->detached)
 		log_notice("metadata: the disk is detached: no final metadata write (it "
 		    "was marked for a full resync when it was detached)");
+	else if (fdatasync(ioeng_fd(d->eng)) < 0)
+		log_errno(LOG_ERR, -errno, "metadata: final flush of the data device failed: "
+		    "no final metadata write (the next start replays the activity log, and "
+		    "the bitmap on disk has every mark, if not every clear)");
 	else if ((ret = md_write_bitmap(&m->loc, &m->layout, &m->bm)) < 0 ||
 	    (ret = md_write_sb(&m->loc, &m->sb, &m->slot)) < 0)
 		log_errno(LOG_ERR, ret, "metadata: final write failed");
@@ -449,6 +456,8 @@ victims_durable(struct daemon *d)
 	for (uint32_t i = 0; i < n; i++)
 		if (!md_bitmap_range_durable(&m->bm, (uint64_t)ext[i] << MD_AL_EXTENT_SHIFT,
 		    MD_AL_EXTENT_SIZE)) {
+			m->bm_want = md_bitmap_block_of(&m->bm,
+			    (uint64_t)ext[i] << MD_AL_EXTENT_SHIFT);
 			if (!m->al_evict_wait)
 				m->al_evict_waits++;
 			m->al_evict_wait = true;
@@ -585,9 +594,15 @@ bm_kick(struct daemon *d)
 	struct meta *m = d->md;
 	uint64_t blk;
 
-	if (m->detached || m->retry_wait || m->bm_busy ||
-	    (blk = md_bitmap_next_dirty_block(&m->bm, 0)) == MD_BM_NONE)
+	if (m->detached || m->retry_wait || m->bm_busy)
 		return;
+	/* A block someone waits for first (a write's bits, an AL eviction),
+	 * else the lowest dirty one. */
+	if (m->bm_want != MD_BM_NONE && md_bitmap_block_dirty(&m->bm, m->bm_want))
+		blk = m->bm_want;
+	else if ((blk = md_bitmap_next_dirty_block(&m->bm, 0)) == MD_BM_NONE)
+		return;
+	m->bm_want = MD_BM_NONE;
 	m->bm_busy = true;
 	m->bm_blk = blk;
 	md_bitmap_encode_block(&m->bm, blk, m->bm_buf, &m->bm_gen);
@@ -610,11 +625,12 @@ bm_flushed(struct io_req *io, int res)
 	struct meta *m = d->md;
 
 	if (res < 0) {
+		/* As a failed write of the block: retried, and its waiters
+		 * fail once it has failed for too long (bm_done). */
 		log_errno(LOG_ERR, res, "metadata: the data flush before bitmap block %" PRIu64
 		    " failed", m->bm_blk);
-		m->bm_busy = false;
-		diskfail_meta_error(d, "flush before a bitmap write", res);
-		retry_later(d);
+		m->bm_io.data = d;
+		bm_done(&m->bm_io, res);
 		return;
 	}
 	m->bm_flushes++;
@@ -845,6 +861,7 @@ meta_prepare_write(struct daemon *d, struct vol_req *vr)
 		if (!md_bitmap_range_durable(&m->bm, vr->io.offset, vr->io.len)) {
 			vr->pnext = m->bm_waiting;
 			m->bm_waiting = vr;
+			m->bm_want = md_bitmap_block_of(&m->bm, vr->io.offset);
 			bm_kick(d);
 			return;
 		}

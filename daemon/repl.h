@@ -69,6 +69,7 @@ struct meta {
 	struct io_req bm_io;
 	void *bm_buf;
 	bool bm_busy;
+	uint64_t bm_want;		/* block to write next, or MD_BM_NONE */
 	struct io_req bm_flush_io;	/* data flush before a block with clears */
 	struct io_req sb_flush_io;	/* data flush before such a superblock */
 	bool sb_flush;			/* the next superblock write flushes first */

@@ -87,8 +87,9 @@ async_sent(struct peer_frame *f, int res)
 	struct vol_req *vr = f->ctx;
 	struct peer *p = vr->d->link;
 
+	vr->repl_ctx = NULL;
 	if (res < 0 || vr->peer_done)
-		return;		/* link lost: repl_link_lost completed it */
+		return;
 	pend_remove(p, vr);
 	vol_peer_done(vr->d, vr, 0);
 }
@@ -324,6 +325,7 @@ repl_ship(struct daemon *d, struct vol_req *vr)
 	if (d->conf.protocol == PROTO_ASYNC && vr->io.opcode != IO_FLUSH) {
 		f->sent = async_sent;
 		f->ctx = vr;
+		vr->repl_ctx = f;	/* repl_link_lost unhooks it */
 	}
 	/* async and memsync complete before the peer's disk: remember the
 	 * range until WRITE_ACK says whether the peer wrote it. */
@@ -425,6 +427,16 @@ repl_link_lost(struct peer *p)
 			marked = true;
 		}
 		pend_remove(p, vr);
+		/* An async frame still queued (a send cut short by the link's
+		 * end reports success for its whole batch) must not complete
+		 * vr: it completes below, once, and vr may be reused after. */
+		if (vr->repl_ctx != NULL) {
+			struct peer_frame *f = vr->repl_ctx;
+
+			f->sent = NULL;
+			f->ctx = NULL;
+			vr->repl_ctx = NULL;
+		}
 		*tail = vr;
 		tail = &vr->pnext;
 	}

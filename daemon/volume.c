@@ -188,15 +188,40 @@ piece_len(uint64_t off, uint64_t end, uint32_t max)
 	return MIN(end, lim) - off;
 }
 
-static void split_piece_done(struct vol_req *vr, int res);
+/* The requester's completion, with the whole request's range. */
+static void
+split_end(struct vol_req *vr, int res)
+{
+	struct vol_split *sp = vr->split;
+
+	vr->io.offset = sp->offset;
+	vr->io.len = sp->len;
+	vr->io.buf = sp->buf;
+	vr->done = sp->done;
+	vr->split = NULL;
+	free(sp);
+	vr->d->splits_live--;
+	vr->done(vr, res);
+}
 
 static void
 split_next(struct loop_op *op, int res)
 {
 	struct vol_req *vr = op->data;
+	struct daemon *d = vr->d;
 
-	(void)res;
-	vol_submit(vr->d, vr);
+	/* No new piece once the daemon stops (its metadata may be gone
+	 * before the piece would run) or the node stepped down. */
+	if (d->stopping)
+		res = -ESHUTDOWN;
+	else if (d->md == NULL || d->role != ROLE_PRIMARY)
+		res = -EIO;
+	else
+		res = 0;
+	if (res < 0)
+		split_end(vr, res);
+	else
+		vol_submit(d, vr);
 }
 
 static void
@@ -204,35 +229,17 @@ split_piece_done(struct vol_req *vr, int res)
 {
 	struct vol_split *sp = vr->split;
 	uint64_t next = vr->io.offset + vr->io.len, end = sp->offset + sp->len;
-	uint32_t max = split_extents(vr->d, vr);
+	uint32_t max;
 
-	if (res >= 0 && next < end && max == 0 && vr->d->role != ROLE_PRIMARY)
-		res = -EIO;	/* stepped down between two pieces */
-	if (res < 0 || next >= end || max == 0) {
-		/* Done (or the disk was detached meanwhile: the rest goes to
-		 * the peer as one request, with no AL). */
-		if (res >= 0 && next < end) {
-			vr->io.offset = next;
-			vr->io.len = end - next;
-			if (vr->io.opcode == IO_WRITE)
-				vr->io.buf = (char *)sp->buf + (next - sp->offset);
-			vr->done = sp->done;
-			vr->split = NULL;
-			free(sp);
-			vol_submit(vr->d, vr);
-			return;
-		}
-		vr->io.offset = sp->offset;
-		vr->io.len = sp->len;
-		vr->io.buf = sp->buf;
-		vr->done = sp->done;
-		vr->split = NULL;
-		free(sp);
-		vr->done(vr, res);
+	if (res < 0 || next >= end) {
+		split_end(vr, res);
 		return;
 	}
+	/* The disk detached meanwhile (a diskless primary has no AL): the
+	 * rest goes to the peer as one piece. */
+	max = split_extents(vr->d, vr);
 	vr->io.offset = next;
-	vr->io.len = piece_len(next, end, max);
+	vr->io.len = max == 0 ? end - next : piece_len(next, end, max);
 	if (vr->io.opcode == IO_WRITE)
 		vr->io.buf = (char *)sp->buf + (next - sp->offset);
 	/* From the loop, not from inside this completion: the caller of
@@ -262,6 +269,7 @@ split_maybe(struct daemon *d, struct vol_req *vr)
 	vr->done = split_piece_done;
 	vr->io.len = piece_len(vr->io.offset, vr->io.offset + vr->io.len, max);
 	d->split_requests++;
+	d->splits_live++;
 	return true;
 }
 
@@ -281,6 +289,7 @@ vol_submit(struct daemon *d, struct vol_req *vr)
 	vr->peer_only_copy = vr->local_lost = vr->local_failed = false;
 	vr->local_res = vr->peer_res = 0;
 	vr->pnext = NULL;
+	vr->repl_ctx = NULL;
 	if (vr->is_write)
 		rangeidx_insert(&d->writes, &vr->wnode, vr->io.offset, vr->io.len, vr->seq);
 	try_start(d, vr);

@@ -255,7 +255,7 @@ md_sb_pick(const void *slot_a, const void *slot_b, struct md_sb *out,
 	/* Neither valid: no metadata at all, or metadata both of whose
 	 * slots are damaged (which must not pass for "none"). */
 	if (r0 != 0 && r1 != 0)
-		return r0 == -ENODATA && r1 == -ENODATA ? -ENOENT : -EBADMSG;
+		return r0 == -ENODATA && r1 == -ENODATA ? -ENOENT : -EUCLEAN;
 	/* Equal sequence numbers: A (only md_create writes seq 1 to A). */
 	if (r1 != 0 || (r0 == 0 && a.seq >= b.seq)) {
 		*out = a;

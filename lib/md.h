@@ -152,7 +152,7 @@ int md_sb_decode(const void *buf, size_t len, struct md_sb *out);
  * Pick the slot to trust: the valid one with the higher sequence number
  * (*slot = 0 for A, 1 for B).  Returns 0, -EPROTO when either slot has a
  * newer format (never roll back to an older one), -ENOENT when neither
- * slot holds metadata (no magic in either), or -EBADMSG when neither is
+ * slot holds metadata (no magic in either), or -EUCLEAN when neither is
  * valid but one at least holds damaged metadata (torn, corrupt).  ra/rb (may be NULL) get each slot's md_sb_decode() result.
  */
 int md_sb_pick(const void *slot_a, const void *slot_b, struct md_sb *out,

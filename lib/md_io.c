@@ -374,9 +374,9 @@ md_create(const char *disk, const char *meta_disk,
 		r = -EEXIST;
 		goto out;
 	}
-	if (r == -EBADMSG && !force)
+	if (r == -EUCLEAN && !force)
 		goto out;	/* damaged metadata is metadata too */
-	if (r != 0 && r != -EPROTO && r != -ENOENT && r != -EBADMSG)
+	if (r != 0 && r != -EPROTO && r != -ENOENT && r != -EUCLEAN)
 		goto out;
 	if ((r = fresh_sb(&l, opts, &sb)) != 0 ||
 	    (r = write_fresh(loc.fd, &l, &sb)) != 0)

@@ -57,7 +57,7 @@ cmd_dump_md_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (ret == -ENOENT)
 		ret = cmd_fail(CMD_EXIT_REFUSED, "dump-md: no valid metadata on %s "
 		    "(create-md initializes it)", where);
-	else if (ret == -EBADMSG)
+	else if (ret == -EUCLEAN)
 		ret = cmd_fail(CMD_EXIT_REFUSED, "dump-md: both superblock slots on %s are "
 		    "damaged (torn or corrupt)", where);
 	else if (ret == -EPROTO)

@@ -50,7 +50,7 @@ cmd_md_fail(const struct cmd_entry *e, const char *path, int err)
 		    "metadata (--force overwrites it)", e->name, path);
 	case -ENOENT:
 		return cmd_fail(EX_NOINPUT, "%s: %s: %s", e->name, path, strerror(-err));
-	case -EBADMSG:
+	case -EUCLEAN:
 		return cmd_fail(CMD_EXIT_REFUSED, "%s: %s holds blkmirror metadata whose two "
 		    "superblock slots are both damaged (dump-md shows them); --force "
 		    "overwrites it, and the disk then gets a full resync", e->name, path);

@@ -251,8 +251,8 @@ test_sb_pick(void)
 	CU_ASSERT_EQUAL(rb, -EBADMSG);
 	/* Both invalid: damaged metadata is not "no metadata". */
 	a[10] ^= 1;
-	CU_ASSERT_EQUAL(md_sb_pick(a, b, &out, &slot, &ra, &rb), -EBADMSG);
-	CU_ASSERT_EQUAL(md_sb_pick(a, z, &out, &slot, &ra, &rb), -EBADMSG);
+	CU_ASSERT_EQUAL(md_sb_pick(a, b, &out, &slot, &ra, &rb), -EUCLEAN);
+	CU_ASSERT_EQUAL(md_sb_pick(a, z, &out, &slot, &ra, &rb), -EUCLEAN);
 	CU_ASSERT_EQUAL(md_sb_pick(z, z, &out, &slot, &ra, &rb), -ENOENT);
 	CU_ASSERT_EQUAL(ra, -ENODATA);
 	/* A newer format in either slot: refuse rather than roll back. */
