@@ -483,6 +483,14 @@ repl_crash_primary()
 	msg "alpha's metadata after the crash: $(grep -E '^al-active-extents|^al-extent-list' <<<"$dump" | tr '\n' ' ')"
 	CRASH_AL_EXTENTS=$(sed -n 's/^al-active-extents: //p' <<<"$dump")
 	assert_ge "$CRASH_AL_EXTENTS" 3 "active AL extents after writing 12 MiB"
+	repl_restart_crashed_primary
+}
+
+# repl_restart_crashed_primary: alpha, killed as primary, is started again
+# (its log must name the crash), made primary and waited for until the
+# AL-based resync has brought both in sync.
+repl_restart_crashed_primary()
+{
 	repl_start alpha
 	repl_log_has alpha "did not shut down cleanly" ||
 	    fail "alpha's log does not mention the crash of a primary"

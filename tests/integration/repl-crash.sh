@@ -138,12 +138,7 @@ assert_eq "$(st alpha connection)" connected "alpha's link (timeout 20 s) before
 repl_kill alpha
 wait "$writer" 2>/dev/null
 repl_heal
-repl_start alpha
-repl_log_has alpha "did not shut down cleanly" ||
-    fail "alpha's log does not mention the crash of a primary"
-repl_wait_connected 20
-bm alpha primary
-repl_wait_synced 60
+repl_restart_crashed_primary
 repl_compare
 
 msg "== requests spanning more extents than the activity log holds"

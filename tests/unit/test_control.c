@@ -197,6 +197,17 @@ call(struct ctl_conn *c, const char *req, struct ctl_reply *rep)
 	return raw_call(c, req, strlen(req), rep);
 }
 
+/* Make c an event subscriber (the reply must be ok). */
+static void
+subscribe(struct ctl_conn *c)
+{
+	struct ctl_reply rep;
+
+	CU_ASSERT_EQUAL_FATAL(call(c, "{\"cmd\":\"events\"}\n", &rep), 0);
+	CU_ASSERT_TRUE(rep.ok);
+	ctl_reply_free(&rep);
+}
+
 /* Assert an error reply with exactly msg. */
 static void
 expect_error(struct ctl_conn *c, const char *req, size_t len, const char *msg)
@@ -470,11 +481,8 @@ run_events(bool uring)
 	conn_open(&a);
 	conn_open(&b);
 	conn_open(&s);
-	CU_ASSERT_EQUAL_FATAL(call(&a, "{\"cmd\":\"events\"}\n", &rep), 0);
-	CU_ASSERT_TRUE(rep.ok);
-	ctl_reply_free(&rep);
-	CU_ASSERT_EQUAL_FATAL(call(&b, "{\"cmd\":\"events\"}\n", &rep), 0);
-	ctl_reply_free(&rep);
+	subscribe(&a);
+	subscribe(&b);
 
 	emit("role-changed", "primary");
 	expect_event(&a, "role-changed", "primary");
@@ -518,7 +526,6 @@ run_slow_subscriber(bool uring)
 {
 	enum { EVENTS = 4000 };
 	struct ctl_conn fast, slow;
-	struct ctl_reply rep;
 	char payload[1024], *line, last[2048];
 	int got_fast = 0, got_slow = 0;
 	struct ctl_event ev;
@@ -530,10 +537,8 @@ run_slow_subscriber(bool uring)
 	CU_ASSERT_EQUAL_FATAL(control_start(&D), 0);
 	conn_open(&fast);
 	conn_open(&slow);
-	CU_ASSERT_EQUAL_FATAL(call(&fast, "{\"cmd\":\"events\"}\n", &rep), 0);
-	ctl_reply_free(&rep);
-	CU_ASSERT_EQUAL_FATAL(call(&slow, "{\"cmd\":\"events\"}\n", &rep), 0);
-	ctl_reply_free(&rep);
+	subscribe(&fast);
+	subscribe(&slow);
 	for (int i = 0; i < EVENTS; i++) {
 		emit("bulk", payload);
 		loop_run_once(D.loop, 0);
@@ -579,7 +584,6 @@ run_burst(bool uring)
 {
 	enum { EVENTS = (CTL_BURST_BYTES) / 1024 };
 	struct ctl_conn sub;
-	struct ctl_reply rep;
 	struct ctl_event ev;
 	char payload[1000], *line;
 	int got = 0, overflow = 0;
@@ -590,8 +594,7 @@ run_burst(bool uring)
 	setup(uring);
 	CU_ASSERT_EQUAL_FATAL(control_start(&D), 0);
 	conn_open(&sub);
-	CU_ASSERT_EQUAL_FATAL(call(&sub, "{\"cmd\":\"events\"}\n", &rep), 0);
-	ctl_reply_free(&rep);
+	subscribe(&sub);
 	/* No loop turn in between: nothing but the socket drains the queue. */
 	for (int i = 0; i < EVENTS; i++)
 		emit("burst", payload);
@@ -635,10 +638,8 @@ run_idle(bool uring)
 	conn_open(&busy);
 	conn_open(&sub);
 	conn_open(&stuck);
-	CU_ASSERT_EQUAL_FATAL(call(&sub, "{\"cmd\":\"events\"}\n", &rep), 0);
-	ctl_reply_free(&rep);
-	CU_ASSERT_EQUAL_FATAL(call(&stuck, "{\"cmd\":\"events\"}\n", &rep), 0);
-	ctl_reply_free(&rep);
+	subscribe(&sub);
+	subscribe(&stuck);
 	/* stuck overflows and then never reads; sub reads everything. */
 	for (int round = 0; round < 4; round++) {
 		int got = 0;
@@ -801,7 +802,6 @@ static void
 run_stop_busy(bool uring)
 {
 	struct ctl_conn sub, half, idle;
-	struct ctl_reply rep;
 	uint64_t t0;
 
 	setup(uring);
@@ -809,8 +809,7 @@ run_stop_busy(bool uring)
 	conn_open(&sub);
 	conn_open(&half);
 	conn_open(&idle);
-	CU_ASSERT_EQUAL_FATAL(call(&sub, "{\"cmd\":\"events\"}\n", &rep), 0);
-	ctl_reply_free(&rep);
+	subscribe(&sub);
 	CU_ASSERT_EQUAL(ctl_send_line(&half, "{\"cmd\":\"sta", 11), 0);
 	pump_ms(20);
 	t0 = now_ns();
