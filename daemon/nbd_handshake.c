@@ -294,6 +294,21 @@ opt_info_go(struct nbd_hs *hs)
 		return NBD_HS_MORE;
 	}
 	queue_export_infos(hs, &r);
+	if (!r.want_bs && hs->exp->min_block > NBD_PORTABLE_MIN_BLOCK) {
+		/*
+		 * A client that does not ask for block sizes may send requests
+		 * aligned to 512 bytes only (the spec's advice for portable
+		 * clients); this export rejects those.  Refuse before
+		 * transmission, after the BLOCK_SIZE info above tells the client
+		 * what to ask for.  INFO gets the same answer as GO.
+		 */
+		char msg[96];
+
+		snprintf(msg, sizeof(msg), "this export needs block size negotiation "
+		    "(minimum block %u bytes)", hs->exp->min_block);
+		queue_error(hs, NBD_REP_ERR_BLOCK_SIZE_REQD, msg);
+		return NBD_HS_MORE;
+	}
 	queue_reply(hs, NBD_REP_ACK, NULL, 0);
 	if (hs->opt != NBD_OPT_GO)
 		return NBD_HS_MORE;

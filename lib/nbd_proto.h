@@ -126,6 +126,8 @@
 #define NBD_MAX_OPTION_LEN		(64u << 10)	/* option data we accept */
 #define NBD_MAX_OPTIONS			256	/* options per handshake */
 #define NBD_MAX_STRING			4096	/* export name / query (spec bound) */
+#define NBD_PORTABLE_MIN_BLOCK		512	/* what a client that does not ask for
+						   block sizes may assume (spec) */
 #define NBD_META_ALLOCATION_ID		1	/* our id for "base:allocation" */
 
 /* A decoded option header (the data follows on the wire). */

@@ -30,12 +30,13 @@ mounted()
 	awk -v d="$1" '$2 == d { found = 1 } END { exit !found }' /proc/mounts
 }
 
-# fuse_unmount: fusermount3 -u, retried for 5 s: the loop device lets go
-# of the FUSE file a little after losetup -d returns (EBUSY meanwhile).
+# fuse_unmount: fusermount3 -u, retried for 30 s: the loop device lets go
+# of the FUSE file a little after losetup -d returns (EBUSY meanwhile); on
+# a loaded machine (a CI run beside this one) that took over 5 s once.
 fuse_unmount()
 {
 	local i
-	for i in $(seq 50); do
+	for i in $(seq 300); do
 		fusermount3 -u "$FUSE_DIR" 2>/dev/null && return 0
 		sleep 0.1
 	done

@@ -58,6 +58,7 @@ REP_ERR_UNSUP = 0x80000001
 REP_ERR_POLICY = 0x80000002
 REP_ERR_INVALID = 0x80000003
 REP_ERR_UNKNOWN = 0x80000006
+REP_ERR_BLOCK_SIZE_REQD = 0x80000008
 REP_ERR_TOO_BIG = 0x80000009
 
 INFO_EXPORT = 0
@@ -688,6 +689,36 @@ def case_unknown_export(args, lw):
     lw.option("EXPORT_NAME of an unknown export")
 
 
+def case_block_size_required(args, lw):
+    """An export with blocks over 512 bytes: INFO and GO that do not ask
+    for block sizes get them and then ERR_BLOCK_SIZE_REQD; GO that asks
+    enters transmission (exports of 512-byte blocks take both)."""
+    c = Conn(args)
+    c.hello()
+    for opt in (OPT_GO, OPT_INFO):
+        c.min_block = None
+        rtype = c.opt_go(opt=opt, infos=())
+        check(c.min_block is not None,
+              "option %d without block size request: no INFO_BLOCK_SIZE" % opt)
+        if c.min_block > 512:
+            check(rtype == REP_ERR_BLOCK_SIZE_REQD,
+                  "option %d without block size request on a %d-byte export: %#x"
+                  % (opt, c.min_block, rtype))
+            lw.option("option %d without block size request" % opt)
+        else:
+            check(rtype == REP_ACK, "option %d without block size request: %#x"
+                  % (opt, rtype))
+            if opt == OPT_GO:
+                c.close()
+                c = Conn(args)
+                c.hello()
+    c.close()
+    c = Conn(args).connect_export()
+    err, _ = c.read(0, c.min_block)
+    check(err == 0, "read after negotiating block sizes failed with %d" % err)
+    c.close()
+
+
 def case_meta_context(args, lw):
     """SET_META_CONTEXT before STRUCTURED_REPLY: ERR_INVALID (simple
     mode); an unknown namespace is simply not selected, a truncated request
@@ -1179,6 +1210,7 @@ CASES = [
     ("unknown-option", case_unknown_option),
     ("bad-option-data", case_bad_option_data),
     ("unknown-export", case_unknown_export),
+    ("block-size-required", case_block_size_required),
     ("meta-context", case_meta_context),
     ("abort-and-vanish", case_abort_and_vanish),
     ("unknown-command", case_unknown_command),

@@ -24,7 +24,7 @@ static const struct nbd_export export_r0 = {
 	.description = "blkmirror resource r0",
 	.size = EXPORT_SIZE,
 	.tflags = EXPORT_TFLAGS,
-	.min_block = 4096,
+	.min_block = 512,
 	.pref_block = 4096,
 	.max_block = 32u << 20,
 };
@@ -400,7 +400,7 @@ test_go_block_size(void)
 		CU_ASSERT_EQUAL(get_be16(p + 8), EXPORT_TFLAGS);
 	}
 	if ((p = expect_info(&rd, NBD_OPT_GO, NBD_INFO_BLOCK_SIZE, 12)) != NULL) {
-		CU_ASSERT_EQUAL(get_be32(p), 4096);
+		CU_ASSERT_EQUAL(get_be32(p), 512);
 		CU_ASSERT_EQUAL(get_be32(p + 4), 4096);
 		CU_ASSERT_EQUAL(get_be32(p + 8), 32u << 20);
 	}
@@ -436,6 +436,49 @@ test_go_plain(void)
 	if ((p = expect_info(&rd, NBD_OPT_GO, NBD_INFO_EXPORT, 10)) != NULL)
 		CU_ASSERT_EQUAL(get_be16(p + 8), EXPORT_TFLAGS & ~NBD_FLAG_SEND_DF);
 	expect_info(&rd, NBD_OPT_GO, NBD_INFO_BLOCK_SIZE, 12);	/* always sent */
+	expect(&rd, NBD_OPT_GO, NBD_REP_ACK, 0);
+	expect_end(&rd);
+	run_free(&r);
+	w_free(&in);
+}
+
+/*
+ * An export with 4096-byte blocks: INFO and GO without NBD_INFO_BLOCK_SIZE
+ * get the block sizes and then BLOCK_SIZE_REQD (a portable client may send
+ * 512-byte requests); GO that asks for them enters transmission.
+ */
+static void
+test_block_size_required(void)
+{
+	static const uint16_t bs[] = { NBD_INFO_BLOCK_SIZE };
+	struct nbd_export e4k = export_r0;
+	struct wire in = { 0 };
+	struct run r;
+	struct rd rd;
+	const uint8_t *p;
+
+	e4k.min_block = 4096;
+	c_flags(&in, CF_BOTH);
+	c_info(&in, NBD_OPT_GO, "r0", NULL, 0);
+	c_info(&in, NBD_OPT_INFO, "r0", NULL, 0);
+	c_info(&in, NBD_OPT_GO, "r0", bs, 1);
+	drive_all(&r, &e4k, &in);
+	CU_ASSERT_EQUAL(r.st, NBD_HS_DONE);
+	CU_ASSERT_EQUAL(r.consumed, in.len);
+	CU_ASSERT_TRUE(r.hs.block_size_negotiated);
+	CU_ASSERT_EQUAL(r.hs.n_options, 3);
+	CU_ASSERT(strstr(r.hs.note, "minimum block 4096") != NULL);
+	rd_start(&rd, &r);
+	for (int i = 0; i < 2; i++) {
+		uint32_t opt = i == 0 ? NBD_OPT_GO : NBD_OPT_INFO;
+
+		expect_info(&rd, opt, NBD_INFO_EXPORT, 10);
+		if ((p = expect_info(&rd, opt, NBD_INFO_BLOCK_SIZE, 12)) != NULL)
+			CU_ASSERT_EQUAL(get_be32(p), 4096);
+		expect(&rd, opt, NBD_REP_ERR_BLOCK_SIZE_REQD, SIZE_MAX);
+	}
+	expect_info(&rd, NBD_OPT_GO, NBD_INFO_EXPORT, 10);
+	expect_info(&rd, NBD_OPT_GO, NBD_INFO_BLOCK_SIZE, 12);
 	expect(&rd, NBD_OPT_GO, NBD_REP_ACK, 0);
 	expect_end(&rd);
 	run_free(&r);
@@ -975,6 +1018,7 @@ main(void)
 	CU_add_test(s, "export_name_fail", test_export_name_fail);
 	CU_add_test(s, "go_block_size", test_go_block_size);
 	CU_add_test(s, "go_plain", test_go_plain);
+	CU_add_test(s, "block_size_required", test_block_size_required);
 	CU_add_test(s, "info_then_go", test_info_then_go);
 	CU_add_test(s, "go_errors", test_go_errors);
 	CU_add_test(s, "refuse", test_refuse);
