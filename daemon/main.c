@@ -100,6 +100,39 @@ daemon_request_stop(struct daemon *d, const char *why)
 static struct loop_op sig_op;
 static int sig_fd = -1;
 
+/*
+ * SIGUSR1 with BLKMIRROR_FAULT_FILE set (tests): arm the fault spec that
+ * file holds (BLKMIRROR_FAULT's syntax; an empty file disarms) on the data
+ * engine and on the metadata engine, so that a test can make one later
+ * write fail rather than every matching write from the start.
+ */
+static void
+fault_from_file(struct daemon *d)
+{
+	const char *path = getenv("BLKMIRROR_FAULT_FILE");
+	char spec[160] = "";
+	size_t n = 0;
+	FILE *f;
+
+	if (path == NULL || *path == '\0') {
+		log_info("SIGUSR1 ignored: BLKMIRROR_FAULT_FILE is not set");
+		return;
+	}
+	if ((f = fopen(path, "re")) == NULL) {
+		log_errno(LOG_ERR, -errno, "SIGUSR1: cannot open %s", path);
+		return;
+	}
+	n = fread(spec, 1, sizeof(spec) - 1, f);
+	fclose(f);
+	spec[n] = '\0';
+	spec[strcspn(spec, "\r\n")] = '\0';
+	if (ioeng_fault_set(d->eng, spec) < 0)
+		return;
+	if (d->md != NULL && d->md->own_eng)
+		(void)ioeng_fault_set(d->md->eng, spec);
+	log_notice("SIGUSR1: fault injection %s%s", *spec ? "armed: " : "disarmed", spec);
+}
+
 static void
 sig_ready(struct loop_op *op, int res)
 {
@@ -114,6 +147,9 @@ sig_ready(struct loop_op *op, int res)
 			break;
 		case SIGHUP:
 			log_info("SIGHUP ignored: the configuration is read at start");
+			break;
+		case SIGUSR1:
+			fault_from_file(d);
 			break;
 		}
 	}
@@ -130,6 +166,7 @@ signals_setup(struct daemon *d)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return -errno;
 	signal(SIGPIPE, SIG_IGN);

@@ -378,6 +378,68 @@ qemu_io alpha -c 'write -P 0xe2 12M 64k'
 repl_wait_synced 30
 repl_compare
 
+msg "== 11c. pass-on: the superblock of a new generation fails, retried every second"
+# Armed at run time (SIGUSR1 re-reads BLKMIRROR_FAULT_FILE), after beta is
+# gone and alpha settled: only the rotation's superblock writes fail.
+repl_stop alpha
+repl_start alpha BLKMIRROR_FAULT_FILE="$TESTDIR/fault"
+repl_wait_synced 30
+bm alpha primary
+repl_stop beta
+repl_wait1 alpha 10 's["connection"] != "connected"' "alpha noticed beta's stop"
+gen0=$(st alpha uuids.current)
+errs0=$(st alpha metadata_write_errors)
+# arm FAULT: write it to the fault file and signal alpha; waits for its log line
+arm()
+{
+	echo "$1" >"$TESTDIR/fault"
+	kill -USR1 "$PID_alpha"
+	for _ in $(seq 50); do
+		repl_log_has alpha "SIGUSR1: fault injection ${2:-armed: $1}\$" && return 0
+		sleep 0.1
+	done
+	fail "alpha did not arm fault $1"
+}
+arm "write:$sb-$((sb + 8191)):5:3"
+t0=$(date +%s%N)
+qemu_io alpha -c 'write -P 0xe3 20M 64k'
+ms=$((($(date +%s%N) - t0) / 1000000))
+msg "the first write made alone waited $ms ms for its generation's superblock"
+[ "$ms" -ge 1800 ] || fail "three failed superblock writes retried within $ms ms"
+assert_eq "$(($(st alpha metadata_write_errors) - errs0))" 3 "alpha's failed superblock writes"
+repl_log_has alpha "the new generation uuid could not be written; retrying" ||
+    fail "alpha's log does not show the retried generation"
+[ "$(st alpha uuids.current)" != "$gen0" ] || fail "alpha took no new generation"
+assert_eq "$(st alpha uuids.bitmap)" "$gen0" "alpha's bitmap uuid (the old generation)"
+assert_eq "$(st alpha metadata_failed_writes)" 0 "writes failed for their metadata"
+qemu_io alpha -r -c 'read -P 0xe3 20M 64k'
+repl_start beta
+repl_wait_synced 30
+repl_compare
+
+msg "== 11d. pass-on, a superblock that keeps failing: the writes fail after 10 s"
+repl_stop beta
+repl_wait1 alpha 10 's["connection"] != "connected"' "alpha noticed beta's stop"
+arm "write:$sb-$((sb + 8191)):5"
+t0=$(date +%s%N)
+out=$(qemu_io_fails alpha -c 'write -P 0xe4 24M 64k')
+ms=$((($(date +%s%N) - t0) / 1000000))
+msg "the write failed after $ms ms"
+assert_match "$out" "Input/output error" "the failed write's error"
+[ "$ms" -ge 9000 ] && [ "$ms" -le 20000 ] || fail "the write failed after $ms ms (want 10-12 s)"
+assert_eq "$(st alpha metadata_failed_writes)" 1 "alpha's writes failed for their metadata"
+repl_log_has alpha "superblock writes have failed for 10 s or more: 1 waiting writes fail" ||
+    fail "alpha's log does not say why the write failed"
+[ "$(first_byte alpha $((24 * M)))" != e4 ] || fail "alpha wrote the failed write"
+# The disk mended: the generation is written at the next retry, writes go on.
+arm "" disarmed
+qemu_io alpha -c 'write -P 0xe4 24M 64k'
+[ "$(st alpha uuids.current)" != "$(st alpha uuids.bitmap)" ] || fail "no new generation"
+repl_start beta
+repl_wait_synced 30
+assert_eq "$(first_byte beta $((24 * M)))" e4 "beta's disk at 24M after the resync"
+repl_compare
+
 msg "== 12. a failing resync write detaches the target"
 repl_stop alpha
 repl_stop beta
