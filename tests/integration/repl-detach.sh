@@ -324,6 +324,20 @@ repl_start alpha
 repl_wait_synced 60
 repl_compare
 
+# write_waits_3_retries PATTERN OFFSET WHAT ERRORS_BEFORE: a write on alpha
+# waits for WHAT, whose metadata write fails three times, retried a second
+# apart, and then succeeds.
+write_waits_3_retries()
+{
+	local t0 ms
+	t0=$(date +%s%N)
+	qemu_io alpha -c "write -P $1 $2 64k"
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	msg "the write waited $ms ms for $3"
+	[ "$ms" -ge 1800 ] || fail "three failed metadata writes retried within $ms ms (no back-off)"
+	assert_eq "$(($(st alpha metadata_write_errors) - $4))" 3 "alpha's failed metadata writes"
+}
+
 msg "== 11. pass-on: a failing activity-log write is retried every second"
 repl_stop alpha
 repl_stop beta
@@ -332,33 +346,37 @@ repl_start alpha BLKMIRROR_FAULT="write:$al-$((sb - 1)):5:3"
 repl_start beta
 repl_wait_synced 30
 bm alpha primary
-t0=$(date +%s%N)
-qemu_io alpha -c 'write -P 0xe1 52M 64k'
-ms=$((($(date +%s%N) - t0) / 1000000))
-msg "the write waited $ms ms for its activity-log transaction"
-[ "$ms" -ge 1800 ] || fail "three failed AL writes retried within $ms ms (no back-off)"
-assert_eq "$(st alpha metadata_write_errors)" 3 "alpha's failed metadata writes"
+write_waits_3_retries 0xe1 52M "its activity-log transaction" 0
 assert_eq "$(st alpha disk)" uptodate "alpha's disk with pass-on"
 repl_log_has alpha "retrying the failed write in 1 s" || fail "alpha's log has no retry line"
 qemu_io alpha -r -c 'read -P 0xe1 52M 64k'
 repl_wait_synced 30
 repl_compare
 
+# write_fails_after_10s PATTERN OFFSET KIND: a write on alpha that waits for
+# metadata writes of KIND that keep failing fails with EIO after 10 s.
+write_fails_after_10s()
+{
+	local t0 out ms
+	t0=$(date +%s%N)
+	out=$(qemu_io_fails alpha -c "write -P $1 $2 64k")
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	msg "the write failed after $ms ms"
+	assert_match "$out" "Input/output error" "the failed write's error"
+	[ "$ms" -ge 9000 ] && [ "$ms" -le 20000 ] ||
+	    fail "the write failed after $ms ms (want 10-12 s)"
+	assert_eq "$(st alpha metadata_failed_writes)" 1 "alpha's writes failed for their metadata"
+	repl_log_has alpha "$3 writes have failed for 10 s or more: 1 waiting writes fail" ||
+	    fail "alpha's log does not say why the write failed"
+}
+
 msg "== 11b. pass-on, an activity log that keeps failing: the writes fail after 10 s"
 repl_stop alpha
 repl_start alpha BLKMIRROR_FAULT="write:$al-$((sb - 1)):5"
 repl_wait_synced 30
 bm alpha primary
-t0=$(date +%s%N)
-out=$(qemu_io_fails alpha -c 'write -P 0xe2 12M 64k')
-ms=$((($(date +%s%N) - t0) / 1000000))
-msg "the write failed after $ms ms"
-assert_match "$out" "Input/output error" "the failed write's error"
-[ "$ms" -ge 9000 ] && [ "$ms" -le 20000 ] || fail "the write failed after $ms ms (want 10-12 s)"
-assert_eq "$(st alpha metadata_failed_writes)" 1 "alpha's writes failed for their metadata"
+write_fails_after_10s 0xe2 12M "activity log"
 [ "$(st alpha metadata_write_errors)" -ge 10 ] || fail "fewer than 10 failed AL writes"
-repl_log_has alpha "activity log writes have failed for 10 s or more: 1 waiting writes fail" ||
-    fail "alpha's log does not say why the write failed"
 # Still failing: the next write fails at the next retry, within a second.
 t0=$(date +%s%N)
 qemu_io_fails alpha -c 'write -P 0xe2 12M 64k' >/dev/null
@@ -401,12 +419,7 @@ arm()
 	fail "alpha did not arm fault $1"
 }
 arm "write:$sb-$((sb + 8191)):5:3"
-t0=$(date +%s%N)
-qemu_io alpha -c 'write -P 0xe3 20M 64k'
-ms=$((($(date +%s%N) - t0) / 1000000))
-msg "the first write made alone waited $ms ms for its generation's superblock"
-[ "$ms" -ge 1800 ] || fail "three failed superblock writes retried within $ms ms"
-assert_eq "$(($(st alpha metadata_write_errors) - errs0))" 3 "alpha's failed superblock writes"
+write_waits_3_retries 0xe3 20M "the superblock of its new generation" "$errs0"
 repl_log_has alpha "the new generation uuid could not be written; retrying" ||
     fail "alpha's log does not show the retried generation"
 [ "$(st alpha uuids.current)" != "$gen0" ] || fail "alpha took no new generation"
@@ -421,15 +434,7 @@ msg "== 11d. pass-on, a superblock that keeps failing: the writes fail after 10 
 repl_stop beta
 repl_wait1 alpha 10 's["connection"] != "connected"' "alpha noticed beta's stop"
 arm "write:$sb-$((sb + 8191)):5"
-t0=$(date +%s%N)
-out=$(qemu_io_fails alpha -c 'write -P 0xe4 24M 64k')
-ms=$((($(date +%s%N) - t0) / 1000000))
-msg "the write failed after $ms ms"
-assert_match "$out" "Input/output error" "the failed write's error"
-[ "$ms" -ge 9000 ] && [ "$ms" -le 20000 ] || fail "the write failed after $ms ms (want 10-12 s)"
-assert_eq "$(st alpha metadata_failed_writes)" 1 "alpha's writes failed for their metadata"
-repl_log_has alpha "superblock writes have failed for 10 s or more: 1 waiting writes fail" ||
-    fail "alpha's log does not say why the write failed"
+write_fails_after_10s 0xe4 24M superblock
 [ "$(first_byte alpha $((24 * M)))" != e4 ] || fail "alpha wrote the failed write"
 # The disk mended: the generation is written at the next retry, writes go on.
 arm "" disarmed

@@ -269,6 +269,16 @@ expect_end(const struct rd *rd)
 	CU_ASSERT_EQUAL(rd->pos, rd->len);
 }
 
+/* The last replies: GO's EXPORT and BLOCK_SIZE infos and its ACK. */
+static void
+expect_go_ack_last(struct rd *rd)
+{
+	expect_info(rd, NBD_OPT_GO, NBD_INFO_EXPORT, 10);
+	expect_info(rd, NBD_OPT_GO, NBD_INFO_BLOCK_SIZE, 12);
+	expect(rd, NBD_OPT_GO, NBD_REP_ACK, 0);
+	expect_end(rd);
+}
+
 /* ---- tests ---- */
 
 static void
@@ -477,10 +487,7 @@ test_block_size_required(void)
 			CU_ASSERT_EQUAL(get_be32(p), 4096);
 		expect(&rd, opt, NBD_REP_ERR_BLOCK_SIZE_REQD, SIZE_MAX);
 	}
-	expect_info(&rd, NBD_OPT_GO, NBD_INFO_EXPORT, 10);
-	expect_info(&rd, NBD_OPT_GO, NBD_INFO_BLOCK_SIZE, 12);
-	expect(&rd, NBD_OPT_GO, NBD_REP_ACK, 0);
-	expect_end(&rd);
+	expect_go_ack_last(&rd);
 	run_free(&r);
 	w_free(&in);
 }
@@ -558,10 +565,7 @@ test_go_errors(void)
 	expect(&rd, NBD_OPT_GO, NBD_REP_ERR_INVALID, SIZE_MAX);
 	expect(&rd, NBD_OPT_GO, NBD_REP_ERR_INVALID, SIZE_MAX);
 	expect(&rd, NBD_OPT_GO, NBD_REP_ERR_INVALID, SIZE_MAX);
-	expect_info(&rd, NBD_OPT_GO, NBD_INFO_EXPORT, 10);
-	expect_info(&rd, NBD_OPT_GO, NBD_INFO_BLOCK_SIZE, 12);
-	expect(&rd, NBD_OPT_GO, NBD_REP_ACK, 0);
-	expect_end(&rd);
+	expect_go_ack_last(&rd);
 	run_free(&r);
 	w_free(&in);
 }
