@@ -747,8 +747,10 @@ rotated(struct meta_wait *w, int res)
 		complete_lost(d, lost);
 		return;
 	}
-	if (res >= 0)
+	if (res >= 0) {
 		m->failing_since_ns = 0;
+		m->gen_own = true;
+	}
 	m->rotating = false;
 	m->rot_waiting = m->lost_waiting = NULL;
 	complete_lost(d, lost);
@@ -774,6 +776,26 @@ start_rotation(struct daemon *d, const char *why)
 }
 
 /*
+ * Is the generation for writes made alone in place?  A bitmap UUID says so
+ * when this run set it.  One found at start-up may be stale: the
+ * superblock write that clears it at the end of a resync (the source's) can
+ * be lost in a crash, and writes made alone under that node's current UUID
+ * would then look, to a peer promoted meanwhile (bitmap UUID = that current
+ * UUID), like no change at all (rule 50: this node's writes overwritten)
+ * instead of a split brain.  So each run takes a new generation before its
+ * first write alone; with a bitmap UUID already set, md_uuid_new_current
+ * keeps it and moves the current UUID to the history, which a peer still
+ * on the bitmap UUID's generation matches as before (rule 50/70) and a
+ * peer that moved on from the stale one meets as common history (rule
+ * 100, split brain).
+ */
+static bool
+generation_in_place(const struct meta *m)
+{
+	return m->sb.uuids.bitmap != 0 && m->gen_own;
+}
+
+/*
  * A primary writing without its peer starts a new data generation first
  * (DESIGN.md "Generation UUIDs"): the current UUID moves to the bitmap UUID
  * and a new current one is durable before the first such write.  Returns
@@ -784,7 +806,7 @@ rotate_generation(struct daemon *d, struct vol_req *vr)
 {
 	struct meta *m = d->md;
 
-	if (!m->rotating && m->sb.uuids.bitmap != 0)
+	if (!m->rotating && generation_in_place(m))
 		return true;
 	if (!m->rotating && !start_rotation(d, "writing without the peer"))
 		return true;
@@ -809,7 +831,7 @@ meta_link_lost(struct daemon *d, struct vol_req *lost, bool marked)
 	struct vol_req **tail;
 
 	if (m == NULL || !marked || m->detached || d->role != ROLE_PRIMARY ||
-	    d->disk != DISK_UPTODATE || (!m->rotating && m->sb.uuids.bitmap != 0) ||
+	    d->disk != DISK_UPTODATE || (!m->rotating && generation_in_place(m)) ||
 	    (!m->rotating && !start_rotation(d, "the link dropped with writes the peer may "
 	    "lack"))) {
 		complete_lost(d, lost);

@@ -44,6 +44,9 @@ struct meta {
 	struct vol_req *lost_waiting;	/* writes the link lost, completed
 					 * once it is durable */
 	bool rot_retry;			/* its write failed: again at the tick */
+	bool gen_own;			/* this run took the generation that the
+					 * bitmap UUID tracks from (meta.c,
+					 * generation_in_place) */
 	int plain_fd;			/* buffered fd for start-up / shutdown I/O */
 	struct ioeng *eng;		/* engine for metadata writes (data engine if internal) */
 	bool own_eng;			/* eng was opened for an external meta-disk */

@@ -351,6 +351,14 @@ st()
 	jget "$js" "$2" || fail "status of $1 has no $2"
 }
 
+# first_byte NODE OFFSET: the byte at OFFSET on NODE's own disk (hex).
+first_byte()
+{
+	local disk=DISK_$1
+	dd if="${!disk}" bs=4k skip=$(($2 / 4096)) count=1 iflag=direct status=none |
+	    od -An -tx1 -N1 | tr -d ' '
+}
+
 # repl_wait TIMEOUT EXPR [WHAT]: wait until EXPR (Python, over a = alpha's
 # status, b = beta's) holds.
 repl_wait()

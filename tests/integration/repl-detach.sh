@@ -55,14 +55,6 @@ requires qemu-io
 
 M=$((1 << 20)) K=1024
 
-# first_byte NODE OFFSET: the byte at OFFSET on NODE's own disk (hex).
-first_byte()
-{
-	local disk=DISK_$1
-	dd if="${!disk}" bs=4k skip=$(($2 / 4096)) count=1 iflag=direct status=none |
-	    od -An -tx1 -N1 | tr -d ' '
-}
-
 # promote_paused_target: once alpha -> beta is a paused resync, make beta
 # (the sync target) primary in alpha's place.
 promote_paused_target()

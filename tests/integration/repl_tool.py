@@ -342,7 +342,8 @@ class Nbd:
             raise ConnectionError("not an NBD newstyle server")
         self.s.sendall(struct.pack(">I", 3))  # FIXED_NEWSTYLE | NO_ZEROES
         name = export.encode()
-        data = struct.pack(">I", len(name)) + name + struct.pack(">H", 0)
+        # asks for NBD_INFO_BLOCK_SIZE (3) and keeps to it, as real clients do
+        data = struct.pack(">I", len(name)) + name + struct.pack(">HH", 1, 3)
         self.s.sendall(struct.pack(">QII", IHAVEOPT, 7, len(data)) + data)
         while True:
             rmagic, ropt, rtype, rlen = struct.unpack(">QIII", recv_exact(self.s, 20))
