@@ -248,7 +248,15 @@ diskfail_peer_detached(struct peer *p)
 	}
 	/* The old generation goes to the history, not to the bitmap UUID: no
 	 * bitmap says what the detached disk lacks, so it gets a full resync
-	 * (rule 60) -- with one superblock write, whatever the volume size. */
+	 * (rule 60) -- with one superblock write, whatever the volume size.
+	 * A bitmap UUID (the peer was a promoted sync target, its disk still
+	 * on the generation this node's bitmap tracks from) goes too, first,
+	 * or its disk would meet it by rule 50 and get only the bitmap,
+	 * without the writes made while it was diskless.  The current UUID
+	 * ends up newest in the history, where the diskless node looks for
+	 * the generation it served (serves_exposed). */
+	md_uuid_history_push(&m->sb.uuids, m->sb.uuids.bitmap);
+	m->sb.uuids.bitmap = 0;
 	md_uuid_history_push(&m->sb.uuids, m->sb.uuids.current);
 	m->sb.uuids.current = u;
 	meta_sb_write(d, NULL);

@@ -385,7 +385,7 @@ void
 state_received(struct peer *p, const struct repl_state *st)
 {
 	struct daemon *d = p->d;
-	bool first = !p->state_received;
+	bool first = !p->state_received, peer_detached;
 
 	p->peer_state = *st;
 	p->state_received = true;
@@ -416,6 +416,16 @@ state_received(struct peer *p, const struct repl_state *st)
 		d->md->sb.epoch = st->epoch;
 		meta_sb_write(d, NULL);	/* the epoch is durable at once */
 	}
+	/*
+	 * The primary detached its disk after an I/O error: this node holds
+	 * the only copy.  Once: in the same generation (then they differ), or
+	 * as the source of a resync into it (a promoted sync target; the
+	 * resync stops), whose generation was never the same.
+	 */
+	peer_detached = st->disk == REPL_DISK_DISKLESS && st->role == REPL_ROLE_PRIMARY &&
+	    d->role == ROLE_SECONDARY && d->disk == DISK_UPTODATE &&
+	    (st->current_uuid == d->md->sb.uuids.current ||
+	    (p->rs_state.active && p->rs_state.source && !p->rs_state.verify));
 	/* The peer (a promoted sync target) detached its disk: no resync
 	 * into it any more. */
 	if (st->disk == REPL_DISK_DISKLESS && p->rs_state.active && p->rs_state.source) {
@@ -423,11 +433,7 @@ state_received(struct peer *p, const struct repl_state *st)
 		state_set(d, "resync stopped", -1, -1, -1, RS_ESTABLISHED,
 		    "the peer's disk is detached");
 	}
-	/* The primary detached its disk after an I/O error: this node holds
-	 * the only copy (once: then the generations differ). */
-	if (st->disk == REPL_DISK_DISKLESS && st->role == REPL_ROLE_PRIMARY &&
-	    d->role == ROLE_SECONDARY && d->disk == DISK_UPTODATE &&
-	    st->current_uuid == d->md->sb.uuids.current)
+	if (peer_detached)
 		diskfail_peer_detached(p);
 	p->peer_paused = st->flags & REPL_STATE_F_SYNC_PAUSED;
 	resync_show_pause(p);

@@ -392,25 +392,28 @@ msg "== 11c. pass-on: the superblock of a new generation fails, retried every se
 # Armed at run time (SIGUSR1 re-reads BLKMIRROR_FAULT_FILE), after beta is
 # gone and alpha settled: only the rotation's superblock writes fail.
 repl_stop alpha
-repl_start alpha BLKMIRROR_FAULT_FILE="$TESTDIR/fault"
+repl_start alpha BLKMIRROR_FAULT_FILE="$TESTDIR/fault.alpha"
 repl_wait_synced 30
 bm alpha primary
 repl_stop beta
 repl_wait1 alpha 10 's["connection"] != "connected"' "alpha noticed beta's stop"
 gen0=$(st alpha uuids.current)
 errs0=$(st alpha metadata_write_errors)
-# arm FAULT: write it to the fault file and signal alpha; waits for its log line
+# arm NODE FAULT [LOGGED]: write FAULT to NODE's fault file (started with
+# BLKMIRROR_FAULT_FILE=$TESTDIR/fault.NODE) and signal it; waits for its log
+# line.
 arm()
 {
-	echo "$1" >"$TESTDIR/fault"
-	kill -USR1 "$PID_alpha"
+	local pid=PID_$1
+	echo "$2" >"$TESTDIR/fault.$1"
+	kill -USR1 "${!pid}"
 	for _ in $(seq 50); do
-		repl_log_has alpha "SIGUSR1: fault injection ${2:-armed: $1}\$" && return 0
+		repl_log_has "$1" "SIGUSR1: fault injection ${3:-armed: $2}\$" && return 0
 		sleep 0.1
 	done
-	fail "alpha did not arm fault $1"
+	fail "$1 did not arm fault $2"
 }
-arm "write:$sb-$((sb + 8191)):5:3"
+arm alpha "write:$sb-$((sb + 8191)):5:3"
 write_waits_3_retries 0xe3 20M "the superblock of its new generation" "$errs0"
 repl_log_has alpha "the new generation uuid could not be written; retrying" ||
     fail "alpha's log does not show the retried generation"
@@ -425,11 +428,11 @@ repl_compare
 msg "== 11d. pass-on, a superblock that keeps failing: the writes fail after 10 s"
 repl_stop beta
 repl_wait1 alpha 10 's["connection"] != "connected"' "alpha noticed beta's stop"
-arm "write:$sb-$((sb + 8191)):5"
+arm alpha "write:$sb-$((sb + 8191)):5"
 write_fails_after_10s 0xe4 24M superblock
 [ "$(first_byte alpha $((24 * M)))" != e4 ] || fail "alpha wrote the failed write"
 # The disk mended: the generation is written at the next retry, writes go on.
-arm "" disarmed
+arm alpha "" disarmed
 qemu_io alpha -c 'write -P 0xe4 24M 64k'
 [ "$(st alpha uuids.current)" != "$(st alpha uuids.bitmap)" ] || fail "no new generation"
 repl_start beta
@@ -518,5 +521,33 @@ bm beta secondary
 repl_stop beta
 repl_start beta
 repl_wait_synced 60
+repl_compare
+
+msg "== 14b. the promoted target's disk dies whole: the peer's new generation forces a full resync"
+# All of beta's writes fail from the resync on, its superblock's too: only
+# alpha's record (a new generation, the old ones in its history) can tell
+# that beta's disk lacks what beta wrote while diskless.
+bm alpha primary
+bm alpha disconnect
+repl_wait1 beta 20 's["connection"] != "connected"' "beta sees the link down"
+qemu_io alpha -c 'write -P 0x36 8M 64k'
+bm alpha pause-sync
+repl_stop beta
+repl_start beta BLKMIRROR_FAULT_FILE="$TESTDIR/fault.beta"
+bm alpha connect
+promote_paused_target
+arm beta "write:0-$((1 << 40)):5"
+bm alpha resume-sync
+repl_wait 20 'b["disk"] == "diskless" and b["replication"] == "established"
+    and a["replication"] == "established"' "beta detached, alpha's resync stopped"
+assert_eq "$(st alpha uuids.bitmap)" 0000000000000000 "alpha's bitmap uuid after beta's detach"
+qemu_io beta -c 'write -P 0x37 12M 4k'
+bm beta secondary
+repl_stop beta
+repl_start beta
+repl_wait_synced 60
+repl_log_has beta "sync-target-full" || fail "beta's repaired disk got no full resync"
+assert_eq "$(first_byte beta $((12 * M)))" 37 "beta's disk at 12M (written while diskless)"
+assert_eq "$(first_byte beta $((8 * M)))" 36 "beta's disk at 8M"
 repl_compare
 msg "ok ($size_bytes-byte disks)"
