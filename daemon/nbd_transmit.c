@@ -276,8 +276,10 @@ vol_done(struct vol_req *vr, int res)
 {
 	struct nbd_req *q = vr->owner;
 
+	/* TRIM is advisory: an unsupported discard is fine (if the peer
+	 * discarded the range, volume.c marked it out of sync). */
 	if (res == -EOPNOTSUPP && q->r.type == NBD_CMD_TRIM)
-		res = 0;	/* TRIM is advisory: unsupported discard is fine */
+		res = 0;
 	struct nbd_conn *c = q->c;
 
 	if (res < 0)
@@ -401,7 +403,7 @@ static void
 dispatch(struct nbd_req *q)
 {
 	struct daemon *d = q->c->d;
-	uint32_t fua = (q->r.flags & NBD_CMD_FLAG_FUA) ? IO_F_FUA : 0;
+	uint32_t fua = (q->r.flags & NBD_CMD_FLAG_FUA) ? IO_F_FUA : 0, zf;
 
 	if (d->role != ROLE_PRIMARY) {
 		/* Demoted (e.g. stepped down for a higher epoch) with this
@@ -451,13 +453,20 @@ dispatch(struct nbd_req *q)
 	case NBD_CMD_WRITE_ZEROES:
 		d->ops.zeroes++;
 		d->ops.zero_bytes += q->r.length;
+		zf = fua | ((q->r.flags & NBD_CMD_FLAG_NO_HOLE) ? IO_F_NO_HOLE : 0) |
+		    ((q->r.flags & NBD_CMD_FLAG_FAST_ZERO) ? IO_F_FAST_ZERO : 0);
+		/* Refused before anything is submitted or shipped: the peer,
+		 * which zeroes without FAST_ZERO, must not zero a range that
+		 * stays unchanged here. */
+		if (!ioeng_can_fast_zero(d->eng, zf)) {
+			reply(q, NBD_ENOTSUP);
+			return;
+		}
 		if (q->r.length == 0) {
 			reply(q, 0);
 			return;
 		}
-		submit(q, IO_WRITE_ZEROES, fua |
-		    ((q->r.flags & NBD_CMD_FLAG_NO_HOLE) ? IO_F_NO_HOLE : 0) |
-		    ((q->r.flags & NBD_CMD_FLAG_FAST_ZERO) ? IO_F_FAST_ZERO : 0));
+		submit(q, IO_WRITE_ZEROES, zf);
 		return;
 	case NBD_CMD_CACHE:
 		/* Reads are served from the backing device directly (O_DIRECT):

@@ -31,6 +31,10 @@
         FLUSH replies' error codes.
   repl_tool.py nbd-write SOCK EXPORT OFFSET LENGTH BYTE
         write LENGTH bytes of BYTE (0..255) at OFFSET, then FLUSH.
+  repl_tool.py nbd-cmd SOCK EXPORT CMD OFFSET LENGTH [FLAGS]
+        one request without payload (CMD: trim, zero, cache or flush; FLAGS
+        the NBD command flags as a number, e.g. 0x12 for NO_HOLE |
+        FAST_ZERO); print the reply's error code (0 on success).
   repl_tool.py nbd-hold SOCK EXPORT GOFILE OFFSET
         connect and WRITE 4 KiB of 0x11 at OFFSET, print "ready", then wait
         (up to 120 s) until GOFILE exists and WRITE 4 KiB of 0x22 at OFFSET
@@ -428,6 +432,18 @@ def do_nbd_write(argv):
     return 0
 
 
+NBD_CMDS = {"flush": 3, "trim": 4, "cache": 5, "zero": 6}
+
+
+def do_nbd_cmd(argv):
+    path, export, cmd, off, length = argv[0], argv[1], argv[2], int(argv[3]), int(argv[4])
+    flags = int(argv[5], 0) if len(argv) > 5 else 0
+    c = Nbd(path, export)
+    print(c.request(NBD_CMDS[cmd], offset=off, length=length, flags=flags))
+    c.close()
+    return 0
+
+
 def do_nbd_hold(argv):
     path, export, gofile, off = argv[0], argv[1], argv[2], int(argv[3])
     c = Nbd(path, export)
@@ -517,6 +533,7 @@ def main():
     cmds = {"cmd": do_cmd, "wait": do_wait, "compare": do_compare,
             "garbage": do_garbage, "nbd-flush": do_nbd_flush,
             "nbd-write": do_nbd_write, "nbd-seq": do_nbd_seq,
+            "nbd-cmd": do_nbd_cmd,
             "nbd-hold": do_nbd_hold, "hang-listen": do_hang_listen,
             "nbd-check": do_nbd_check,
             "status": lambda a: print(json.dumps(status(a[0]))) or 0}
