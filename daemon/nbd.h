@@ -29,6 +29,9 @@
 						 * long while requests wait for
 						 * memory: the connection is shut */
 #define NBD_STUCK_CHECK_MS	1000		/* how often that is checked */
+#define NBD_REQ_CACHE_MAX	1024		/* request structs kept for reuse
+						 * when requests end; more are
+						 * freed */
 #define NBD_TX_BATCH		64		/* replies per sendmsg */
 #define NBD_BS_DESCRIPTORS	256		/* extents per BLOCK_STATUS reply */
 #define NBD_HANDSHAKE_TIMEOUT_MS 60000		/* idle limit before transmission */

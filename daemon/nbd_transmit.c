@@ -36,7 +36,8 @@
 #include "nbd.h"
 #include "util.h"
 
-static struct nbd_req *req_free_list;	/* recycled request structs */
+static struct nbd_req *req_free_list;	/* recycled request structs
+					 * (d->req_cached of them) */
 static uint8_t unwind_buf[NBD_RX_BUF];	/* scratch for spec_unwind() */
 
 /*
@@ -88,9 +89,10 @@ req_alloc(struct nbd_conn *c)
 {
 	struct nbd_req *q = req_free_list;
 
-	if (q != NULL)
+	if (q != NULL) {
 		req_free_list = q->next;
-	else if ((q = malloc(sizeof(*q))) == NULL)
+		c->d->req_cached--;
+	} else if ((q = malloc(sizeof(*q))) == NULL)
 		return NULL;
 	memset(q, 0, offsetof(struct nbd_req, hdr));
 	q->c = c;
@@ -120,8 +122,15 @@ req_release(struct nbd_req *q)
 		}
 	}
 	bufpool_put(&c->d->pool, &q->data);
-	q->next = req_free_list;
-	req_free_list = q;
+	/* Keep enough for the usual load; a burst (hundreds of connections
+	 * with requests in flight) is given back. */
+	if (c->d->req_cached < NBD_REQ_CACHE_MAX) {
+		q->next = req_free_list;
+		req_free_list = q;
+		c->d->req_cached++;
+	} else {
+		free(q);
+	}
 	c->inflight--;
 	c->d->client_inflight--;
 }

@@ -430,6 +430,12 @@ def peak_rss_mib(pid, seconds):
 def ctl_clients(args):
     """The NBD connections the daemon holds (its status \"clients\"), or
     None without --ctl."""
+    st = ctl_status(args)
+    return None if st is None else st["clients"]
+
+
+def ctl_status(args):
+    """The daemon's status object, or None without --ctl."""
     if not args.ctl:
         return None
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -446,7 +452,7 @@ def ctl_clients(args):
         s.close()
     rep = json.loads(buf)
     check(rep.get("ok"), "status failed: %r" % rep)
-    return rep["result"]["clients"]
+    return rep["result"]
 
 
 def wait_clients(args, most, what, timeout=10.0):
@@ -1160,7 +1166,7 @@ def case_starved_pool(args, lw):
     client's 4 KiB WRITE and READ are still answered within 3 s each.
     With --stuck-limit S (the daemon's BLKMIRROR_TEST_SEND_STUCK_S) the
     daemon shuts the hoarders down within S + 5 s, as someone waits for
-    memory."""
+    memory.  Once they are gone, at most 1024 request structs are kept."""
     wait_clients(args, 0, "before the hoarders")
     hoard = [greedy_client(args, 4) for _ in range(5)]
     hoard += [greedy_client(args, 4096, 4096) for _ in range(8)]
@@ -1187,6 +1193,11 @@ def case_starved_pool(args, lw):
         for h in hoard:
             h.reset()
     wait_clients(args, 0, "after the hoarders", timeout=20)
+    # Their ~2000 request structs are not all kept for reuse.
+    st = ctl_status(args)
+    check(st is None or st["nbd_requests_cached"] <= 1024,
+          "%d request structs cached after the hoarders left"
+          % st["nbd_requests_cached"])
 
 
 def case_dead_while_stuck(args, lw):
