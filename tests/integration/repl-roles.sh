@@ -10,7 +10,10 @@
 #    sees the higher epoch of a peer that was forced primary meanwhile)
 #    must not complete that client's later writes as if it were still
 #    primary: no write may reach one disk only while both nodes report
-#    themselves in sync.  At the end the disks are identical.
+#    themselves in sync;
+#  - a client that connected to the secondary and sends its GO after the
+#    node was promoted is served (the refusal is read at GO time).
+# At the end the disks are identical.
 
 source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
@@ -62,6 +65,25 @@ role=$(st alpha role)
 if [ "$role" = secondary ] && [ "$res" = "write=0 flush=0" ]; then
 	fail "alpha, now secondary, completed a client write"
 fi
+repl_wait_synced 30
+repl_compare
+
+msg "== a client in the handshake on the secondary, which is promoted before its GO"
+[ "$(st alpha role)" = primary ] || bm alpha primary
+late=$TESTDIR/late.out
+repl_tool nbd-late-go "$NBD_beta" r0 "$TESTDIR/go-late" >"$late" 2>&1 &
+latepid=$!
+cleanup_kill "$latepid"
+for i in $(seq 100); do
+	grep -q ready "$late" && break
+	sleep 0.1
+done
+grep -q ready "$late" || fail "the late client did not connect: $(cat "$late")"
+bm alpha secondary
+bm beta primary
+: >"$TESTDIR/go-late"
+wait "$latepid" || fail "late client: $(cat "$late")"
+assert_eq "$(tail -n 1 "$late")" ok "GO on beta after its promotion"
 repl_wait_synced 30
 repl_compare
 msg "PASS"
