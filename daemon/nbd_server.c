@@ -373,6 +373,8 @@ accept_done(struct loop_op *op, int res)
 	struct daemon *d = ls->d;
 
 	if (ls->closed) {
+		if (res >= 0)
+			close(res);	/* accepted as the listener closed */
 		close(ls->fd);
 		ls->fd = -1;
 		return;
