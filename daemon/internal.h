@@ -125,6 +125,8 @@ struct daemon {
 	uint64_t vol_seq;		/* last vol_req seq handed out */
 	unsigned inflight;		/* requests submitted to the volume */
 	unsigned client_inflight;	/* client (NBD) requests not yet answered */
+	unsigned req_cached;		/* NBD request structs kept for reuse
+					 * (at most NBD_REQ_CACHE_MAX) */
 
 	struct op_counters ops;		/* volume-level counters */
 	struct bufpool pool;		/* I/O buffers (registered with the engine) */

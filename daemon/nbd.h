@@ -19,6 +19,19 @@
 #define NBD_FALLBACK_MAX	(256u << 20)	/* buffer bytes all NBD requests
 						 * together may hold outside the
 						 * pool; beyond, requests wait */
+#define NBD_FALLBACK_RESERVE	(64u << 20)	/* beyond NBD_FALLBACK_MAX, for
+						 * a request of at most
+						 * NBD_RESERVE_REQ_MAX bytes on
+						 * a connection holding no
+						 * buffer (progress) */
+#define NBD_RESERVE_REQ_MAX	(1u << 20)
+#define NBD_SEND_STUCK_S	30		/* a send that moves no byte this
+						 * long while requests wait for
+						 * memory: the connection is shut */
+#define NBD_STUCK_CHECK_MS	1000		/* how often that is checked */
+#define NBD_REQ_CACHE_MAX	1024		/* request structs kept for reuse
+						 * when requests end; more are
+						 * freed */
 #define NBD_TX_BATCH		64		/* replies per sendmsg */
 #define NBD_BS_DESCRIPTORS	256		/* extents per BLOCK_STATUS reply */
 #define NBD_HANDSHAKE_TIMEOUT_MS 60000		/* idle limit before transmission */
@@ -52,8 +65,9 @@ enum nbd_stall {
 	NBD_STALL_NONE = 0,	/* parsing */
 	NBD_STALL_LIMIT,	/* NBD_MAX_INFLIGHT or NBD_CONN_PAYLOAD_MAX
 				 * reached: resumed when replies are sent */
-	NBD_STALL_MEMORY,	/* NBD_FALLBACK_MAX reached: resumed when some
-				 * connection frees a buffer outside the pool */
+	NBD_STALL_MEMORY,	/* NBD_FALLBACK_MAX (+ NBD_FALLBACK_RESERVE)
+				 * reached: resumed when some connection frees
+				 * a buffer outside the pool */
 };
 
 /* One request of the transmission phase, from header to reply sent. */
@@ -123,6 +137,10 @@ struct nbd_conn {
 	struct nbd_req *txq_head;	/* replies waiting to be sent */
 	struct nbd_req *txq_tail;
 	struct nbd_req *tx_batch;	/* replies in the sendmsg in flight */
+	uint64_t tx_progress_ns;	/* when the send in flight started or
+					 * last moved bytes (stuck_check) */
+	int tx_outq;			/* its socket's SIOCOUTQ then (-1: not
+					 * sampled yet) */
 	struct iovec iov[NBD_TX_BATCH * 2];	/* the batch's vector */
 	const uint8_t *hs_out;		/* handshake bytes being sent */
 

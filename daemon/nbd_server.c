@@ -187,6 +187,9 @@ hs_step(struct nbd_conn *c)
 
 		unsigned notes = c->hs.notes;
 
+		/* The refusal as it is now: the role may have changed since
+		 * the client connected. */
+		export.refuse = c->d->refuse;
 		st = nbd_hs_feed(&c->hs, c->rx + c->rx_off, c->rx_len - c->rx_off, &used);
 		c->rx_off += used;
 		if (c->hs.notes != notes)
@@ -348,7 +351,6 @@ conn_new(struct daemon *d, int fd)
 	d->n_conns++;
 	log_debug("nbd: connection %" PRIu64 " from %s", c->id, c->peer);
 
-	export.refuse = d->refuse;
 	nbd_hs_init(&c->hs, &export);
 	c->hs_timer.cb = hs_timeout;
 	c->hs_timer.data = c;
@@ -371,6 +373,8 @@ accept_done(struct loop_op *op, int res)
 	struct daemon *d = ls->d;
 
 	if (ls->closed) {
+		if (res >= 0)
+			close(res);	/* accepted as the listener closed */
 		close(ls->fd);
 		ls->fd = -1;
 		return;

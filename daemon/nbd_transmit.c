@@ -29,12 +29,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 
 #include "log.h"
 #include "nbd.h"
 #include "util.h"
 
-static struct nbd_req *req_free_list;	/* recycled request structs */
+static struct nbd_req *req_free_list;	/* recycled request structs
+					 * (d->req_cached of them) */
 static uint8_t unwind_buf[NBD_RX_BUF];	/* scratch for spec_unwind() */
 
 /*
@@ -54,18 +57,30 @@ static uint8_t unwind_buf[NBD_RX_BUF];	/* scratch for spec_unwind() */
  * Reaching the third makes the request wait (NBD_STALL_MEMORY) until an NBD
  * request frees such a buffer (mem_wake) instead of failing it with ENOMEM:
  * the kernel client turns an error into a failed I/O for the filesystem,
- * while waiting is only slower.  The price: while clients that stopped
- * reading hold all of NBD_FALLBACK_MAX (four or more of them, each held to
- * NBD_CONN_PAYLOAD_MAX), other clients' requests that the pool cannot
- * serve wait until those go away; pool-sized requests go on.  Replication
- * buffers (peer.c, resync.c) are bounded by their own windows and do not
- * count here.
+ * while waiting is only slower.
+ *
+ * Clients that stopped reading may hold all of the pool (small requests
+ * take larger classes only while those are plentiful, bufpool.c) and all
+ * of NBD_FALLBACK_MAX (four or more of them, each held to
+ * NBD_CONN_PAYLOAD_MAX).  That must not stop everybody else:
+ *   - a connection that holds no buffer may allocate past NBD_FALLBACK_MAX,
+ *     up to NBD_FALLBACK_RESERVE more, for a request of at most
+ *     NBD_RESERVE_REQ_MAX bytes: a client with one such request at a time
+ *     is served at once (64 such clients hoarding 1 MiB each, or 16384
+ *     hoarding 4 KiB, would fill it: then the next point);
+ *   - while any request waits for memory, a send that moves no byte for
+ *     NBD_SEND_STUCK_S (a client that reads nothing) gets its connection
+ *     shut down (stuck_check): its buffers are freed as its send fails.
+ * Replication buffers (peer.c, resync.c) are bounded by their own windows
+ * and do not count here.
  */
 static uint64_t fallback_bytes;		/* NBD buffers outside the pool */
 static unsigned mem_waiters;		/* NBD_STALL_MEMORY stalls since the
 					 * last mem_wake (a hint: may count
 					 * connections gone since) */
 static struct loop_timer mem_timer;	/* runs mem_wake after a release */
+static struct loop_timer stuck_timer;	/* runs stuck_check while requests
+					 * wait for memory */
 
 static void mem_wake(struct loop_timer *t);
 
@@ -74,9 +89,10 @@ req_alloc(struct nbd_conn *c)
 {
 	struct nbd_req *q = req_free_list;
 
-	if (q != NULL)
+	if (q != NULL) {
 		req_free_list = q->next;
-	else if ((q = malloc(sizeof(*q))) == NULL)
+		c->d->req_cached--;
+	} else if ((q = malloc(sizeof(*q))) == NULL)
 		return NULL;
 	memset(q, 0, offsetof(struct nbd_req, hdr));
 	q->c = c;
@@ -106,8 +122,15 @@ req_release(struct nbd_req *q)
 		}
 	}
 	bufpool_put(&c->d->pool, &q->data);
-	q->next = req_free_list;
-	req_free_list = q;
+	/* Keep enough for the usual load; a burst (hundreds of connections
+	 * with requests in flight) is given back. */
+	if (c->d->req_cached < NBD_REQ_CACHE_MAX) {
+		q->next = req_free_list;
+		req_free_list = q;
+		c->d->req_cached++;
+	} else {
+		free(q);
+	}
 	c->inflight--;
 	c->d->client_inflight--;
 }
@@ -264,6 +287,8 @@ nbd_tx_kick(struct nbd_conn *c)
 	if (c->txq_head == NULL)
 		c->txq_tail = NULL;
 	c->tx_busy = true;
+	c->tx_progress_ns = now_ns();
+	c->tx_outq = -1;
 	c->tx_op.cb = tx_done;
 	c->tx_op.data = c;
 	loop_sendmsg(c->d->loop, &c->tx_op, c->fd, c->iov, k);
@@ -276,8 +301,10 @@ vol_done(struct vol_req *vr, int res)
 {
 	struct nbd_req *q = vr->owner;
 
+	/* TRIM is advisory: an unsupported discard is fine (if the peer
+	 * discarded the range, volume.c marked it out of sync). */
 	if (res == -EOPNOTSUPP && q->r.type == NBD_CMD_TRIM)
-		res = 0;	/* TRIM is advisory: unsupported discard is fine */
+		res = 0;
 	struct nbd_conn *c = q->c;
 
 	if (res < 0)
@@ -401,7 +428,7 @@ static void
 dispatch(struct nbd_req *q)
 {
 	struct daemon *d = q->c->d;
-	uint32_t fua = (q->r.flags & NBD_CMD_FLAG_FUA) ? IO_F_FUA : 0;
+	uint32_t fua = (q->r.flags & NBD_CMD_FLAG_FUA) ? IO_F_FUA : 0, zf;
 
 	if (d->role != ROLE_PRIMARY) {
 		/* Demoted (e.g. stepped down for a higher epoch) with this
@@ -451,13 +478,20 @@ dispatch(struct nbd_req *q)
 	case NBD_CMD_WRITE_ZEROES:
 		d->ops.zeroes++;
 		d->ops.zero_bytes += q->r.length;
+		zf = fua | ((q->r.flags & NBD_CMD_FLAG_NO_HOLE) ? IO_F_NO_HOLE : 0) |
+		    ((q->r.flags & NBD_CMD_FLAG_FAST_ZERO) ? IO_F_FAST_ZERO : 0);
+		/* Refused before anything is submitted or shipped: the peer,
+		 * which zeroes without FAST_ZERO, must not zero a range that
+		 * stays unchanged here. */
+		if (!ioeng_can_fast_zero(d->eng, zf)) {
+			reply(q, NBD_ENOTSUP);
+			return;
+		}
 		if (q->r.length == 0) {
 			reply(q, 0);
 			return;
 		}
-		submit(q, IO_WRITE_ZEROES, fua |
-		    ((q->r.flags & NBD_CMD_FLAG_NO_HOLE) ? IO_F_NO_HOLE : 0) |
-		    ((q->r.flags & NBD_CMD_FLAG_FAST_ZERO) ? IO_F_FAST_ZERO : 0));
+		submit(q, IO_WRITE_ZEROES, zf);
 		return;
 	case NBD_CMD_CACHE:
 		/* Reads are served from the backing device directly (O_DIRECT):
@@ -666,15 +700,85 @@ log_rejected(struct nbd_conn *c, const struct nbd_request *r, uint32_t err)
 
 /* ---- limits: stalls and resuming ------------------------------------------ */
 
+static void stuck_check(struct loop_timer *t);
+
 /* Stop parsing at the header at c->rx_off (see enum nbd_stall); false, for
  * take_request()'s caller. */
 static bool
 stall(struct nbd_conn *c, enum nbd_stall why)
 {
 	c->stall = why;
-	if (why == NBD_STALL_MEMORY)
+	if (why == NBD_STALL_MEMORY) {
 		mem_waiters++;
+		if (!stuck_timer.armed) {
+			stuck_timer.cb = stuck_check;
+			stuck_timer.data = c->d;
+			loop_timer_arm(c->d->loop, &stuck_timer, NBD_STUCK_CHECK_MS);
+		}
+	}
 	return false;
+}
+
+/* The no-progress limit of a send, in ns (BLKMIRROR_TEST_SEND_STUCK_S
+ * lowers it for tests). */
+static uint64_t
+stuck_limit_ns(void)
+{
+	static uint64_t s;
+
+	if (s == 0) {
+		s = test_setting("BLKMIRROR_TEST_SEND_STUCK_S", NBD_SEND_STUCK_S,
+		    "NBD sends stuck that long are cut while others wait for memory");
+		if (s == 0)
+			s = NBD_SEND_STUCK_S;
+	}
+	return s * 1000000000ull;
+}
+
+/* Whether c's send in flight moved no byte for the limit; samples the bytes
+ * its socket still holds (SIOCOUTQ: a change is progress). */
+static bool
+send_stuck(struct nbd_conn *c, uint64_t now)
+{
+	int outq;
+
+	if (!c->tx_busy || c->dead || c->state == NC_HANDSHAKE)
+		return false;
+	if (ioctl(c->fd, SIOCOUTQ, &outq) == 0 && outq != c->tx_outq) {
+		c->tx_outq = outq;
+		c->tx_progress_ns = now;
+	}
+	return now - c->tx_progress_ns >= stuck_limit_ns();
+}
+
+/*
+ * Every NBD_STUCK_CHECK_MS while some connection waits for memory: shut
+ * down the connections whose send is stuck (their requests' buffers are
+ * released as the send fails).  Stops once nobody waits.
+ */
+static void
+stuck_check(struct loop_timer *t)
+{
+	struct daemon *d = t->data;
+	struct nbd_conn *c, *next;
+	uint64_t now = now_ns();
+	bool waiting = false;
+
+	for (c = d->conns; c != NULL; c = c->next)
+		waiting |= c->state == NC_TRANSMIT && c->stall == NBD_STALL_MEMORY;
+	if (!waiting)
+		return;
+	for (c = d->conns; c != NULL; c = next) {
+		next = c->next;		/* nothing is freed here: the send is busy */
+		if (!send_stuck(c, now))
+			continue;
+		log_notice("nbd: %s: replies not read for %" PRIu64 " s while other "
+		    "requests wait for memory; closing", c->peer,
+		    (uint64_t)(stuck_limit_ns() / 1000000000ull));
+		c->dead = true;
+		nbd_conn_close(c, "client stopped reading its replies");
+	}
+	loop_timer_arm(d->loop, t, NBD_STUCK_CHECK_MS);
 }
 
 /* Parse again after a stall, if c still serves requests. */
@@ -719,20 +823,25 @@ over_limits(const struct nbd_conn *c, const struct nbd_request *r)
 }
 
 /*
- * The buffer of a valid READ or WRITE of len > 0 bytes: from the pool, else
- * allocated while all NBD allocations stay within NBD_FALLBACK_MAX (one
- * alone always goes).  0 (*fallback: the bytes counted against that
+ * The buffer of a valid READ or WRITE of len > 0 bytes on c: from the
+ * pool, else allocated while all NBD allocations stay within
+ * NBD_FALLBACK_MAX, or NBD_FALLBACK_RESERVE more when c holds no buffer
+ * (one alone always goes).  0 (*fallback: the bytes counted against that
  * limit), -EAGAIN (wait for memory) or -ENOMEM.
  */
 static int
-payload_buf_get(struct daemon *d, uint32_t len, struct buf *b, uint32_t *fallback)
+payload_buf_get(struct nbd_conn *c, uint32_t len, struct buf *b, uint32_t *fallback)
 {
+	struct daemon *d = c->d;
 	size_t size = bufpool_fallback_size(len);
+	uint64_t limit = NBD_FALLBACK_MAX;
 
 	*fallback = 0;
 	if (bufpool_get_pooled(&d->pool, len, b) == 0)
 		return 0;
-	if (fallback_bytes > 0 && fallback_bytes + size > NBD_FALLBACK_MAX)
+	if (c->payload_bytes == 0 && len <= NBD_RESERVE_REQ_MAX)
+		limit += NBD_FALLBACK_RESERVE;
+	if (fallback_bytes > 0 && fallback_bytes + size > limit)
 		return -EAGAIN;
 	if (bufpool_get(&d->pool, len, b) < 0)
 		return -ENOMEM;
@@ -800,7 +909,7 @@ take_request(struct nbd_conn *c)
 	err = s != NULL ? 0 : (uint32_t)nbd_request_validate(&r, &c->lim);
 	if (err == 0 && s == NULL && r.length > 0 &&
 	    (r.type == NBD_CMD_READ || r.type == NBD_CMD_WRITE)) {
-		int ret = payload_buf_get(c->d, r.length, &b, &fallback);
+		int ret = payload_buf_get(c, r.length, &b, &fallback);
 
 		if (ret == -EAGAIN)
 			return stall(c, NBD_STALL_MEMORY);

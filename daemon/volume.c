@@ -48,6 +48,30 @@ finish(struct daemon *d, struct vol_req *vr)
 	    vr->local_res : vr->peer_res);
 }
 
+/*
+ * A TRIM or WRITE_ZEROES that this disk could not do (-ENOTSUP,
+ * -EOPNOTSUPP: not a disk error) went to the peer, which may have done it:
+ * the two disks may differ over its range.  Mark it, and keep it marked
+ * whatever the peer answers, so that a resync copies this node's data.
+ * (FAST_ZERO is refused before shipping when the engine knows it cannot
+ * zero fast; this catches what it could not know.)
+ */
+static void
+unsupported_shipped(struct daemon *d, struct vol_req *vr, int res)
+{
+	static uint64_t count;
+
+	if (d->md == NULL || vr->io.opcode == IO_FLUSH)
+		return;
+	if (count++ % 1000 == 0)
+		log_warn("disk: %s at offset %" PRIu64 " length %" PRIu64 " unsupported "
+		    "here (%s) but sent to the peer: range marked out of sync "
+		    "(%" PRIu64 " such requests)", vr->io.opcode == IO_TRIM ? "trim" :
+		    "write-zeroes", vr->io.offset, vr->io.len, strerror(-res), count);
+	meta_set_oos(d, vr->io.offset, vr->io.len);
+	repl_keep_marked(d, vr);
+}
+
 static void
 io_done(struct io_req *io, int res)
 {
@@ -69,6 +93,8 @@ io_done(struct io_req *io, int res)
 			return;		/* a read re-sent to the peer */
 	} else if (diskfail_detached(d) && !vr->is_resync) {
 		res = diskfail_after_detach(d, vr, res);
+	} else if (res < 0 && vr->shipped) {
+		unsupported_shipped(d, vr, res);
 	}
 	vr->local_done = true;
 	vr->local_res = res;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -56,18 +57,29 @@ bufpool_iovecs(const struct bufpool *bp, struct iovec iov[BUFPOOL_CLASSES])
 	}
 }
 
+/*
+ * The smallest class that fits, else a larger one only while more than
+ * BUFPOOL_SPILL_KEEP of its buffers are free: small requests that find
+ * their class empty may not take the last large buffers from the requests
+ * that need them.
+ */
 int
 bufpool_get_pooled(struct bufpool *bp, size_t len, struct buf *out)
 {
+	bool spill = false;	/* past the smallest class that fits */
+
 	for (int i = 0; i < BUFPOOL_CLASSES; i++) {
 		struct bufpool_class *c = &bp->cls[i];
 
-		if (len <= c->size && c->nfree > 0) {
+		if (len > c->size)
+			continue;
+		if (c->nfree > (spill ? c->count / BUFPOOL_SPILL_KEEP : 0)) {
 			out->p = c->free[--c->nfree];
 			out->index = i;
 			out->cls = i;
 			return 0;
 		}
+		spill = true;
 	}
 	return -ENOBUFS;
 }

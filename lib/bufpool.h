@@ -3,8 +3,8 @@
  * Pools of page-aligned I/O buffers in a few size classes, allocated once at
  * start so the hot path never calls the allocator, and registered with the
  * io engine (io_uring fixed buffers) as one region per class.  Requests larger
- * than the largest class, or arriving when a class is empty, get a fresh
- * aligned allocation (buf_index -1) that is freed on release.
+ * than the largest class, or arriving when their class is empty and the
+ * larger ones are scarce (BUFPOOL_SPILL_KEEP), get a fresh aligned allocation (buf_index -1) that is freed on release.
  */
 #ifndef BLKMIRROR_BUFPOOL_H
 #define BLKMIRROR_BUFPOOL_H
@@ -14,6 +14,9 @@
 #include <sys/uio.h>
 
 #define BUFPOOL_CLASSES 3
+#define BUFPOOL_SPILL_KEEP 4	/* a request may take a buffer of a larger
+				 * class than its own only while more than
+				 * 1/4 of that class is free */
 
 struct bufpool_class {
 	size_t size;		/* bytes per buffer */
@@ -44,7 +47,9 @@ void bufpool_iovecs(const struct bufpool *bp, struct iovec iov[BUFPOOL_CLASSES])
 /* A buffer of at least len bytes; 0 or -ENOMEM. */
 int bufpool_get(struct bufpool *bp, size_t len, struct buf *out);
 /* The same from the pool only: 0, or -ENOBUFS when no class of at least
- * len bytes has a free buffer (bufpool_get() would allocate). */
+ * len bytes may give a buffer (bufpool_get() would allocate): the
+ * smallest such class when it has one, a larger class only above its
+ * BUFPOOL_SPILL_KEEP share. */
 int bufpool_get_pooled(struct bufpool *bp, size_t len, struct buf *out);
 /* Bytes bufpool_get() allocates outside the pool for len (page multiple). */
 size_t bufpool_fallback_size(size_t len);

@@ -225,6 +225,28 @@ zero_buf_get(struct ioeng *e)
  *                  the kernel writes zero pages, which FAST_ZERO forbids
  *   WZ_WRITE       zero buffers, unless FAST_ZERO (then -ENOTSUP)
  */
+/* Whether write-zeroes with these flags may punch holes. */
+static bool
+zero_may_punch(const struct ioeng *e, uint32_t flags)
+{
+	return !(flags & IO_F_NO_HOLE) && !e->no_punch;
+}
+
+/* Whether write-zeroes with these flags may use ZERO_RANGE. */
+static bool
+zero_may_zero_range(const struct ioeng *e, uint32_t flags)
+{
+	return !e->no_zero_range &&
+	    !((flags & IO_F_FAST_ZERO) && e->blockdev && !e->hw_zeroes);
+}
+
+bool
+ioeng_can_fast_zero(const struct ioeng *e, uint32_t flags)
+{
+	return !(flags & IO_F_FAST_ZERO) || zero_may_punch(e, flags) ||
+	    zero_may_zero_range(e, flags);
+}
+
 static int
 plan_zeroes(struct ioeng *e, struct io_req *r, struct ioprim *p)
 {
@@ -234,14 +256,14 @@ plan_zeroes(struct ioeng *e, struct io_req *r, struct ioprim *p)
 	p->off = r->offset;
 	p->len = r->len;
 	if (r->stage == WZ_PUNCH) {
-		if (!(r->flags & IO_F_NO_HOLE) && !e->no_punch) {
+		if (zero_may_punch(e, r->flags)) {
 			p->mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
 			return 1;
 		}
 		r->stage = WZ_ZERO_RANGE;
 	}
 	if (r->stage == WZ_ZERO_RANGE) {
-		if (!e->no_zero_range && !(fast && e->blockdev && !e->hw_zeroes)) {
+		if (zero_may_zero_range(e, r->flags)) {
 			p->mode = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
 			return 1;
 		}
@@ -676,6 +698,33 @@ sysfs_queue_u64(dev_t rdev, const char *name)
 	return 0;
 }
 
+/*
+ * Which fallocate modes a regular file takes, learnt before the first
+ * request (ioeng_can_fast_zero() must know before anything is submitted):
+ * one block past the end of the file, with KEEP_SIZE, so that no byte
+ * of the file changes.  ZERO_RANGE there may leave that block allocated
+ * past EOF (ext4 does not punch beyond i_size); reads never see it.
+ * Only EOPNOTSUPP counts: any other failure leaves the mode to be learnt
+ * from real requests, as before.
+ */
+static void
+probe_falloc(struct ioeng *e)
+{
+	off_t end = (off_t)ALIGN_UP(e->size, 4096);
+
+	if (e->read_only)
+		return;
+	if (fallocate(e->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, end, 4096) < 0 &&
+	    errno == EOPNOTSUPP)
+		e->no_punch = true;
+	if (fallocate(e->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, end, 4096) < 0) {
+		if (errno == EOPNOTSUPP)
+			e->no_zero_range = true;
+	} else if (!e->no_punch) {
+		(void)fallocate(e->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, end, 4096);
+	}
+}
+
 /* Size, logical block size, DIO alignment and zeroing support of e->fd. */
 static int
 probe_backing(struct ioeng *e, const struct stat *st)
@@ -691,6 +740,7 @@ probe_backing(struct ioeng *e, const struct stat *st)
 		e->no_punch = !e->hw_zeroes;
 	} else {
 		e->size = (uint64_t)st->st_size;
+		probe_falloc(e);
 	}
 	e->lbs = (unsigned)lbs;
 	e->dio_align = e->mem_align = e->lbs;

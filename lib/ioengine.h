@@ -125,6 +125,16 @@ void ioeng_close(struct ioeng *e);
  */
 void ioeng_submit(struct ioeng *e, struct io_req *r);
 
+/*
+ * Whether write-zeroes with flags (IO_F_*) can succeed without falling
+ * back to writing zero buffers: always true without IO_F_FAST_ZERO.
+ * Known before anything is submitted (regular files are probed at open),
+ * so that a caller that also ships the request elsewhere can refuse it
+ * first.  A request may still fail with -ENOTSUP when the kernel refuses
+ * a mode the probe could not see.
+ */
+bool ioeng_can_fast_zero(const struct ioeng *e, uint32_t flags);
+
 enum ioeng_kind ioeng_get_kind(const struct ioeng *e);
 const char *ioeng_kind_name(enum ioeng_kind k);
 /* "io_uring" | "libaio" | "sync" -> kind; -EINVAL for anything else. */

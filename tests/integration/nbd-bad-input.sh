@@ -7,7 +7,10 @@
 # still writes and reads back.  Clients that pipeline 32 MiB READs and
 # never read the replies may not take the daemon's VmRSS past 512 MiB; a
 # connection that dies with its replies stuck must be let go at once (both
-# checked through the control socket and /proc).  At the end the daemon
+# checked through the control socket and /proc); while such clients hold
+# every buffer, a new client's 4 KiB requests are answered at once, and
+# the hoarders are shut down once their sends stay stuck while others wait
+# for memory.  At the end the daemon
 # must still answer status, have counted the rejected requests, and shut
 # down cleanly.
 
@@ -18,6 +21,10 @@ requires python3
 # default), which VmRSS counts: keep it small so that the 512 MiB bound on
 # clients hoarding READs measures the daemon, not the sanitizer.
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=32"
+
+# Sends stuck for 8 s (not 30) are cut while others wait for memory, so
+# that the starved-pool case sees it happen.
+export BLKMIRROR_TEST_SEND_STUCK_S=8
 
 make_disk "$TESTDIR/disk.img" 64M
 standalone_conf "$TESTDIR/r0.conf" "$TESTDIR/disk.img" io_uring 4096 "$(free_port)"
@@ -39,7 +46,8 @@ evil()
 	msg "nbd_evil.py --mode $mode over $transport $*"
 	timeout 600 python3 "$SRCDIR/tests/integration/nbd_evil.py" \
 	    "${where[@]}" --export "$RES" --pid "$DAEMON_PID" \
-	    --log "$DAEMON_LOG" --ctl "$CTL_SOCK" --mode "$mode" "$@" ||
+	    --log "$DAEMON_LOG" --ctl "$CTL_SOCK" --mode "$mode" \
+	    --stuck-limit "$BLKMIRROR_TEST_SEND_STUCK_S" "$@" ||
 	    failed="$failed $mode/$transport"
 }
 

@@ -430,6 +430,12 @@ def peak_rss_mib(pid, seconds):
 def ctl_clients(args):
     """The NBD connections the daemon holds (its status \"clients\"), or
     None without --ctl."""
+    st = ctl_status(args)
+    return None if st is None else st["clients"]
+
+
+def ctl_status(args):
+    """The daemon's status object, or None without --ctl."""
     if not args.ctl:
         return None
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -446,7 +452,7 @@ def ctl_clients(args):
         s.close()
     rep = json.loads(buf)
     check(rep.get("ok"), "status failed: %r" % rep)
-    return rep["result"]["clients"]
+    return rep["result"]
 
 
 def wait_clients(args, most, what, timeout=10.0):
@@ -1032,13 +1038,17 @@ def case_rejection_flood(args, lw):
           % lines)
 
 
-def greedy_client(args, n):
-    """A client that sends n 32 MiB READs and never reads the replies."""
+def greedy_client(args, n, ln=MAX_PAYLOAD):
+    """A client that sends n READs of ln bytes (32 MiB) and never reads the
+    replies."""
     c = Conn(args).connect_export()
-    ln = min(MAX_PAYLOAD, c.size)
+    ln = min(ln, c.size)
     ln -= ln % c.min_block
-    for i in range(n):
-        c.request(CMD_READ, (i % 2) * (c.size - ln), ln)
+    stream = b"".join(struct.pack(">IHHQQI", REQUEST_MAGIC, 0, CMD_READ,
+                                  c.next_cookie + i, (i % 2) * (c.size - ln), ln)
+                      for i in range(n))
+    c.next_cookie += n
+    c.sock.sendall(stream)
     return c
 
 
@@ -1148,6 +1158,48 @@ def case_hoarded_writes(args, lw):
     c.close()
 
 
+def case_starved_pool(args, lw):
+    """Clients that stop reading hold every buffer they can: five pipeline
+    32 MiB READs (the 256 MiB allowed outside the pool, and one waits for
+    memory), eight pipeline 4096 READs of 4 KiB (the 4 KiB class, and the
+    larger classes as far as small requests may take them).  A new
+    client's 4 KiB WRITE and READ are still answered within 3 s each.
+    With --stuck-limit S (the daemon's BLKMIRROR_TEST_SEND_STUCK_S) the
+    daemon shuts the hoarders down within S + 5 s, as someone waits for
+    memory.  Once they are gone, at most 1024 request structs are kept."""
+    wait_clients(args, 0, "before the hoarders")
+    hoard = [greedy_client(args, 4) for _ in range(5)]
+    hoard += [greedy_client(args, 4096, 4096) for _ in range(8)]
+    time.sleep(1.0)
+    c = Conn(args).connect_export()
+    try:
+        bs = max(c.min_block, 4096)
+        data = random.randbytes(bs)
+        c.sock.settimeout(3.0)
+        try:
+            err = c.write(7 * bs, data)
+            check(err == 0, "4 KiB WRITE beside the hoarders: error %d" % err)
+            err, back = c.read(7 * bs, bs)
+        except socket.timeout:
+            raise CaseFailed("a new client's 4 KiB request got no answer within "
+                             "3 s while hoarders hold the buffers")
+        check(err == 0 and back == data, "4 KiB READ beside the hoarders: "
+              "error %d or wrong data" % err)
+        if args.stuck_limit:
+            lw.expect("hoarders cut", r"replies not read for \d+ s",
+                      timeout=args.stuck_limit + 5)
+    finally:
+        c.close()
+        for h in hoard:
+            h.reset()
+    wait_clients(args, 0, "after the hoarders", timeout=20)
+    # Their ~2000 request structs are not all kept for reuse.
+    st = ctl_status(args)
+    check(st is None or st["nbd_requests_cached"] <= 1024,
+          "%d request structs cached after the hoarders left"
+          % st["nbd_requests_cached"])
+
+
 def case_dead_while_stuck(args, lw):
     """A connection that dies (bad magic) while its replies are stuck in a
     send (the client reads nothing) is let go at once, with its buffers,
@@ -1226,6 +1278,7 @@ CASES = [
     ("disc-in-flight", case_disc_in_flight),
     ("greedy-reads", case_greedy_reads),
     ("hoarded-writes", case_hoarded_writes),
+    ("starved-pool", case_starved_pool),
     ("dead-while-stuck", case_dead_while_stuck),
     ("many-idle", case_many_idle),
 ]
@@ -1250,6 +1303,8 @@ def main():
     p.add_argument("--ctl", help="server control socket (status checks)")
     p.add_argument("--mode", choices=("structured", "simple"),
                    default="structured")
+    p.add_argument("--stuck-limit", type=int, default=0,
+                   help="the daemon's BLKMIRROR_TEST_SEND_STUCK_S (0: unset)")
     p.add_argument("--case", action="append", help="run only these cases")
     p.add_argument("--list", action="store_true", help="list the cases")
     args = p.parse_args()

@@ -10,7 +10,10 @@
 #    sees the higher epoch of a peer that was forced primary meanwhile)
 #    must not complete that client's later writes as if it were still
 #    primary: no write may reach one disk only while both nodes report
-#    themselves in sync.  At the end the disks are identical.
+#    themselves in sync;
+#  - a client that connected to the secondary and sends its GO after the
+#    node was promoted is served (the refusal is read at GO time).
+# At the end the disks are identical.
 
 source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
@@ -28,16 +31,23 @@ if out=$(timeout 20 qemu-io -f raw "$URI_beta" -c 'write -P 0x5a 0 4k' 2>&1); th
 fi
 assert_match "$out" "not primary" "NBD refusal on the secondary"
 
+# wait_ready PID OUT WHAT: the background client PID (output in OUT) said
+# "ready" within 10 s; it is killed at the end of the test.
+wait_ready()
+{
+	cleanup_kill "$1"
+	for _ in $(seq 100); do
+		grep -q ready "$2" && return 0
+		sleep 0.1
+	done
+	fail "$3 did not connect: $(cat "$2")"
+}
+
 msg "== 'secondary' with a client connected"
 hold=$TESTDIR/hold.out
 repl_tool nbd-hold "$NBD_alpha" r0 "$TESTDIR/go" $((2 << 20)) >"$hold" 2>&1 &
 holdpid=$!
-cleanup_kill "$holdpid"
-for i in $(seq 100); do
-	grep -q ready "$hold" && break
-	sleep 0.1
-done
-grep -q ready "$hold" || fail "the holding client did not connect: $(cat "$hold")"
+wait_ready "$holdpid" "$hold" "the holding client"
 out=$(bm_fails alpha secondary)
 assert_match "$out" "client" "refusal to demote with a client connected"
 assert_eq "$(st alpha role)" primary "alpha after the refused demotion"
@@ -62,6 +72,20 @@ role=$(st alpha role)
 if [ "$role" = secondary ] && [ "$res" = "write=0 flush=0" ]; then
 	fail "alpha, now secondary, completed a client write"
 fi
+repl_wait_synced 30
+repl_compare
+
+msg "== a client in the handshake on the secondary, which is promoted before its GO"
+[ "$(st alpha role)" = primary ] || bm alpha primary
+late=$TESTDIR/late.out
+repl_tool nbd-late-go "$NBD_beta" r0 "$TESTDIR/go-late" >"$late" 2>&1 &
+latepid=$!
+wait_ready "$latepid" "$late" "the late client"
+bm alpha secondary
+bm beta primary
+: >"$TESTDIR/go-late"
+wait "$latepid" || fail "late client: $(cat "$late")"
+assert_eq "$(tail -n 1 "$late")" ok "GO on beta after its promotion"
 repl_wait_synced 30
 repl_compare
 msg "PASS"

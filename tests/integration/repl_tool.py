@@ -31,6 +31,14 @@
         FLUSH replies' error codes.
   repl_tool.py nbd-write SOCK EXPORT OFFSET LENGTH BYTE
         write LENGTH bytes of BYTE (0..255) at OFFSET, then FLUSH.
+  repl_tool.py nbd-cmd SOCK EXPORT CMD OFFSET LENGTH [FLAGS]
+        one request without payload (CMD: trim, zero, cache or flush; FLAGS
+        the NBD command flags as a number, e.g. 0x12 for NO_HOLE |
+        FAST_ZERO); print the reply's error code (0 on success).
+  repl_tool.py nbd-late-go SOCK EXPORT GOFILE
+        connect and send the client flags, print "ready", wait (up to 120 s)
+        until GOFILE exists, then send OPT_GO; print "ok" (and do a
+        zero-length READ) or the refusal.
   repl_tool.py nbd-hold SOCK EXPORT GOFILE OFFSET
         connect and WRITE 4 KiB of 0x11 at OFFSET, print "ready", then wait
         (up to 120 s) until GOFILE exists and WRITE 4 KiB of 0x22 at OFFSET
@@ -333,7 +341,9 @@ def recv_exact(s, n):
 class Nbd:
     """Just enough NBD for WRITE and FLUSH."""
 
-    def __init__(self, path, export):
+    def __init__(self, path, export, gofile=None):
+        """Handshake up to OPT_GO; with gofile, print "ready" after the
+        client flags and wait (120 s at most) for gofile before the GO."""
         self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.s.settimeout(30)
         self.s.connect(path)
@@ -341,6 +351,9 @@ class Nbd:
         if magic != NBDMAGIC or opt != IHAVEOPT:
             raise ConnectionError("not an NBD newstyle server")
         self.s.sendall(struct.pack(">I", 3))  # FIXED_NEWSTYLE | NO_ZEROES
+        if gofile is not None:
+            print("ready", flush=True)
+            wait_file(gofile)
         name = export.encode()
         # asks for NBD_INFO_BLOCK_SIZE (3) and keeps to it, as real clients do
         data = struct.pack(">I", len(name)) + name + struct.pack(">HH", 1, 3)
@@ -428,6 +441,39 @@ def do_nbd_write(argv):
     return 0
 
 
+NBD_CMDS = {"flush": 3, "trim": 4, "cache": 5, "zero": 6}
+
+
+def do_nbd_cmd(argv):
+    path, export, cmd, off, length = argv[0], argv[1], argv[2], int(argv[3]), int(argv[4])
+    flags = int(argv[5], 0) if len(argv) > 5 else 0
+    c = Nbd(path, export)
+    print(c.request(NBD_CMDS[cmd], offset=off, length=length, flags=flags))
+    c.close()
+    return 0
+
+
+def wait_file(path, limit=120):
+    """Wait until path exists; TimeoutError after limit seconds."""
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError("%s never appeared" % path)
+        time.sleep(0.05)
+
+
+def do_nbd_late_go(argv):
+    path, export, gofile = argv[0], argv[1], argv[2]
+    try:
+        c = Nbd(path, export, gofile)
+    except ConnectionError as e:
+        print(e)
+        return 0
+    print("ok" if c.request(0, offset=0, length=0) == 0 else "read failed")
+    c.close()
+    return 0
+
+
 def do_nbd_hold(argv):
     path, export, gofile, off = argv[0], argv[1], argv[2], int(argv[3])
     c = Nbd(path, export)
@@ -435,12 +481,7 @@ def do_nbd_hold(argv):
         print("nbd-hold: first write failed", file=sys.stderr)
         return 1
     print("ready", flush=True)
-    deadline = time.monotonic() + 120
-    while not os.path.exists(gofile):
-        if time.monotonic() > deadline:
-            print("nbd-hold: %s never appeared" % gofile, file=sys.stderr)
-            return 1
-        time.sleep(0.05)
+    wait_file(gofile)
     try:
         werr = c.request(1, offset=off + 4096, length=4096, data=b"\x22" * 4096)
         ferr = c.request(3)
@@ -517,6 +558,7 @@ def main():
     cmds = {"cmd": do_cmd, "wait": do_wait, "compare": do_compare,
             "garbage": do_garbage, "nbd-flush": do_nbd_flush,
             "nbd-write": do_nbd_write, "nbd-seq": do_nbd_seq,
+            "nbd-cmd": do_nbd_cmd, "nbd-late-go": do_nbd_late_go,
             "nbd-hold": do_nbd_hold, "hang-listen": do_hang_listen,
             "nbd-check": do_nbd_check,
             "status": lambda a: print(json.dumps(status(a[0]))) or 0}

@@ -59,6 +59,36 @@ test_pooled(void)
 	bufpool_destroy(&bp);
 }
 
+/* A small request whose class is empty takes larger buffers only while
+ * more than a quarter of that class is free; its own size still gets
+ * the rest. */
+static void
+test_spill(void)
+{
+	static const unsigned many[BUFPOOL_CLASSES] = { 1, 8, 4 };
+	struct bufpool bp;
+	struct buf b[16], big;
+	unsigned n = 0;
+
+	CU_ASSERT_EQUAL_FATAL(bufpool_init(&bp, sizes, many), 0);
+	while (n < 16 && bufpool_get_pooled(&bp, 4096, &b[n]) == 0)
+		n++;
+	/* 1 of class 0, 6 of class 1 (2 kept), 3 of class 2 (1 kept). */
+	CU_ASSERT_EQUAL(n, 1 + 6 + 3);
+	CU_ASSERT_EQUAL(bp.cls[1].nfree, 2);
+	CU_ASSERT_EQUAL(bp.cls[2].nfree, 1);
+	CU_ASSERT_EQUAL(bufpool_get_pooled(&bp, 65536, &big), 0);
+	CU_ASSERT_EQUAL(big.cls, 1);
+	bufpool_put(&bp, &big);
+	CU_ASSERT_EQUAL(bufpool_get_pooled(&bp, 1 << 20, &big), 0);
+	CU_ASSERT_EQUAL(big.cls, 2);
+	bufpool_put(&bp, &big);
+	while (n > 0)
+		bufpool_put(&bp, &b[--n]);
+	CU_ASSERT_EQUAL(bp.fallback_allocs, 0);
+	bufpool_destroy(&bp);
+}
+
 /* What a fallback allocation of len takes: whole pages, at least one. */
 static void
 test_fallback_size(void)
@@ -81,6 +111,7 @@ main(void)
 	CU_add_test(s, "classes", test_classes);
 	CU_add_test(s, "pooled", test_pooled);
 	CU_add_test(s, "fallback_size", test_fallback_size);
+	CU_add_test(s, "spill", test_spill);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	int failed = (int)CU_get_number_of_failures();

@@ -391,6 +391,7 @@ check_zeroes(struct target *t)
 	CU_ASSERT_TRUE(b2 + len / 512 <= b1);
 
 	/* FAST_ZERO is fast on ext4 and on loop devices; FUA adds a sync. */
+	CU_ASSERT_TRUE(ioeng_can_fast_zero(t->e, IO_F_FAST_ZERO | IO_F_NO_HOLE));
 	put_pattern(t, off, len, buf, 7);
 	CU_ASSERT_EQUAL(do_io(t, IO_WRITE_ZEROES, IO_F_FAST_ZERO | IO_F_NO_HOLE | IO_F_FUA,
 	    off, len / 2, NULL), 0);
@@ -896,6 +897,10 @@ test_zero_fallback(void)
 		t.file = file;
 		CU_ASSERT_EQUAL_FATAL(loop_new(&t.l, 16, c->uring_loop, NULL), 0);
 		CU_ASSERT_EQUAL_FATAL(ioeng_open(t.l, file, &o, &t.e), 0);
+		/* Known at open, before any request tried ZERO_RANGE. */
+		CU_ASSERT_FALSE(ioeng_can_fast_zero(t.e, IO_F_NO_HOLE | IO_F_FAST_ZERO));
+		CU_ASSERT_TRUE(ioeng_can_fast_zero(t.e, IO_F_FAST_ZERO));
+		CU_ASSERT_TRUE(ioeng_can_fast_zero(t.e, IO_F_NO_HOLE));
 		put_pattern(&t, MiB, len, buf, 12);
 		CU_ASSERT_EQUAL(do_io(&t, IO_WRITE_ZEROES, IO_F_NO_HOLE | IO_F_FAST_ZERO,
 		    MiB, len, NULL), -ENOTSUP);
@@ -936,6 +941,7 @@ check_quirks(struct target *t)
 	CU_ASSERT_EQUAL(memcmp(in, buf, 65536), 0);
 	CU_ASSERT_EQUAL(do_io(t, IO_FLUSH, 0, 0, 0, NULL), 0);
 	/* No fast zeroing at all: FAST_ZERO refuses and leaves the data. */
+	CU_ASSERT_FALSE(ioeng_can_fast_zero(t->e, IO_F_FAST_ZERO));
 	put_pattern(t, MiB, len, buf, 15);
 	CU_ASSERT_EQUAL(do_io(t, IO_WRITE_ZEROES, IO_F_FAST_ZERO, MiB, len, NULL), -ENOTSUP);
 	CU_ASSERT_EQUAL(do_io(t, IO_READ, 0, MiB, len, in), 0);

@@ -5,8 +5,10 @@
  * submission order, everything else starts at once.  This file stands in
  * for the io engine (ioeng_submit records the request; the test completes
  * it), meta.c (no metadata: a write starts at once), replicate.c and
- * peerread.c (no peer).
+ * peerread.c (no peer, unless a test ships: then repl_ship says so and the
+ * test acknowledges for the peer).
  */
+#include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <CUnit/Basic.h>
@@ -20,6 +22,10 @@ static struct daemon D;			/* the volume under test */
 static struct vol_req *started[MAXREQ];	/* handed to the engine, in order */
 static unsigned nstarted;
 static unsigned ndone;			/* completions reported to the owner */
+static bool ship;			/* repl_ship's answer */
+static uint64_t oos_off, oos_len;	/* the last meta_set_oos() range */
+static unsigned noos, nkept;		/* meta_set_oos / repl_keep_marked calls */
+static int want_res;			/* result done() expects */
 
 void
 ioeng_submit(struct ioeng *e, struct io_req *r)
@@ -48,7 +54,22 @@ repl_congested(struct daemon *d, struct vol_req *vr)
 bool
 repl_ship(struct daemon *d, struct vol_req *vr)
 {
-	return false;
+	return ship;
+}
+
+void
+meta_set_oos(struct daemon *d, uint64_t off, uint64_t len)
+{
+	oos_off = off;
+	oos_len = len;
+	noos++;
+}
+
+void
+repl_keep_marked(struct daemon *d, struct vol_req *vr)
+{
+	vr->local_failed = true;
+	nkept++;
 }
 
 bool
@@ -79,7 +100,7 @@ diskfail_io_error(struct daemon *d, struct vol_req *vr, int res, bool *taken)
 static void
 done(struct vol_req *vr, int res)
 {
-	CU_ASSERT_EQUAL(res, 0);
+	CU_ASSERT_EQUAL(res, want_res);
 	ndone++;
 }
 
@@ -87,7 +108,9 @@ static void
 reset(void)
 {
 	D = (struct daemon){ 0 };
-	nstarted = ndone = 0;
+	nstarted = ndone = noos = nkept = 0;
+	ship = false;
+	want_res = 0;
 }
 
 /* Submit a write (or read) of [off, off + len) KiB. */
@@ -254,6 +277,45 @@ test_random_model(void)
 	CU_ASSERT_PTR_NULL(D.writes.root);
 }
 
+/*
+ * A TRIM or WRITE_ZEROES shipped to the peer that the local disk cannot do
+ * (-EOPNOTSUPP, -ENOTSUP): the peer may have done it, so its range is
+ * marked out of sync and kept marked; the requester still gets the local
+ * result.  Not shipped: nothing to mark.
+ */
+static void
+test_unsupported_shipped(void)
+{
+	static struct meta m;
+	static struct peer p;
+	struct vol_req vr;
+	const int errs[] = { -EOPNOTSUPP, -ENOTSUP };
+
+	for (unsigned i = 0; i < 4; i++) {
+		reset();
+		D.md = &m;
+		D.link = &p;
+		ship = i < 2;
+		want_res = errs[i % 2];
+		vr = (struct vol_req){ .d = &D, .done = done, .is_write = true };
+		vr.io.opcode = i % 2 ? IO_WRITE_ZEROES : IO_TRIM;
+		vr.io.offset = 1 << 20;
+		vr.io.len = 64 << 10;
+		vol_submit(&D, &vr);
+		CU_ASSERT_FATAL(is_started(&vr));
+		vr.io.cb(&vr.io, want_res);
+		if (ship)
+			vol_peer_done(&D, &vr, 0);
+		CU_ASSERT_EQUAL(ndone, 1);
+		CU_ASSERT_EQUAL(noos, ship ? 1u : 0u);
+		CU_ASSERT_EQUAL(nkept, ship ? 1u : 0u);
+		if (ship) {
+			CU_ASSERT_EQUAL(oos_off, 1u << 20);
+			CU_ASSERT_EQUAL(oos_len, 64u << 10);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -267,6 +329,7 @@ main(void)
 	CU_add_test(s, "same_block_chain", test_same_block_chain);
 	CU_add_test(s, "nested", test_nested);
 	CU_add_test(s, "random_model", test_random_model);
+	CU_add_test(s, "unsupported_shipped", test_unsupported_shipped);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	int failed = (int)CU_get_number_of_failures();
