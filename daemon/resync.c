@@ -45,6 +45,8 @@ struct rsreq {
 					 * are being compared one by one */
 	unsigned sub_pending;		/* verify: granule replies outstanding */
 	uint64_t applied_seq;		/* the peer's last write applied before the read */
+	unsigned refs;			/* the volume request, and each queued frame
+					 * sending from data: freed at 0 */
 	struct loop_timer hold;		/* BLKMIRROR_TEST_RESYNC_HOLD_MS delay */
 	struct rangeidx_node rnode;	/* in rs_inflight, by range */
 };
@@ -268,15 +270,33 @@ rsreq_find(uint64_t off, uint64_t len)
 	return NULL;
 }
 
-/* The range is settled (acked, equal, or abandoned): release its hold. */
+/* Drop one reference; the last one returns the buffer. */
+static void
+rsreq_put(struct rsreq *q)
+{
+	if (--q->refs > 0)
+		return;
+	bufpool_put(&q->vr.d->pool, &q->data);
+	free(q);
+}
+
+/* The range is settled (acked, equal, or abandoned): release its hold.  A
+ * RESYNC_DATA frame still queued or in a sendmsg keeps the buffer. */
 static void
 rsreq_done(struct vol_req *vr, int res)
 {
 	struct rsreq *q = vr->owner;
 
 	loop_timer_cancel(vr->d->loop, &q->hold);
-	bufpool_put(&vr->d->pool, &q->data);
-	free(q);
+	rsreq_put(q);
+}
+
+/* A RESYNC_DATA frame that sent from q->data went out or was dropped. */
+static void
+rsreq_frame_sent(struct peer_frame *f, int res)
+{
+	(void)res;
+	rsreq_put(f->ctx);
 }
 
 static void
@@ -296,6 +316,9 @@ send_range(struct rsreq *q, uint16_t type, uint64_t digest, int status)
 		if (status == 0) {
 			f->payload = q->data.p;
 			f->payload_len = (uint32_t)q->vr.io.len;
+			f->sent = rsreq_frame_sent;
+			f->ctx = q;
+			q->refs++;
 			p->rs_state.shipped_bytes += q->vr.io.len;
 			p->resync_bytes_shipped += q->vr.io.len;
 		}
@@ -392,6 +415,7 @@ rsreq_start(struct peer *p, uint64_t off, uint64_t len, bool verify)
 	}
 	q->p = p;
 	q->verify = verify;
+	q->refs = 1;			/* the volume request's (rsreq_done) */
 	q->vr.d = d;
 	q->vr.owner = q;
 	q->vr.io.opcode = IO_READ;
@@ -637,6 +661,14 @@ tgt_reply(struct tgt *t, int res)
 			meta_clear_oos(p->d, off, len);
 			p->rs_state.done_bytes += len;
 			n = repl_csum_same_encode(f->buf, sizeof(f->buf), &tx, &m);
+		} else if (diskfail_detached(p->d) || !p->rs_state.active) {
+			/* No resync into this disk any more (it was detached):
+			 * settle the range with an error instead of asking for
+			 * data; a source whose resync stopped ignores it. */
+			struct repl_resync_ack m = { .offset = off, .length = (uint32_t)len,
+			    .status = EIO };
+
+			n = repl_resync_ack_encode(f->buf, sizeof(f->buf), &tx, &m);
 		} else {
 			struct repl_resync_request m = { .offset = off, .length = (uint32_t)len };
 
@@ -950,6 +982,8 @@ resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_msg *m,
 		return;
 	case REPL_MSG_RESYNC_REQUEST:
 		q = rsreq_find(m->resync_request.offset, m->resync_request.length);
+		if (q == NULL && (p->rs_state.stopped || !p->rs_state.active))
+			return;		/* a range of a stopped resync: released */
 		if (q == NULL || q->verify || q->data_sent) {
 			peer_link_down(p, REPL_DISC_PROTOCOL, "RESYNC_REQUEST for a range not in flight");
 			return;
