@@ -871,7 +871,10 @@ on_verify_reply(struct peer *p, const struct repl_verify_reply *m)
 	bool differs = m->flags & REPL_VERIFY_F_DIFFERS;
 
 	if (q != NULL && q->verify && !q->refining) {
-		if (differs && m->length > p->d->md->bm.granularity) {
+		/* Our read failed: nothing to narrow down from (the buffer
+		 * holds no data of the chunk); the whole chunk counts. */
+		differs = differs || q->vr.local_res < 0;
+		if (differs && m->length > p->d->md->bm.granularity && q->vr.local_res >= 0) {
 			verify_refine(p, q);
 			return;
 		}
@@ -928,6 +931,20 @@ resync_ack_status(struct peer *p, uint64_t off, uint32_t len, uint32_t status)
 	peer_send(n > 0 ? p->meta : NULL, f);
 }
 
+/*
+ * The peer verifies while this node does too: each would hold its chunk
+ * against the other's read of it, and both wait for ever (when neither is
+ * primary).  The node with the higher node id stops its own verify; the
+ * other's goes on.
+ */
+static void
+verify_yield(struct peer *p)
+{
+	if (p->rs_state.verify && p->d->md->sb.node_id > p->peer_hello.node_id)
+		verify_abandon(p, "the peer runs a verify too; the node with the higher node "
+		    "id yields");
+}
+
 void
 resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_msg *m,
     struct buf *payload, const uint8_t *body, size_t len)
@@ -977,6 +994,7 @@ resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_msg *m,
 		    m->csum_request.digest, NULL);
 		return;
 	case REPL_MSG_VERIFY_REQUEST:
+		verify_yield(p);
 		tgt_start(p, h->type, m->verify_request.offset, m->verify_request.length,
 		    m->verify_request.digest, NULL);
 		return;
