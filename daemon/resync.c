@@ -932,6 +932,30 @@ resync_ack_status(struct peer *p, uint64_t off, uint32_t len, uint32_t status)
 }
 
 /*
+ * RESYNC_DATA and CSUM_REQUEST are for a sync target.  Any other role
+ * means the two nodes took no mirror-image roles (a promotion raced with
+ * the decision at connect, and both became sync source): acting on them
+ * would write one source's data over the other's, or wait for ever behind
+ * this node's own resync reads.  The link goes down and the next connect
+ * decides again.  A target whose resync stopped because its disk was
+ * detached answers them with an error (tgt_start).
+ */
+static bool
+target_frame_ok(struct peer *p, uint16_t type)
+{
+	const struct resync *rs = &p->rs_state;
+	char why[160];
+
+	if (!rs->source && (rs->active || (rs->stopped && diskfail_detached(p->d))))
+		return true;
+	snprintf(why, sizeof(why), "%s while this node is %s", repl_type_name(type),
+	    rs->active ? "the sync source too" : "not a sync target");
+	log_err("resync: %s: the nodes disagree on the direction; reconnecting", why);
+	peer_link_down(p, REPL_DISC_PROTOCOL, why);
+	return false;
+}
+
+/*
  * The peer verifies while this node does too: each would hold its chunk
  * against the other's read of it, and both wait for ever (when neither is
  * primary).  The node with the higher node id stops its own verify; the
@@ -956,6 +980,8 @@ resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_msg *m,
 		on_bitmap(p, &m->bitmap, body, len);
 		return;
 	case REPL_MSG_RESYNC_DATA:
+		if (!target_frame_ok(p, h->type))
+			return;
 		if (m->resync_data.status != 0) {
 			/* Settle the range with the error: its bits stay set. */
 			log_err("resync: the source could not read offset %" PRIu64 "; the range "
@@ -982,6 +1008,8 @@ resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_msg *m,
 		tgt_start(p, h->type, m->resync_data.offset, m->resync_data.length, 0, payload);
 		return;
 	case REPL_MSG_CSUM_REQUEST:
+		if (!target_frame_ok(p, h->type))
+			return;
 		if (peerread_newer_write(p->d, m->csum_request.offset, m->csum_request.length, 0)) {
 			/* A write of ours to the range waits on the peer behind
 			 * this very range: comparing now would wait for that
