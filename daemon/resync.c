@@ -45,6 +45,8 @@ struct rsreq {
 					 * are being compared one by one */
 	unsigned sub_pending;		/* verify: granule replies outstanding */
 	uint64_t applied_seq;		/* the peer's last write applied before the read */
+	unsigned refs;			/* the volume request, and each queued frame
+					 * sending from data: freed at 0 */
 	struct loop_timer hold;		/* BLKMIRROR_TEST_RESYNC_HOLD_MS delay */
 	struct rangeidx_node rnode;	/* in rs_inflight, by range */
 };
@@ -268,15 +270,33 @@ rsreq_find(uint64_t off, uint64_t len)
 	return NULL;
 }
 
-/* The range is settled (acked, equal, or abandoned): release its hold. */
+/* Drop one reference; the last one returns the buffer. */
+static void
+rsreq_put(struct rsreq *q)
+{
+	if (--q->refs > 0)
+		return;
+	bufpool_put(&q->vr.d->pool, &q->data);
+	free(q);
+}
+
+/* The range is settled (acked, equal, or abandoned): release its hold.  A
+ * RESYNC_DATA frame still queued or in a sendmsg keeps the buffer. */
 static void
 rsreq_done(struct vol_req *vr, int res)
 {
 	struct rsreq *q = vr->owner;
 
 	loop_timer_cancel(vr->d->loop, &q->hold);
-	bufpool_put(&vr->d->pool, &q->data);
-	free(q);
+	rsreq_put(q);
+}
+
+/* A RESYNC_DATA frame that sent from q->data went out or was dropped. */
+static void
+rsreq_frame_sent(struct peer_frame *f, int res)
+{
+	(void)res;
+	rsreq_put(f->ctx);
 }
 
 static void
@@ -296,6 +316,9 @@ send_range(struct rsreq *q, uint16_t type, uint64_t digest, int status)
 		if (status == 0) {
 			f->payload = q->data.p;
 			f->payload_len = (uint32_t)q->vr.io.len;
+			f->sent = rsreq_frame_sent;
+			f->ctx = q;
+			q->refs++;
 			p->rs_state.shipped_bytes += q->vr.io.len;
 			p->resync_bytes_shipped += q->vr.io.len;
 		}
@@ -392,6 +415,7 @@ rsreq_start(struct peer *p, uint64_t off, uint64_t len, bool verify)
 	}
 	q->p = p;
 	q->verify = verify;
+	q->refs = 1;			/* the volume request's (rsreq_done) */
 	q->vr.d = d;
 	q->vr.owner = q;
 	q->vr.io.opcode = IO_READ;
@@ -637,6 +661,14 @@ tgt_reply(struct tgt *t, int res)
 			meta_clear_oos(p->d, off, len);
 			p->rs_state.done_bytes += len;
 			n = repl_csum_same_encode(f->buf, sizeof(f->buf), &tx, &m);
+		} else if (diskfail_detached(p->d) || !p->rs_state.active) {
+			/* No resync into this disk any more (it was detached):
+			 * settle the range with an error instead of asking for
+			 * data; a source whose resync stopped ignores it. */
+			struct repl_resync_ack m = { .offset = off, .length = (uint32_t)len,
+			    .status = EIO };
+
+			n = repl_resync_ack_encode(f->buf, sizeof(f->buf), &tx, &m);
 		} else {
 			struct repl_resync_request m = { .offset = off, .length = (uint32_t)len };
 
@@ -839,7 +871,10 @@ on_verify_reply(struct peer *p, const struct repl_verify_reply *m)
 	bool differs = m->flags & REPL_VERIFY_F_DIFFERS;
 
 	if (q != NULL && q->verify && !q->refining) {
-		if (differs && m->length > p->d->md->bm.granularity) {
+		/* Our read failed: nothing to narrow down from (the buffer
+		 * holds no data of the chunk); the whole chunk counts. */
+		differs = differs || q->vr.local_res < 0;
+		if (differs && m->length > p->d->md->bm.granularity && q->vr.local_res >= 0) {
 			verify_refine(p, q);
 			return;
 		}
@@ -896,6 +931,44 @@ resync_ack_status(struct peer *p, uint64_t off, uint32_t len, uint32_t status)
 	peer_send(n > 0 ? p->meta : NULL, f);
 }
 
+/*
+ * RESYNC_DATA and CSUM_REQUEST are for a sync target.  Any other role
+ * means the two nodes took no mirror-image roles (a promotion raced with
+ * the decision at connect, and both became sync source): acting on them
+ * would write one source's data over the other's, or wait for ever behind
+ * this node's own resync reads.  The link goes down and the next connect
+ * decides again.  A target whose resync stopped because its disk was
+ * detached answers them with an error (tgt_start).
+ */
+static bool
+target_frame_ok(struct peer *p, uint16_t type)
+{
+	const struct resync *rs = &p->rs_state;
+	char why[160];
+
+	if (!rs->source && (rs->active || (rs->stopped && diskfail_detached(p->d))))
+		return true;
+	snprintf(why, sizeof(why), "%s while this node is %s", repl_type_name(type),
+	    rs->active ? "the sync source too" : "not a sync target");
+	log_err("resync: %s: the nodes disagree on the direction; reconnecting", why);
+	peer_link_down(p, REPL_DISC_PROTOCOL, why);
+	return false;
+}
+
+/*
+ * The peer verifies while this node does too: each would hold its chunk
+ * against the other's read of it, and both wait for ever (when neither is
+ * primary).  The node with the higher node id stops its own verify; the
+ * other's goes on.
+ */
+static void
+verify_yield(struct peer *p)
+{
+	if (p->rs_state.verify && p->d->md->sb.node_id > p->peer_hello.node_id)
+		verify_abandon(p, "the peer runs a verify too; the node with the higher node "
+		    "id yields");
+}
+
 void
 resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_msg *m,
     struct buf *payload, const uint8_t *body, size_t len)
@@ -907,6 +980,8 @@ resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_msg *m,
 		on_bitmap(p, &m->bitmap, body, len);
 		return;
 	case REPL_MSG_RESYNC_DATA:
+		if (!target_frame_ok(p, h->type))
+			return;
 		if (m->resync_data.status != 0) {
 			/* Settle the range with the error: its bits stay set. */
 			log_err("resync: the source could not read offset %" PRIu64 "; the range "
@@ -933,6 +1008,8 @@ resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_msg *m,
 		tgt_start(p, h->type, m->resync_data.offset, m->resync_data.length, 0, payload);
 		return;
 	case REPL_MSG_CSUM_REQUEST:
+		if (!target_frame_ok(p, h->type))
+			return;
 		if (peerread_newer_write(p->d, m->csum_request.offset, m->csum_request.length, 0)) {
 			/* A write of ours to the range waits on the peer behind
 			 * this very range: comparing now would wait for that
@@ -945,11 +1022,14 @@ resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_msg *m,
 		    m->csum_request.digest, NULL);
 		return;
 	case REPL_MSG_VERIFY_REQUEST:
+		verify_yield(p);
 		tgt_start(p, h->type, m->verify_request.offset, m->verify_request.length,
 		    m->verify_request.digest, NULL);
 		return;
 	case REPL_MSG_RESYNC_REQUEST:
 		q = rsreq_find(m->resync_request.offset, m->resync_request.length);
+		if (q == NULL && (p->rs_state.stopped || !p->rs_state.active))
+			return;		/* a range of a stopped resync: released */
 		if (q == NULL || q->verify || q->data_sent) {
 			peer_link_down(p, REPL_DISC_PROTOCOL, "RESYNC_REQUEST for a range not in flight");
 			return;

@@ -7,6 +7,28 @@
 
 #include "bufpool.h"
 
+/*
+ * Under AddressSanitizer a free pooled buffer is poisoned: a use after
+ * bufpool_put() (a frame sending from a buffer given back, a late
+ * completion writing into it) is reported there and then, not found later
+ * as wrong bytes in the buffer's next user.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define POOL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define POOL_ASAN 1
+#endif
+#endif
+#ifdef POOL_ASAN
+#include <sanitizer/asan_interface.h>
+#define pool_poison(p, n)	ASAN_POISON_MEMORY_REGION(p, n)
+#define pool_unpoison(p, n)	ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define pool_poison(p, n)	((void)(p), (void)(n))
+#define pool_unpoison(p, n)	((void)(p), (void)(n))
+#endif
+
 int
 bufpool_init(struct bufpool *bp, const size_t sizes[BUFPOOL_CLASSES],
     const unsigned counts[BUFPOOL_CLASSES])
@@ -30,6 +52,7 @@ bufpool_init(struct bufpool *bp, const size_t sizes[BUFPOOL_CLASSES],
 		}
 		for (unsigned j = 0; j < counts[i]; j++)
 			c->free[c->nfree++] = c->base + (size_t)(counts[i] - 1 - j) * sizes[i];
+		pool_poison(c->base, bytes);
 	}
 	return 0;
 }
@@ -40,8 +63,10 @@ bufpool_destroy(struct bufpool *bp)
 	for (int i = 0; i < BUFPOOL_CLASSES; i++) {
 		struct bufpool_class *c = &bp->cls[i];
 
-		if (c->base != NULL)
+		if (c->base != NULL) {
+			pool_unpoison(c->base, c->size * c->count);
 			munmap(c->base, c->size * c->count);
+		}
 		free(c->free);
 		c->base = NULL;
 		c->free = NULL;
@@ -75,6 +100,7 @@ bufpool_get_pooled(struct bufpool *bp, size_t len, struct buf *out)
 			continue;
 		if (c->nfree > (spill ? c->count / BUFPOOL_SPILL_KEEP : 0)) {
 			out->p = c->free[--c->nfree];
+			pool_unpoison(out->p, c->size);
 			out->index = i;
 			out->cls = i;
 			return 0;
@@ -111,7 +137,11 @@ bufpool_put(struct bufpool *bp, struct buf *b)
 		return;
 	if (b->cls < 0)
 		free(b->p);
-	else
-		bp->cls[b->cls].free[bp->cls[b->cls].nfree++] = b->p;
+	else {
+		struct bufpool_class *c = &bp->cls[b->cls];
+
+		pool_poison(b->p, c->size);
+		c->free[c->nfree++] = b->p;
+	}
 	b->p = NULL;
 }
