@@ -159,10 +159,13 @@ static void
 congestion_check(struct peer *p)
 {
 	struct daemon *d = p->d;
+	struct vol_req *vr;
 
-	while (p->cong_wait != NULL && p->lag_bytes < d->conf.max_lag_bytes) {
-		struct vol_req *vr = p->cong_wait;
-
+	/* Only while the first one fits (repl_congested's own rule): one that
+	 * does not would be parked again at once, at the end, and this loop
+	 * would never end.  The others wait behind it, in order. */
+	while ((vr = p->cong_wait) != NULL &&
+	    (p->lag_bytes == 0 || p->lag_bytes + vr->io.len <= d->conf.max_lag_bytes)) {
 		p->cong_wait = vr->pnext;
 		vr->pnext = NULL;
 		/* Again through the metadata step: the link state may have

@@ -23,13 +23,17 @@ source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
 requires qemu-io
 
-# writes_cmds PATTERN BASE: qemu-io arguments for 8 writes of 128 KiB
-# from BASE MiB (1 MiB, four times max-lag-bytes).
+# writes_cmds PATTERN BASE [KIB...]: qemu-io arguments for writes one after
+# the other from BASE MiB, of the sizes given in KiB (default 8 x 128: 1 MiB,
+# four times max-lag-bytes).
 writes_cmds()
 {
-	local i
-	for i in 0 1 2 3 4 5 6 7; do
-		printf -- "-c\nwrite -P %s %d %d\n" "$1" $(($2 * 1048576 + i * 131072)) 131072
+	local pat=$1 off=$(($2 * 1048576)) k
+	shift 2
+	[ $# -gt 0 ] || set -- 128 128 128 128 128 128 128 128
+	for k in "$@"; do
+		printf -- "-c\nwrite -P %s %d %d\n" "$pat" "$off" $((k * 1024))
+		off=$((off + k * 1024))
 	done
 }
 
@@ -46,12 +50,13 @@ ahead_writes()
 	repl_heal
 }
 
-# blocked_writes PATTERN BASE: partitioned, 1 MiB of writes from alpha
-# wait once the lag reached max-lag-bytes; healed, they complete.
+# blocked_writes PATTERN BASE [KIB...]: partitioned, writes from alpha
+# (writes_cmds) wait once the lag reached max-lag-bytes; healed, they
+# complete.
 blocked_writes()
 {
 	local args qpid lag w0
-	mapfile -t args < <(writes_cmds "$1" "$2")
+	mapfile -t args < <(writes_cmds "$@")
 	w0=$(st alpha congestion_waits)
 	repl_partition
 	timeout 60 qemu-io -f raw "$URI_alpha" "${args[@]}" >"$TESTDIR/q.out" 2>&1 &
@@ -85,6 +90,16 @@ shipped0=$(st alpha resync_bytes_shipped)
 blocked_writes 0x61 8
 repl_wait_synced 30
 assert_eq "$(($(st alpha resync_bytes_shipped) - shipped0))" 0 "resync bytes (nothing was marked)"
+repl_compare
+
+msg "== 1b. block, writes of mixed sizes: a waiting write that does not fit yet stays first"
+# 32K + 32K + 192K fill the queue; the 128K write waits.  The first
+# WRITE_ACK leaves 224K: less than max-lag-bytes, but the 128K write does
+# not fit yet (it used to be released and parked again, for ever, on the
+# event loop).
+blocked_writes 0x62 12 32 32 192 128 64 32
+repl_wait_synced 30
+st alpha resource >/dev/null	# the control socket answers
 repl_compare
 
 msg "== 2. pull-ahead: the writes go on, a resync follows"
