@@ -653,6 +653,7 @@ ping_tick(struct loop_timer *t)
 		    "peer did not complete a write within timeout x ko-count");
 		return;
 	}
+	repl_tick(p);
 	ping.timestamp = now;
 	ping.nonce = ++p->ping_nonce;
 	SEND_MSG(p->meta, repl_ping_encode, &ping);

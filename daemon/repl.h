@@ -250,6 +250,11 @@ struct peer {
 	uint64_t lag_bytes;		/* async: sent, not yet written on the peer */
 	struct vol_req *cong_wait;	/* writes blocked by on-congestion = block */
 	uint64_t congestion_waits;	/* writes that had to wait (stats) */
+	uint64_t peer_flushes;		/* FLUSHes sent on this node's own, so
+					 * that acknowledged writes do not stay
+					 * long in the peer's volatile cache */
+	uint64_t unflushed_marked;	/* bytes marked at link loss because the
+					 * peer had not flushed them yet */
 	unsigned n_peer_only;		/* pending writes with peer_only_copy */
 	/* secondary: replicated writes in flight, in seq order */
 	uint64_t apply_seq;		/* last write-type seq handed to the volume */
@@ -330,6 +335,8 @@ bool repl_congested(struct daemon *d, struct vol_req *vr);
 void repl_handle(struct peer *p, struct peer_sock *s, const struct repl_hdr *h,
     const union repl_msg *m, struct buf *payload, const uint8_t *body, size_t len);
 void repl_link_lost(struct peer *p);
+/* Every ping tick: a FLUSH to the peer when written-to ranges wait for one. */
+void repl_tick(struct peer *p);
 /* vr's local write failed and its range is marked: no WRITE_ACK may clear it. */
 void repl_keep_marked(struct daemon *d, struct vol_req *vr);
 

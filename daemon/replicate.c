@@ -14,7 +14,8 @@
  * volume, whose conflict rule keeps overlapping writes in that order; a
  * FLUSH waits for every earlier write, then fdatasync, then FLUSH_ACK.
  * When the link goes, every write the peer did not confirm is marked out of
- * sync in the bitmap (repl_link_lost).
+ * sync in the bitmap (repl_link_lost), and so is every write it confirmed
+ * but has not flushed yet ("unflushed" below).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -44,6 +45,198 @@ struct apply {
 	uint64_t link_gen;		/* p->connects when it came: acknowledge it
 					 * only on the link it came on */
 };
+
+/*
+ * Unflushed writes (primary).  A WRITE_ACK says the peer's write completed,
+ * not that it is durable: it may sit in the peer's page cache (direct-io =
+ * no) or its disk's volatile cache until the peer's next FLUSH.  If the
+ * peer then loses power, the write is gone there although this node
+ * forgot it at the acknowledgement.  So every shipped write's range is
+ * kept in a bitmap of its "epoch" until a FLUSH shipped after it is
+ * acknowledged (the peer runs a FLUSH only after every earlier write
+ * completed, and FLUSH_ACKs come in order); when the link goes, what is
+ * still kept is marked out of sync like the unconfirmed writes (DRBD's
+ * transfer log and barrier acks do this).  Clients' FLUSHes close epochs
+ * in sync and memsync; when the open epoch's first write is UF_FLUSH_MS
+ * old (always so in async, whose client FLUSHes stay local), this node
+ * sends a FLUSH of its own at the next ping tick, so a link loss marks
+ * about two seconds of writes at most.
+ *
+ * The bitmaps have the dirty bitmap's granularity, coarser on volumes so
+ * large that one would pass UF_MAX_BITS bits.  An epoch closed by a FLUSH
+ * (close_seq) is cleared by its FLUSH_ACK; with every epoch closed, new
+ * writes go back into the newest, which is then open again and cleared
+ * only by a later FLUSH.
+ */
+static bool shipping(struct daemon *d);
+
+#define UF_EPOCHS	4
+#define UF_MAX_BITS	(1ull << 24)	/* per epoch: 2 MiB of memory */
+#define UF_FLUSH_MS	1000
+
+struct uf_epoch {
+	uint64_t *bits;			/* one bit per granule */
+	size_t lo, hi;			/* words holding set bits: [lo, hi) */
+	uint64_t close_seq;		/* the FLUSH that closes it; 0: open */
+	uint64_t first_ns;		/* its first write was shipped */
+};
+static struct {
+	unsigned shift;			/* granule = 1 << shift bytes */
+	size_t words;			/* per bitmap; 0: not set up */
+	struct uf_epoch ep[UF_EPOCHS];
+	unsigned cur;			/* the open epoch new writes go to */
+} uf;
+
+static bool
+uf_any(const struct uf_epoch *e)
+{
+	return e->hi > e->lo;
+}
+
+static void
+uf_clear(struct uf_epoch *e)
+{
+	if (uf_any(e))
+		memset(e->bits + e->lo, 0, (e->hi - e->lo) * sizeof(uint64_t));
+	e->lo = e->hi = 0;
+	e->close_seq = 0;
+}
+
+/* Keep [off, off + len) until a FLUSH after it is acknowledged. */
+static void
+uf_mark(struct daemon *d, uint64_t off, uint64_t len)
+{
+	struct uf_epoch *e;
+	uint64_t first, last;
+
+	if (len == 0)
+		return;
+	if (uf.words == 0) {
+		uf.shift = d->md != NULL ? d->md->bm.gran_shift : 12;
+		while ((d->size >> uf.shift) >= UF_MAX_BITS)
+			uf.shift++;
+		uf.words = (size_t)(((d->size >> uf.shift) + 1 + 63) / 64);
+	}
+	e = &uf.ep[uf.cur];
+	if (e->bits == NULL && (e->bits = calloc(uf.words, sizeof(uint64_t))) == NULL) {
+		meta_set_oos(d, off, len);	/* cannot keep it: as if lost */
+		return;
+	}
+	first = off >> uf.shift;
+	last = (off + len - 1) >> uf.shift;
+	if (!uf_any(e))
+		e->first_ns = now_ns();
+	for (uint64_t g = first; g <= last; g++)
+		e->bits[g / 64] |= 1ull << (g % 64);
+	if (!uf_any(e)) {
+		e->lo = (size_t)(first / 64);
+		e->hi = (size_t)(last / 64) + 1;
+	} else {
+		e->lo = MIN(e->lo, (size_t)(first / 64));
+		e->hi = MAX(e->hi, (size_t)(last / 64) + 1);
+	}
+}
+
+/* A FLUSH with sequence number seq was shipped: it closes the open epoch. */
+static void
+uf_flush_shipped(uint64_t seq)
+{
+	struct uf_epoch *e = &uf.ep[uf.cur];
+
+	if (!uf_any(e))
+		return;
+	e->close_seq = seq;
+	for (unsigned i = 1; i < UF_EPOCHS; i++) {
+		unsigned n = (uf.cur + i) % UF_EPOCHS;
+
+		if (!uf_any(&uf.ep[n]) && uf.ep[n].close_seq == 0) {
+			uf.cur = n;
+			return;
+		}
+	}
+	/* All in use: this one stays open, for a later FLUSH to close. */
+	e->close_seq = 0;
+}
+
+/* FLUSH_ACK for seq: the epochs it closes are durable on the peer. */
+static void
+uf_flush_acked(uint64_t seq)
+{
+	for (unsigned i = 0; i < UF_EPOCHS; i++)
+		if (uf.ep[i].close_seq != 0 && uf.ep[i].close_seq <= seq)
+			uf_clear(&uf.ep[i]);
+}
+
+/* The link went: mark what no FLUSH_ACK covered.  Bytes marked. */
+static uint64_t
+uf_link_lost(struct daemon *d)
+{
+	uint64_t marked = 0, gran = 1ull << uf.shift;
+
+	for (unsigned i = 0; i < UF_EPOCHS; i++) {
+		struct uf_epoch *e = &uf.ep[i];
+
+		for (size_t w = e->lo; w < e->hi; w++) {
+			for (uint64_t bits = e->bits[w]; bits != 0; bits &= bits - 1) {
+				uint64_t off = ((uint64_t)w * 64 + (uint64_t)__builtin_ctzll(bits)) *
+				    gran;
+
+				if (off >= d->size)
+					continue;
+				meta_set_oos(d, off, MIN(gran, d->size - off));
+				marked += MIN(gran, d->size - off);
+			}
+		}
+		uf_clear(e);
+	}
+	uf.cur = 0;
+	return marked;
+}
+
+/* A FLUSH of this node's own, not a client's (repl_tick). */
+static void
+ship_own_flush(struct peer *p)
+{
+	struct repl_tx tx = peer_tx(p);
+	struct repl_flush m = { .seq = p->send_seq + 1 };
+	struct peer_frame *f = peer_frame_new();
+	int n = repl_flush_encode(f->buf, sizeof(f->buf), &tx, &m);
+
+	if (n < 0) {
+		log_errno(LOG_ERR, n, "replication: cannot encode a FLUSH");
+		f->len = 0;
+		peer_send(NULL, f);	/* releases it */
+		return;
+	}
+	f->len = (uint32_t)n;
+	p->send_seq++;
+	p->peer_flushes++;
+	uf_flush_shipped(p->send_seq);
+	peer_send(p->data, f);
+}
+
+static uint64_t
+uf_flush_ms(void)
+{
+	static uint64_t ms;
+
+	if (ms == 0) {
+		ms = test_setting("BLKMIRROR_TEST_PEER_FLUSH_MS", 3600000,
+		    "the interval of the FLUSHes this node sends on its own (ms)");
+		if (ms == 0)
+			ms = UF_FLUSH_MS;
+	}
+	return ms;
+}
+
+void
+repl_tick(struct peer *p)
+{
+	const struct uf_epoch *e = &uf.ep[uf.cur];
+
+	if (shipping(p->d) && uf_any(e) && now_ns() - e->first_ns >= uf_flush_ms() * 1000000)
+		ship_own_flush(p);
+}
 
 /* ---- primary ----------------------------------------------------------------- */
 
@@ -119,7 +312,6 @@ lag_add(struct peer *p, const struct vol_req *vr)
 }
 
 static void congestion_check(struct peer *p);
-static bool shipping(struct daemon *d);
 
 static void
 lag_ack(struct peer *p, uint64_t seq, int status)
@@ -312,6 +504,10 @@ repl_ship(struct daemon *d, struct vol_req *vr)
 		return false;
 	}
 	p->send_seq++;
+	if (vr->io.opcode == IO_FLUSH)
+		uf_flush_shipped(vr->peer_seq);
+	else
+		uf_mark(d, vr->io.offset, vr->io.len);
 	vr->shipped_ns = now_ns();
 	vr->pnext = NULL;
 	if (p->pend_tail != NULL)
@@ -351,6 +547,16 @@ on_ack(struct peer *p, uint16_t type, uint64_t seq, uint32_t status)
 		snprintf(why, sizeof(why), "peer sent %s for sequence number %" PRIu64
 		    ", never sent (last %" PRIu64 ")", repl_type_name(type), seq, p->send_seq);
 		peer_link_down(p, REPL_DISC_PROTOCOL, why);
+		return;
+	}
+	if (type == REPL_MSG_FLUSH_ACK && status == 0)
+		uf_flush_acked(seq);
+	if (type == REPL_MSG_FLUSH_ACK && status != 0 && pend_find(p, seq) == NULL) {
+		/* One of this node's own FLUSHes: as for a client's below. */
+		log_err("replication: the peer failed FLUSH of seq %" PRIu64 ": %s; the peer's "
+		    "disk is marked out of sync entirely", seq, strerror((int)status));
+		meta_set_oos(d, 0, d->size);
+		peer_link_down(p, REPL_DISC_IO_ERROR, "the peer's disk failed a flush");
 		return;
 	}
 	if (type == REPL_MSG_WRITE_ACK && d->conf.protocol != PROTO_SYNC &&
@@ -418,6 +624,7 @@ repl_link_lost(struct peer *p)
 	struct daemon *d = p->d;
 	struct vol_req *vr, *lost = NULL, **tail = &lost;
 	bool marked = false;
+	uint64_t n;
 
 	/* Writes the peer did not confirm may be missing there.  Where the
 	 * peer held the only good copy (or will: the local disk fails it
@@ -458,11 +665,29 @@ repl_link_lost(struct peer *p)
 	}
 	lag_tail = NULL;
 	p->lag_bytes = 0;
+	/* Acknowledged writes the peer may not have flushed: marked too, but
+	 * they take no new generation (meta_link_lost): the peer most likely
+	 * holds them, and a peer promoted meanwhile would otherwise meet this
+	 * node as one that changed alone (split brain) in a plain failover. */
+	if ((n = uf_link_lost(d)) > 0) {
+		p->unflushed_marked += n;
+		log_info("replication: %" PRIu64 " bytes the peer had not flushed yet marked "
+		    "out of sync", n);
+	}
 	meta_link_lost(d, lost, marked);
 	/* Secondary: writes of this link still running are not acknowledged
 	 * any more (apply_done); the next link's FLUSHes must not wait for
 	 * them, nor run before that link's own writes. */
 	p->apply_head = p->apply_tail = NULL;
+	/* Its FLUSHes still waiting for them run now (their results go to
+	 * nobody): left queued they would hold up the next link's FLUSHes
+	 * (flush_kick compares sequence numbers of two links), or be shipped
+	 * as a new FLUSH of this node's if it is promoted meanwhile. */
+	while ((vr = p->flush_wait) != NULL) {
+		p->flush_wait = vr->pnext;
+		vr->pnext = NULL;
+		vol_submit(d, vr);
+	}
 	/* Writes parked by congestion go ahead, tracked in the bitmap. */
 	while ((vr = p->cong_wait) != NULL) {
 		p->cong_wait = vr->pnext;

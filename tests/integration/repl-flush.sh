@@ -61,11 +61,55 @@ assert_eq "$(grep -Ec -- "$peer_failed" "$LOG_alpha")" 1 "lines '$peer_failed' i
 repl_wait_synced 30
 repl_compare
 
-msg "== async: a FLUSH is not sent to the peer"
+# Acknowledged is not durable: a write the peer acknowledged stays in this
+# node's books until a FLUSH after it is acknowledged too; the link lost
+# before that, its range is marked out of sync like an unconfirmed write.
+msg "== sync: a write the peer has not flushed yet is marked when the link goes"
+repl_stop alpha
+repl_start alpha BLKMIRROR_TEST_PEER_FLUSH_MS=600000
+repl_wait_synced 30
+bm alpha primary
+rs0=$(st alpha resync_bytes_shipped)
+repl_tool nbd-write "$NBD_alpha" r0 $((8 << 20)) $((64 << 10)) 101 noflush ||
+    fail "write on alpha failed"
+bm alpha disconnect
+assert_eq "$(st alpha out_of_sync_bytes)" $((64 << 10)) "alpha's out_of_sync_bytes (unflushed write)"
+assert_eq "$(st alpha unflushed_marked_bytes)" $((64 << 10)) "alpha's unflushed_marked_bytes"
+repl_log_has alpha "65536 bytes the peer had not flushed yet marked" ||
+    fail "alpha's log does not name the unflushed write"
+bm alpha connect
+repl_wait_synced 30
+assert_eq "$(($(st alpha resync_bytes_shipped) - rs0))" $((64 << 10)) "bytes resynced"
+msg "== sync: flushed, nothing is marked"
+repl_tool nbd-write "$NBD_alpha" r0 $((9 << 20)) $((64 << 10)) 102 ||
+    fail "write on alpha failed"
+bm alpha disconnect
+assert_eq "$(st alpha out_of_sync_bytes)" 0 "alpha's out_of_sync_bytes (flushed write)"
+assert_eq "$(st alpha unflushed_marked_bytes)" $((64 << 10)) "alpha's unflushed_marked_bytes"
+bm alpha connect
+repl_wait_synced 30
+repl_compare
+
+msg "== sync: this node's own FLUSH covers writes no client flushed"
+repl_stop alpha
+repl_start alpha
+repl_wait_synced 30
+bm alpha primary
+f0=$(st alpha peer_flushes)
+repl_tool nbd-write "$NBD_alpha" r0 $((10 << 20)) $((64 << 10)) 103 noflush ||
+    fail "write on alpha failed"
+repl_wait1 alpha 5 "s['peer_flushes'] > $f0" "alpha's own FLUSH to the peer"
+bm alpha disconnect
+assert_eq "$(st alpha out_of_sync_bytes)" 0 "alpha's out_of_sync_bytes (write flushed by alpha's own FLUSH)"
+bm alpha connect
+repl_wait_synced 30
+repl_compare
+
+msg "== async: a client FLUSH is not sent to the peer"
 repl_stop alpha
 repl_stop beta
 repl_conf "protocol = async"
-repl_start alpha
+repl_start alpha BLKMIRROR_TEST_PEER_FLUSH_MS=600000
 repl_start beta BLKMIRROR_FAULT="flush:*:5"
 repl_wait_synced 30
 bm alpha primary
@@ -75,5 +119,19 @@ out=$(repl_tool nbd-flush "$NBD_alpha" r0 3 "$LOG_alpha" "$peer_failed" 0 2>&1) 
 assert_eq "$out" "0 0 0" "async FLUSH replies"
 repl_wait_synced 30
 assert_eq "$(st alpha connects)" "$connects" "alpha's connects (the link stayed up)"
+repl_compare
+
+msg "== async: this node's own FLUSH finds the peer's failing disk"
+repl_stop alpha
+repl_start alpha
+repl_wait_synced 30
+bm alpha primary
+repl_tool nbd-write "$NBD_alpha" r0 $((11 << 20)) $((64 << 10)) 104 ||
+    fail "write on alpha failed"
+repl_wait1 beta 10 's["disk"] == "diskless"' "beta detached after its failed flush"
+repl_log_has alpha "$peer_failed" || fail "alpha's log does not show the peer's failed FLUSH"
+repl_stop beta
+repl_start beta
+repl_wait_synced 60
 repl_compare
 msg "PASS"

@@ -430,9 +430,10 @@ def do_nbd_flush(argv):
 
 def do_nbd_write(argv):
     path, export, off, length, byte = argv[0], argv[1], int(argv[2]), int(argv[3]), int(argv[4])
+    flush = len(argv) < 6 or argv[5] != "noflush"
     c = Nbd(path, export)
     err = c.request(1, offset=off, length=length, data=bytes([byte]) * length)
-    if err == 0:
+    if err == 0 and flush:
         err = c.request(3)
     c.close()
     if err:
