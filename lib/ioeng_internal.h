@@ -72,7 +72,7 @@ struct ioeng_fault {
 	uint64_t lo, hi;	/* inclusive byte range a request must touch */
 	int err;		/* positive errno to fail with (0: stall) */
 	bool stall;		/* hold matching requests instead of failing them */
-	uint64_t count;		/* failures left; UINT64_MAX = unlimited */
+	uint64_t count;		/* failures (stalls) left; UINT64_MAX = unlimited */
 	uint64_t skip;		/* matching requests to let through first */
 };
 

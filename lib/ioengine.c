@@ -446,6 +446,17 @@ advance(struct ioeng *e, struct io_req *r, int res)
 
 static void start(struct ioeng *e, struct io_req *r);
 
+/* Append r to the FIFO *head .. *tail (linked by next). */
+static void
+req_append(struct io_req **head, struct io_req **tail, struct io_req *r)
+{
+	if (*tail != NULL)
+		(*tail)->next = r;
+	else
+		*head = r;
+	*tail = r;
+}
+
 /* Take queued requests while there is room under queue_depth. */
 static void
 pump(struct ioeng *e)
@@ -581,20 +592,14 @@ ioeng_submit(struct ioeng *e, struct io_req *r)
 		    r->offset, r->len, strerror(-ret));
 	else
 		ret = fault_check(e, r);
-	if (r->len == 0 && r->opcode != IO_FLUSH)
-		ret = MIN(ret, 0);	/* empty: nothing to stall */
 	if (ret < 0 || (r->len == 0 && r->opcode != IO_FLUSH)) {
 		r->stage = ST_EARLY;
-		final_defer(e, r, ret);
+		final_defer(e, r, MIN(ret, 0));	/* empty: nothing to stall */
 		return;
 	}
 	if (ret > 0) {
 		/* Stalled: held, in flight, until stall_release(). */
-		if (e->stall_tail != NULL)
-			e->stall_tail->next = r;
-		else
-			e->stall_head = r;
-		e->stall_tail = r;
+		req_append(&e->stall_head, &e->stall_tail, r);
 		e->stalled++;
 		return;
 	}
@@ -606,11 +611,7 @@ static void
 admit(struct ioeng *e, struct io_req *r)
 {
 	if (e->active >= e->queue_depth || e->wait_head != NULL) {
-		if (e->wait_tail != NULL)
-			e->wait_tail->next = r;
-		else
-			e->wait_head = r;
-		e->wait_tail = r;
+		req_append(&e->wait_head, &e->wait_tail, r);
 		return;
 	}
 	e->active++;
