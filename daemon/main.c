@@ -86,6 +86,11 @@ daemon_request_stop(struct daemon *d, const char *why)
 		return;
 	d->stopping = true;
 	log_notice("shutting down: %s", why);
+	/* A test's stalled disk (BLKMIRROR_FAULT "stall") resumes, or the
+	 * requests it holds would keep the shutdown from being clean. */
+	ioeng_fault_release(d->eng);
+	if (d->md != NULL && d->md->own_eng)
+		ioeng_fault_release(d->md->eng);
 	sd_notify(0, "STOPPING=1");
 	nbd_server_stop(d);
 	peer_stop(d);

@@ -629,12 +629,32 @@ peer_link_down(struct peer *p, uint32_t reason, const char *why)
 		loop_timer_arm(d->loop, &p->connect_timer, PEER_CONNECT_MS);
 }
 
+/*
+ * When the oldest write still waiting for the peer went out; false if none.
+ * Two places hold such writes (ko-count judges both alike):
+ *   p->pend_head  the client waits: sync until WRITE_ACK, memsync until
+ *                 RECV_ACK, async until the frame is in the send buffer
+ *   lag records   the client was answered (async, memsync): the write waits
+ *                 for the peer's disk (WRITE_ACK) and holds lag and AL
+ */
+static bool
+oldest_write(const struct peer *p, uint64_t *shipped_ns)
+{
+	bool lagging = repl_lag_oldest(shipped_ns);
+
+	if (p->pend_head == NULL)
+		return lagging;
+	if (!lagging || p->pend_head->shipped_ns < *shipped_ns)
+		*shipped_ns = p->pend_head->shipped_ns;
+	return true;
+}
+
 static void
 ping_tick(struct loop_timer *t)
 {
 	struct peer *p = t->data;
 	struct daemon *d = p->d;
-	uint64_t now = now_ns(), timeout = d->conf.timeout_ms * 1000000ull;
+	uint64_t now = now_ns(), timeout = d->conf.timeout_ms * 1000000ull, shipped;
 	struct repl_ping ping;
 
 	if (p->data == NULL || p->meta == NULL)
@@ -647,8 +667,7 @@ ping_tick(struct loop_timer *t)
 		peer_link_down(p, REPL_DISC_TIMEOUT, why);
 		return;
 	}
-	if (p->pend_head != NULL &&
-	    now - p->pend_head->shipped_ns > timeout * d->conf.ko_count) {
+	if (oldest_write(p, &shipped) && now - shipped > timeout * d->conf.ko_count) {
 		peer_link_down(p, REPL_DISC_TIMEOUT,
 		    "peer did not complete a write within timeout x ko-count");
 		return;

@@ -339,6 +339,9 @@ void repl_link_lost(struct peer *p);
 void repl_tick(struct peer *p);
 /* vr's local write failed and its range is marked: no WRITE_ACK may clear it. */
 void repl_keep_marked(struct daemon *d, struct vol_req *vr);
+/* async, memsync: when the oldest write the peer has not yet written
+ * (WRITE_ACK) was shipped; false if there is none. */
+bool repl_lag_oldest(uint64_t *shipped_ns);
 
 /* resync.c */
 void resync_begin(struct peer *p, enum md_sync_decision dec);

@@ -30,6 +30,7 @@
 struct lag_rec {
 	uint64_t seq;			/* its sequence number */
 	uint64_t offset, len;		/* range, marked out of sync if lost */
+	uint64_t shipped_ns;		/* when its frame was queued (ko-count) */
 	bool keep_marked;		/* the local write failed: never clear */
 	bool al_held;			/* holds the range's AL extents */
 	struct lag_rec *next;		/* FIFO link */
@@ -300,6 +301,7 @@ lag_add(struct peer *p, const struct vol_req *vr)
 	r->seq = vr->peer_seq;
 	r->offset = vr->io.offset;
 	r->len = vr->io.len;
+	r->shipped_ns = vr->shipped_ns;
 	r->keep_marked = false;
 	r->al_held = meta_al_hold(vr->d, vr);
 	r->next = NULL;
@@ -309,6 +311,15 @@ lag_add(struct peer *p, const struct vol_req *vr)
 		lag_head = r;
 	lag_tail = r;
 	p->lag_bytes += vr->io.len;
+}
+
+bool
+repl_lag_oldest(uint64_t *shipped_ns)
+{
+	if (lag_head == NULL)
+		return false;
+	*shipped_ns = lag_head->shipped_ns;
+	return true;
 }
 
 static void congestion_check(struct peer *p);

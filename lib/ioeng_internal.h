@@ -70,8 +70,9 @@ struct ioeng_fault {
 	bool active;		/* a spec is set and not used up */
 	uint8_t opcode;		/* enum io_opcode that fails */
 	uint64_t lo, hi;	/* inclusive byte range a request must touch */
-	int err;		/* positive errno to fail with */
-	uint64_t count;		/* failures left; UINT64_MAX = unlimited */
+	int err;		/* positive errno to fail with (0: stall) */
+	bool stall;		/* hold matching requests instead of failing them */
+	uint64_t count;		/* failures (stalls) left; UINT64_MAX = unlimited */
 	uint64_t skip;		/* matching requests to let through first */
 };
 
@@ -115,6 +116,9 @@ struct ioeng {
 	struct ioeng_slot *slots;	/* queue_depth offload slots */
 	struct ioeng_slot *free_slots;	/* unused slots */
 	struct ioeng_fault fault;	/* fault injection */
+	struct io_req *stall_head;	/* held by a stall fault, FIFO; */
+	struct io_req *stall_tail;	/* in in_flight, not in active */
+	unsigned stalled;		/* requests held */
 	struct ioeng_stats stats;	/* counters */
 	void *priv;			/* engine-private state */
 };

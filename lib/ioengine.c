@@ -107,7 +107,8 @@ parse_u64(const char *s, uint64_t *out)
 	return 0;
 }
 
-/* "op:range:errno[:count[:skip]]" -> f; range is "*" or "LO-HI" (inclusive). */
+/* "op:range:errno[:count[:skip]]" -> f; range is "*" or "LO-HI" (inclusive);
+ * errno "stall" holds requests (not seeks: those are no requests). */
 static int
 fault_parse(const char *spec, struct ioeng_fault *f)
 {
@@ -142,9 +143,12 @@ fault_parse(const char *spec, struct ioeng_fault *f)
 		    f->lo > f->hi)
 			return -EINVAL;
 	}
-	if (parse_u64(field[2], &v) < 0 || v == 0 || v > 4095)
+	if (strcmp(field[2], "stall") == 0 && f->opcode != FAULT_SEEK)
+		f->stall = true;
+	else if (parse_u64(field[2], &v) < 0 || v == 0 || v > 4095)
 		return -EINVAL;
-	f->err = (int)v;
+	else
+		f->err = (int)v;
 	f->count = UINT64_MAX;
 	if (n > 3 && (parse_u64(field[3], &f->count) < 0 || f->count == 0))
 		return -EINVAL;
@@ -152,6 +156,27 @@ fault_parse(const char *spec, struct ioeng_fault *f)
 		return -EINVAL;
 	f->active = true;
 	return 0;
+}
+
+static void admit(struct ioeng *e, struct io_req *r);
+
+/* Submit the requests a stall fault held, in their order, past any fault. */
+static void
+stall_release(struct ioeng *e)
+{
+	struct io_req *r;
+
+	if (e->stalled == 0)
+		return;
+	log_notice("%s: fault injection: releasing %u stalled request(s)", e->path,
+	    e->stalled);
+	while ((r = e->stall_head) != NULL) {
+		e->stall_head = r->next;
+		r->next = NULL;
+		admit(e, r);
+	}
+	e->stall_tail = NULL;
+	e->stalled = 0;
 }
 
 int
@@ -162,21 +187,32 @@ ioeng_fault_set(struct ioeng *e, const char *spec)
 
 	if (spec == NULL || *spec == '\0') {
 		memset(&e->fault, 0, sizeof(e->fault));
+		stall_release(e);
 		return 0;
 	}
 	ret = fault_parse(spec, &f);
 	if (ret < 0) {
-		log_err("%s: bad fault spec \"%s\" (want op:lo-hi|*:errno[:count[:skip]])",
+		log_err("%s: bad fault spec \"%s\" (want op:lo-hi|*:errno|stall[:count[:skip]])",
 		    e->path, spec);
 		return ret;
 	}
 	e->fault = f;
 	log_notice("%s: fault injection armed: %s", e->path, spec);
+	stall_release(e);
 	return 0;
 }
 
-/* 0, or -errno when the armed fault hits opcode on offset+len (len 0 is
- * taken as one byte; the request is validated already). */
+void
+ioeng_fault_release(struct ioeng *e)
+{
+	if (e->fault.stall)
+		memset(&e->fault, 0, sizeof(e->fault));
+	stall_release(e);
+}
+
+/* 0, or -errno when the armed fault hits opcode on offset+len, or 1 when
+ * that fault is a stall (len 0 is taken as one byte; the request is
+ * validated already). */
 static int
 fault_hit(struct ioeng *e, uint8_t opcode, uint64_t offset, uint64_t len)
 {
@@ -191,9 +227,9 @@ fault_hit(struct ioeng *e, uint8_t opcode, uint64_t offset, uint64_t len)
 	}
 	if (f->count != UINT64_MAX && --f->count == 0)
 		f->active = false;
-	log_debug("%s: injected fault: %s %" PRIu64 "+%" PRIu64 " -> errno %d",
-	    e->path, op_names[opcode], offset, len, f->err);
-	return -f->err;
+	log_debug("%s: injected fault: %s %" PRIu64 "+%" PRIu64 " -> %s %d",
+	    e->path, op_names[opcode], offset, len, f->stall ? "stall" : "errno", f->err);
+	return f->stall ? 1 : -f->err;
 }
 
 static int
@@ -410,6 +446,17 @@ advance(struct ioeng *e, struct io_req *r, int res)
 
 static void start(struct ioeng *e, struct io_req *r);
 
+/* Append r to the FIFO *head .. *tail (linked by next). */
+static void
+req_append(struct io_req **head, struct io_req **tail, struct io_req *r)
+{
+	if (*tail != NULL)
+		(*tail)->next = r;
+	else
+		*head = r;
+	*tail = r;
+}
+
 /* Take queued requests while there is room under queue_depth. */
 static void
 pump(struct ioeng *e)
@@ -547,15 +594,24 @@ ioeng_submit(struct ioeng *e, struct io_req *r)
 		ret = fault_check(e, r);
 	if (ret < 0 || (r->len == 0 && r->opcode != IO_FLUSH)) {
 		r->stage = ST_EARLY;
-		final_defer(e, r, ret);
+		final_defer(e, r, MIN(ret, 0));	/* empty: nothing to stall */
 		return;
 	}
+	if (ret > 0) {
+		/* Stalled: held, in flight, until stall_release(). */
+		req_append(&e->stall_head, &e->stall_tail, r);
+		e->stalled++;
+		return;
+	}
+	admit(e, r);
+}
+
+/* Start r, or queue it behind the others when queue_depth is reached. */
+static void
+admit(struct ioeng *e, struct io_req *r)
+{
 	if (e->active >= e->queue_depth || e->wait_head != NULL) {
-		if (e->wait_tail != NULL)
-			e->wait_tail->next = r;
-		else
-			e->wait_head = r;
-		e->wait_tail = r;
+		req_append(&e->wait_head, &e->wait_tail, r);
 		return;
 	}
 	e->active++;
@@ -980,6 +1036,8 @@ ioeng_close(struct ioeng *e)
 
 	if (e == NULL)
 		return;
+	/* A stalled request would never finish: it runs now. */
+	stall_release(e);
 	/*
 	 * Run the loop until every request and internal operation is over.
 	 * Callbacks made ready by a turn's wait (epoll backend, deferred ops)

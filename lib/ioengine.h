@@ -173,9 +173,17 @@ int ioeng_register_buffers(struct ioeng *e, const struct iovec *iov, unsigned n)
  * matches when it touches the range.  An optional fifth field lets that
  * many matching requests through first: "write:*:5:1:2" fails the third
  * write.  NULL or "" clears the fault; a bad spec returns -EINVAL.
- * Faults complete through the callback like real errors.
+ * Faults complete through the callback like real errors.  "stall" in place
+ * of the errno (not for seek) holds matching requests instead, as a hung
+ * disk would, without submitting them: they count in ioeng_in_flight() and
+ * are submitted, in order and past any fault, when the fault is cleared or
+ * replaced (any ioeng_fault_set() with a valid spec), by
+ * ioeng_fault_release(), or by ioeng_close().
  */
 int ioeng_fault_set(struct ioeng *e, const char *spec);
+/* Submit the requests a stall holds and disarm a stall fault; an error
+ * fault stays armed (for shutting down with a stalled disk). */
+void ioeng_fault_release(struct ioeng *e);
 /*
  * Also for tests: BLKMIRROR_IOENG_QUIRKS="no_dsync,no_fdsync,no_punch,
  * no_zero_range" (any subset) at ioeng_open() makes the engine act as if

@@ -53,6 +53,9 @@
 #   repl_fio NODE FIO_ARGS...   fio's nbd engine on NODE's NBD socket
 #   repl_fio_bg NODE FIO_ARGS... / repl_fio_wait   the same in the background
 #   repl_events NODE      record NODE's event stream in $TESTDIR/events.NODE
+#   repl_fault NODE SPEC  arm fault SPEC (BLKMIRROR_FAULT syntax; "" disarms)
+#                         on NODE, started with
+#                         BLKMIRROR_FAULT_FILE=$TESTDIR/fault.NODE
 #   repl_show_logs        tail -50 of every daemon log of the test
 # A failure (fail, timeout guard) prints the tail of both daemons' logs.
 
@@ -463,6 +466,22 @@ repl_events()
 	cleanup_kill "$pid"
 	printf -v "EVPID_$1" %s "$pid"
 	sleep 0.2
+}
+
+# repl_fault NODE SPEC: write SPEC to NODE's fault file and signal NODE
+# (SIGUSR1); waits for a new log line saying it is armed or disarmed.
+repl_fault()
+{
+	local pid=PID_$1 log=LOG_$1 line="SIGUSR1: fault injection armed: $2" n _
+	[ -n "$2" ] || line="SIGUSR1: fault injection disarmed"
+	n=$(grep -cF -- "$line" "${!log}")
+	echo "$2" >"$TESTDIR/fault.$1"
+	kill -USR1 "${!pid}"
+	for _ in $(seq 50); do
+		[ "$(grep -cF -- "$line" "${!log}")" -gt "$n" ] && return 0
+		sleep 0.1
+	done
+	fail "$1 did not arm fault '$2'"
 }
 
 # repl_log_has NODE REGEX: NODE's current log matches REGEX (ERE, any case).

@@ -509,6 +509,71 @@ check_faults(struct target *t)
 	free(buf);
 }
 
+/* Turn the loop for about ms milliseconds. */
+static void
+spin(struct loop *l, unsigned ms)
+{
+	uint64_t end = now_ns() + ms * 1000000ull;
+
+	while (now_ns() < end)
+		CU_ASSERT_FATAL(loop_run_once(l, 1) >= 0);
+}
+
+/*
+ * A stall holds the requests it matches, in flight, until the fault is
+ * cleared or released; they then run.  Others pass meanwhile.
+ */
+static void
+check_stall(struct target *t)
+{
+	size_t bs = 4096;
+	struct io_req r[4];
+	struct waiter w[4];
+	char *a = xalloc(bs), *b = xalloc(bs), *in = xalloc(2 * bs);
+	unsigned before = completions;
+
+	fill(a, bs, 31);
+	fill(b, bs, 32);
+	CU_ASSERT_EQUAL(ioeng_fault_set(t->e, "write:0-65535:stall"), 0);
+	req_init(&r[0], &w[0], IO_WRITE, 0, 0, bs, a);
+	req_init(&r[1], &w[1], IO_WRITE, IO_F_FUA, bs, bs, b);
+	req_init(&r[2], &w[2], IO_WRITE, 0, 65536, bs, a);
+	req_init(&r[3], &w[3], IO_WRITE, 0, 4096, 0, a);
+	for (int i = 0; i < 4; i++)
+		ioeng_submit(t->e, &r[i]);
+	drive(t->l, before + 2);
+	spin(t->l, 50);
+	CU_ASSERT_TRUE(w[2].done && w[2].res == 0);
+	CU_ASSERT_TRUE(w[3].done && w[3].res == 0);
+	CU_ASSERT_FALSE(w[0].done || w[1].done);
+	CU_ASSERT_EQUAL(ioeng_in_flight(t->e), 2);
+	CU_ASSERT_EQUAL(ioeng_fault_set(t->e, ""), 0);
+	drive(t->l, before + 4);
+	CU_ASSERT_TRUE(w[0].res == 0 && w[1].res == 0);
+	CU_ASSERT_EQUAL(do_io(t, IO_READ, 0, 0, 2 * bs, in), 0);
+	CU_ASSERT_EQUAL(memcmp(in, a, bs), 0);
+	CU_ASSERT_EQUAL(memcmp(in + bs, b, bs), 0);
+	/* Release: the stall ends, disarmed; an error fault would stay. */
+	before = completions;
+	CU_ASSERT_EQUAL(ioeng_fault_set(t->e, "flush:*:stall:1"), 0);
+	req_init(&r[0], &w[0], IO_FLUSH, 0, 0, 0, NULL);
+	ioeng_submit(t->e, &r[0]);
+	spin(t->l, 20);
+	CU_ASSERT_FALSE(w[0].done);
+	ioeng_fault_release(t->e);
+	drive(t->l, before + 1);
+	CU_ASSERT_EQUAL(w[0].res, 0);
+	CU_ASSERT_EQUAL(ioeng_fault_set(t->e, "write:*:5:1"), 0);
+	ioeng_fault_release(t->e);
+	CU_ASSERT_EQUAL(do_io(t, IO_WRITE, 0, 0, bs, a), -EIO);
+	CU_ASSERT_EQUAL(ioeng_fault_set(t->e, "seek:*:stall"), -EINVAL);
+	CU_ASSERT_EQUAL(ioeng_fault_set(t->e, "write:*:stalled"), -EINVAL);
+	CU_ASSERT_EQUAL(ioeng_fault_set(t->e, ""), 0);
+	free(a);
+	free(b);
+	free(in);
+}
+
 /* Registered buffers (io_uring: fixed reads/writes; others ignore them). */
 static void
 check_fixed(struct target *t)
@@ -540,7 +605,8 @@ check_fixed(struct target *t)
 	free(iov[1].iov_base);
 }
 
-/* ioeng_close() waits for requests still in flight; data is on disk. */
+/* ioeng_close() waits for requests still in flight, stalled ones too;
+ * data is on disk. */
 static void
 check_close_inflight(struct target *t)
 {
@@ -550,6 +616,7 @@ check_close_inflight(struct target *t)
 	char *out = xalloc(bs * 16), *in = xalloc(bs * 16);
 	unsigned before = completions;
 
+	CU_ASSERT_EQUAL(ioeng_fault_set(t->e, "write:41943040-41943040:stall"), 0);
 	for (int i = 0; i < 16; i++) {
 		fill(out + i * bs, bs, 200 + (uint64_t)i);
 		req_init(&r[i], &w[i], IO_WRITE, 0, 40 * MiB + i * bs, bs, out + i * bs);
@@ -595,6 +662,7 @@ battery(struct target *t)
 	check_many(t);
 	check_reject(t);
 	check_faults(t);
+	check_stall(t);
 	check_fixed(t);
 	check_close_inflight(t);
 	check_read_only(t);

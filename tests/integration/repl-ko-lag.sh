@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
+#
+# ko-count drops a peer whose disk stalls while it keeps answering pings,
+# in async and memsync too (docs/replication.md, "Heartbeat, timeouts and
+# reconnect").  There a write completes to the client before the peer's
+# disk has it (async: frame sent; memsync: RECV_ACK) and then waits only
+# for the peer's WRITE_ACK; its age counts against timeout x ko-count as
+# in sync.  Beta's writes are held by the io engine's "stall" fault
+# (BLKMIRROR_FAULT_FILE, SIGUSR1), not failed: beta's daemon runs on.
+#  1. async, on-congestion = block: once the lag reaches max-lag-bytes the
+#     client's writes park; alpha drops the link within timeout x ko-count
+#     (plus slack), the parked writes complete (degraded, marked).
+#     Unstalled, beta catches up by a resync.
+#  2. memsync: the writes complete (RECV_ACK) but WRITE_ACKs never come;
+#     alpha drops the link the same way.  Beta is then stopped while still
+#     stalled: it releases the held writes and exits cleanly; restarted,
+#     it catches up.
+# Both disks end identical.
+
+source "$SRCDIR/tests/functions.sh"
+source "$SRCDIR/tests/repl-functions.sh"
+
+TIMEOUT_S=2
+KO_COUNT=3
+KO_S=$((TIMEOUT_S * KO_COUNT))
+SLACK_S=6
+KO_LINE="link down: peer did not complete a write within timeout x ko-count"
+
+# ms_since T0: milliseconds since T0 (date +%s%N).
+ms_since()
+{
+	echo $((($(date +%s%N) - $1) / 1000000))
+}
+
+# start_pair PROTOCOL [--force]: both daemons (beta with a fault file),
+# alpha primary, in sync.
+start_pair()
+{
+	repl_conf "protocol = $1" "timeout = ${TIMEOUT_S}s" "ko-count = $KO_COUNT" \
+	    "max-lag-bytes = 256K" "on-congestion = block"
+	repl_start alpha
+	repl_start beta BLKMIRROR_FAULT_FILE="$TESTDIR/fault.beta"
+	repl_wait_connected 20
+	bm alpha primary ${2:+"$2"}
+	repl_wait_synced 60
+}
+
+# stalled_writes BASE: beta's disk stalls, alpha takes 1 MiB of numbered
+# 4 KiB writes from BASE MiB (ack list $TESTDIR/acks.BASE); they must
+# complete and alpha must drop the link for ko-count, not before and not
+# much after timeout x ko-count.
+stalled_writes()
+{
+	local qpid elapsed rc=0 T0
+	repl_fault beta "write:*:stall"
+	T0=$(date +%s%N)
+	# No FLUSH (qemu-io sends one at exit): in memsync it would wait in
+	# the pending list, which ko-count judged before; the writes alone must.
+	timeout 60 python3 "$SRCDIR/tests/integration/repl_tool.py" nbd-seq "$NBD_alpha" r0 \
+	    "$TESTDIR/acks.$1" $(($1 * 1048576)) 256 16 >"$TESTDIR/q.out" 2>&1 &
+	qpid=$!
+	cleanup_kill "$qpid"
+	until repl_log_has alpha "$KO_LINE"; do
+		elapsed=$(ms_since "$T0")
+		[ "$elapsed" -le $(((KO_S + SLACK_S) * 1000)) ] ||
+		    fail "alpha kept the link to a stalled peer for $elapsed ms" \
+		    "(timeout x ko-count = $KO_S s; lag $(st alpha lag_bytes) bytes)"
+		sleep 0.2
+	done
+	elapsed=$(ms_since "$T0")
+	msg "alpha dropped the stalled peer after $elapsed ms"
+	[ "$elapsed" -ge $(((KO_S - 1) * 1000)) ] ||
+	    fail "alpha dropped the link after $elapsed ms, before timeout x ko-count"
+	repl_log_has alpha "peer silent" && fail "alpha saw beta silent: pings stopped"
+	wait "$qpid" || rc=$?
+	assert_eq "$(cat "$TESTDIR/q.out")" "nbd-seq: 256 writes acknowledged" "nbd-seq (exit $rc)"
+	elapsed=$(ms_since "$T0")
+	[ "$elapsed" -le $(((KO_S + SLACK_S) * 1000)) ] ||
+	    fail "the writes took $elapsed ms"
+	# Beta wrote nothing: alpha holds the writes as out of sync.
+	assert_ge "$(st alpha out_of_sync_bytes)" 1048576 "alpha's out-of-sync bytes"
+	assert_eq "$(st alpha role)" primary "alpha's role"
+}
+
+repl_setup 64M
+
+msg "== 1. async, on-congestion = block: parked writes go on after the drop"
+start_pair async --force
+w0=$(st alpha congestion_waits)
+stalled_writes 8
+[ "$(st alpha congestion_waits)" -gt "$w0" ] ||
+    fail "no write waited for the lag (congestion_waits): the test proves nothing"
+repl_fault beta ""
+repl_wait_synced 60
+repl_tool nbd-check "$NBD_alpha" r0 "$TESTDIR/acks.8" $((8 << 20)) || fail "alpha lost writes"
+repl_compare
+repl_stop alpha
+repl_stop beta
+
+msg "== 2. memsync: WRITE_ACKs never come; a stopped beta releases its writes"
+start_pair memsync
+stalled_writes 16
+repl_stop beta
+grep -Eq "releasing [0-9]+ stalled request" "$LOG_beta" ||
+    fail "beta's log does not show the stalled writes released at shutdown"
+repl_start beta
+repl_wait_synced 60
+repl_tool nbd-check "$NBD_alpha" r0 "$TESTDIR/acks.16" $((16 << 20)) || fail "alpha lost writes"
+repl_compare
+msg "ok"
