@@ -75,6 +75,9 @@ struct vol_req {
 	uint64_t seq;			/* volume order of submission */
 	bool is_write;			/* modifies data: takes part in conflicts */
 	bool is_resync;			/* resync/verify I/O: no AL, not replicated */
+	bool from_peer;			/* a replicated write applied here: never
+					 * shipped back, even if this node is
+					 * promoted while it runs */
 	void (*local_cb)(struct vol_req *vr, int res);	/* optional: the local
 					 * disk finished (before the peer) */
 	/* replication (primary: shipped to the peer; secondary: applied) */

@@ -672,7 +672,8 @@ ping_tick(struct loop_timer *t)
 		    "peer did not complete a write within timeout x ko-count");
 		return;
 	}
-	repl_tick(p);
+	if (!repl_tick(p))
+		return;
 	ping.timestamp = now;
 	ping.nonce = ++p->ping_nonce;
 	SEND_MSG(p->meta, repl_ping_encode, &ping);

@@ -335,8 +335,9 @@ bool repl_congested(struct daemon *d, struct vol_req *vr);
 void repl_handle(struct peer *p, struct peer_sock *s, const struct repl_hdr *h,
     const union repl_msg *m, struct buf *payload, const uint8_t *body, size_t len);
 void repl_link_lost(struct peer *p);
-/* Every ping tick: a FLUSH to the peer when written-to ranges wait for one. */
-void repl_tick(struct peer *p);
+/* Every ping tick: a FLUSH to the peer when written-to ranges wait for one;
+ * false when the link was dropped (the peer's FLUSH hangs). */
+bool repl_tick(struct peer *p);
 /* vr's local write failed and its range is marked: no WRITE_ACK may clear it. */
 void repl_keep_marked(struct daemon *d, struct vol_req *vr);
 /* async, memsync: when the oldest write the peer has not yet written

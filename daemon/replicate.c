@@ -86,6 +86,9 @@ static struct {
 	size_t words;			/* per bitmap; 0: not set up */
 	struct uf_epoch ep[UF_EPOCHS];
 	unsigned cur;			/* the open epoch new writes go to */
+	uint64_t own_seq;		/* this node's own FLUSH waiting for its
+					 * ack (0: none): one at a time */
+	uint64_t own_ns;		/* when it was shipped (ko-count) */
 } uf;
 
 static bool
@@ -191,6 +194,7 @@ uf_link_lost(struct daemon *d)
 		uf_clear(e);
 	}
 	uf.cur = 0;
+	uf.own_seq = 0;
 	return marked;
 }
 
@@ -212,6 +216,8 @@ ship_own_flush(struct peer *p)
 	f->len = (uint32_t)n;
 	p->send_seq++;
 	p->peer_flushes++;
+	uf.own_seq = p->send_seq;
+	uf.own_ns = now_ns();
 	uf_flush_shipped(p->send_seq);
 	peer_send(p->data, f);
 }
@@ -230,13 +236,26 @@ uf_flush_ms(void)
 	return ms;
 }
 
-void
+bool
 repl_tick(struct peer *p)
 {
+	struct daemon *d = p->d;
 	const struct uf_epoch *e = &uf.ep[uf.cur];
+	uint64_t now = now_ns();
 
-	if (shipping(p->d) && uf_any(e) && now_ns() - e->first_ns >= uf_flush_ms() * 1000000)
+	if (uf.own_seq != 0) {
+		/* One at a time: a peer whose flushes hang gets no pile of
+		 * them, and is dropped as for a write it does not complete. */
+		if (now - uf.own_ns > (uint64_t)d->conf.timeout_ms * 1000000 * d->conf.ko_count) {
+			peer_link_down(p, REPL_DISC_TIMEOUT,
+			    "peer did not complete a FLUSH within timeout x ko-count");
+			return false;
+		}
+		return true;
+	}
+	if (shipping(d) && uf_any(e) && now - e->first_ns >= uf_flush_ms() * 1000000)
 		ship_own_flush(p);
+	return true;
 }
 
 /* ---- primary ----------------------------------------------------------------- */
@@ -388,7 +407,7 @@ repl_congested(struct daemon *d, struct vol_req *vr)
 	struct peer *p = d->link;
 
 	if (d->conf.protocol != PROTO_ASYNC || vr->io.opcode == IO_READ ||
-	    vr->io.opcode == IO_FLUSH || !shipping(d) ||
+	    vr->io.opcode == IO_FLUSH || vr->from_peer || !shipping(d) ||
 	    p->lag_bytes + vr->io.len <= d->conf.max_lag_bytes || p->lag_bytes == 0)
 		return false;
 	/* Not while this node verifies: the resync that ends "ahead" could
@@ -500,7 +519,7 @@ repl_ship(struct daemon *d, struct vol_req *vr)
 	struct peer *p = d->link;
 	struct peer_frame *f;
 
-	if (vr->io.opcode == IO_READ || !shipping(d))
+	if (vr->io.opcode == IO_READ || vr->from_peer || !shipping(d))
 		return false;
 	f = peer_frame_new();
 	vr->peer_seq = p->send_seq + 1;
@@ -560,6 +579,8 @@ on_ack(struct peer *p, uint16_t type, uint64_t seq, uint32_t status)
 		peer_link_down(p, REPL_DISC_PROTOCOL, why);
 		return;
 	}
+	if (type == REPL_MSG_FLUSH_ACK && seq == uf.own_seq)
+		uf.own_seq = 0;
 	if (type == REPL_MSG_FLUSH_ACK && status == 0)
 		uf_flush_acked(seq);
 	if (type == REPL_MSG_FLUSH_ACK && status != 0 && pend_find(p, seq) == NULL) {
@@ -826,6 +847,7 @@ apply_new(struct peer *p, uint16_t type, uint64_t seq, uint8_t opcode,
 	a->vr.io.flags = ((flags & REPL_WRITE_F_FUA) ? IO_F_FUA : 0) |
 	    ((flags & REPL_WRITE_F_NO_HOLE) ? IO_F_NO_HOLE : 0);
 	a->vr.is_write = opcode != IO_FLUSH;
+	a->vr.from_peer = true;
 	return a;
 }
 

@@ -108,4 +108,26 @@ repl_start beta
 repl_wait_synced 60
 repl_tool nbd-check "$NBD_alpha" r0 "$TESTDIR/acks.16" $((16 << 20)) || fail "alpha lost writes"
 repl_compare
+repl_stop alpha
+repl_stop beta
+
+msg "== 3. sync: the peer's flushes hang: one FLUSH of alpha's own at a time, then the drop"
+start_pair sync
+repl_fault beta "flush:*:stall"
+f0=$(st alpha peer_flushes)
+T0=$(date +%s%N)
+repl_tool nbd-write "$NBD_alpha" r0 $((24 << 20)) $((64 << 10)) 77 noflush ||
+    fail "write on alpha failed"
+until repl_log_has alpha "did not complete a FLUSH within timeout x ko-count"; do
+	elapsed=$(ms_since "$T0")
+	[ "$elapsed" -le $(((KO_S + SLACK_S + 2) * 1000)) ] ||
+	    fail "alpha kept the link to a peer whose flush hangs for $elapsed ms"
+	sleep 0.2
+done
+msg "alpha dropped the peer with a hanging flush after $(ms_since "$T0") ms"
+assert_eq "$(($(st alpha peer_flushes) - f0))" 1 "FLUSHes alpha sent on its own"
+assert_eq "$(st alpha out_of_sync_bytes)" $((64 << 10)) "alpha's out-of-sync bytes (the unflushed write)"
+repl_fault beta ""
+repl_wait_synced 60
+repl_compare
 msg "ok"
