@@ -171,26 +171,43 @@ uf_flush_acked(uint64_t seq)
 			uf_clear(&uf.ep[i]);
 }
 
+/* Mark granules [g, g + n) out of sync (clipped to the volume); bytes. */
+static uint64_t
+uf_mark_run(struct daemon *d, uint64_t g, uint64_t n)
+{
+	uint64_t off = g << uf.shift, len;
+
+	if (n == 0 || off >= d->size)
+		return 0;
+	len = MIN(n << uf.shift, d->size - off);
+	meta_set_oos(d, off, len);
+	return len;
+}
+
 /* The link went: mark what no FLUSH_ACK covered.  Bytes marked. */
 static uint64_t
 uf_link_lost(struct daemon *d)
 {
-	uint64_t marked = 0, gran = 1ull << uf.shift;
+	uint64_t marked = 0;
 
 	for (unsigned i = 0; i < UF_EPOCHS; i++) {
 		struct uf_epoch *e = &uf.ep[i];
+		uint64_t run = 0, run_len = 0;	/* granules set one after the other */
 
 		for (size_t w = e->lo; w < e->hi; w++) {
 			for (uint64_t bits = e->bits[w]; bits != 0; bits &= bits - 1) {
-				uint64_t off = ((uint64_t)w * 64 + (uint64_t)__builtin_ctzll(bits)) *
-				    gran;
+				uint64_t g = (uint64_t)w * 64 + (uint64_t)__builtin_ctzll(bits);
 
-				if (off >= d->size)
+				if (run_len > 0 && g == run + run_len) {
+					run_len++;
 					continue;
-				meta_set_oos(d, off, MIN(gran, d->size - off));
-				marked += MIN(gran, d->size - off);
+				}
+				marked += uf_mark_run(d, run, run_len);
+				run = g;
+				run_len = 1;
 			}
 		}
+		marked += uf_mark_run(d, run, run_len);
 		uf_clear(e);
 	}
 	uf.cur = 0;

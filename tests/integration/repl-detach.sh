@@ -399,21 +399,7 @@ repl_stop beta
 repl_wait1 alpha 10 's["connection"] != "connected"' "alpha noticed beta's stop"
 gen0=$(st alpha uuids.current)
 errs0=$(st alpha metadata_write_errors)
-# arm NODE FAULT [LOGGED]: write FAULT to NODE's fault file (started with
-# BLKMIRROR_FAULT_FILE=$TESTDIR/fault.NODE) and signal it; waits for its log
-# line.
-arm()
-{
-	local pid=PID_$1
-	echo "$2" >"$TESTDIR/fault.$1"
-	kill -USR1 "${!pid}"
-	for _ in $(seq 50); do
-		repl_log_has "$1" "SIGUSR1: fault injection ${3:-armed: $2}\$" && return 0
-		sleep 0.1
-	done
-	fail "$1 did not arm fault $2"
-}
-arm alpha "write:$sb-$((sb + 8191)):5:3"
+repl_fault alpha "write:$sb-$((sb + 8191)):5:3"
 write_waits_3_retries 0xe3 20M "the superblock of its new generation" "$errs0"
 repl_log_has alpha "the new generation uuid could not be written; retrying" ||
     fail "alpha's log does not show the retried generation"
@@ -428,11 +414,11 @@ repl_compare
 msg "== 11d. pass-on, a superblock that keeps failing: the writes fail after 10 s"
 repl_stop beta
 repl_wait1 alpha 10 's["connection"] != "connected"' "alpha noticed beta's stop"
-arm alpha "write:$sb-$((sb + 8191)):5"
+repl_fault alpha "write:$sb-$((sb + 8191)):5"
 write_fails_after_10s 0xe4 24M superblock
 [ "$(first_byte alpha $((24 * M)))" != e4 ] || fail "alpha wrote the failed write"
 # The disk mended: the generation is written at the next retry, writes go on.
-arm alpha "" disarmed
+repl_fault alpha ""
 qemu_io alpha -c 'write -P 0xe4 24M 64k'
 [ "$(st alpha uuids.current)" != "$(st alpha uuids.bitmap)" ] || fail "no new generation"
 repl_start beta
@@ -536,7 +522,7 @@ repl_stop beta
 repl_start beta BLKMIRROR_FAULT_FILE="$TESTDIR/fault.beta"
 bm alpha connect
 promote_paused_target
-arm beta "write:0-$((1 << 40)):5"
+repl_fault beta "write:0-$((1 << 40)):5"
 bm alpha resume-sync
 repl_wait 20 'b["disk"] == "diskless" and b["replication"] == "established"
     and a["replication"] == "established"' "beta detached, alpha's resync stopped"

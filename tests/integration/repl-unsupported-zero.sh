@@ -23,7 +23,7 @@ FAST=0x10		# NBD_CMD_FLAG_FAST_ZERO
 ENOTSUP=95
 
 repl_setup 64M
-repl_start alpha BLKMIRROR_IOENG_QUIRKS=no_zero_range BLKMIRROR_FAULT_FILE="$TESTDIR/fault"
+repl_start alpha BLKMIRROR_IOENG_QUIRKS=no_zero_range BLKMIRROR_FAULT_FILE="$TESTDIR/fault.alpha"
 repl_start beta
 repl_wait_connected 20
 bm alpha primary --force
@@ -58,28 +58,14 @@ repl_wait_synced 30
 both_bytes $((4 * M)) 00
 repl_compare
 
-# arm SPEC: fault injection on alpha from now on (SIGUSR1); "" disarms.
-arm()
-{
-	local line="armed: $1"
-	[ -n "$1" ] || line=disarmed
-	echo "$1" >"$TESTDIR/fault"
-	kill -USR1 "$PID_alpha"
-	for _ in $(seq 50); do
-		repl_log_has alpha "SIGUSR1: fault injection $line\$" && return 0
-		sleep 0.1
-	done
-	fail "alpha did not arm fault $1"
-}
-
 msg "== 2. EOPNOTSUPP after shipping: the range is marked, a resync repairs it"
 repl_tool nbd-write "$NBD_alpha" r0 $((8 * M)) $((2 * M)) 119 || fail "write 0x77"
 repl_wait_synced 30
-arm "trim:$((8 * M))-$((9 * M - 1)):$ENOTSUP"
+repl_fault alpha "trim:$((8 * M))-$((9 * M - 1)):$ENOTSUP"
 assert_eq "$(nbd trim $((8 * M)) $M)" 0 "TRIM refused by alpha's disk (advisory)"
-arm "zero:$((9 * M))-$((10 * M - 1)):$ENOTSUP"
+repl_fault alpha "zero:$((9 * M))-$((10 * M - 1)):$ENOTSUP"
 assert_eq "$(nbd zero $((9 * M)) $M $FAST)" $ENOTSUP "FAST_ZERO refused by alpha's disk"
-arm ""
+repl_fault alpha ""
 repl_log_has alpha "unsupported here.*marked out of sync" ||
     fail "alpha's log does not report the marked ranges"
 assert_ge "$(st alpha out_of_sync_bytes)" $((2 * M)) "alpha's out_of_sync_bytes"
