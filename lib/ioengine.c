@@ -758,8 +758,7 @@ sysfs_queue_u64(dev_t rdev, const char *name)
  * Which fallocate modes a regular file takes, learnt before the first
  * request (ioeng_can_fast_zero() must know before anything is submitted):
  * one block past the end of the file, with KEEP_SIZE, so that no byte
- * of the file changes.  ZERO_RANGE there may leave that block allocated
- * past EOF (ext4 does not punch beyond i_size); reads never see it.
+ * of the file changes, and no block stays allocated past the end.
  * Only EOPNOTSUPP counts: any other failure leaves the mode to be learnt
  * from real requests, as before.
  */
@@ -776,8 +775,14 @@ probe_falloc(struct ioeng *e)
 	if (fallocate(e->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, end, 4096) < 0) {
 		if (errno == EOPNOTSUPP)
 			e->no_zero_range = true;
-	} else if (!e->no_punch) {
-		(void)fallocate(e->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, end, 4096);
+	} else if (ftruncate(e->fd, (off_t)e->size) < 0) {
+		/* The probe allocated a block past the end of the file, which
+		 * ext4 does not give back on a hole punched past the end; a
+		 * truncation to the unchanged size does.  Failing that, a
+		 * punch frees it where the file system can. */
+		if (!e->no_punch)
+			(void)fallocate(e->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			    end, 4096);
 	}
 }
 

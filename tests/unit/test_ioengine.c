@@ -910,6 +910,33 @@ test_direct_choice(void)
 	rm_file(file);
 }
 
+/*
+ * Learning which fallocate modes the file takes changes nothing in it: on
+ * ext4 (/var/tmp here) a ZERO_RANGE past the end allocates a block there
+ * that a hole punched past the end does not give back.
+ */
+static void
+test_probe_no_block(void)
+{
+	struct ioeng_opts o = { .kind = IOENG_URING, .direct = false, .io_align = 4096 };
+	struct loop *l;
+	struct ioeng *e;
+	struct stat st;
+	char *file = make_file("/var/tmp", MiB);
+
+	CU_ASSERT_EQUAL_FATAL(loop_new(&l, 16, true, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(ioeng_open(l, file, &o, &e), 0);
+	/* ext4 zeroes ranges without writing: the probe found it out. */
+	CU_ASSERT_TRUE(ioeng_can_fast_zero(e, IO_F_FAST_ZERO | IO_F_NO_HOLE));
+	CU_ASSERT_EQUAL(file_blocks(file), 0);
+	ioeng_close(e);
+	CU_ASSERT_EQUAL_FATAL(stat(file, &st), 0);
+	CU_ASSERT_EQUAL(st.st_size, MiB);
+	CU_ASSERT_EQUAL(st.st_blocks, 0);
+	loop_free(l);
+	rm_file(file);
+}
+
 static const struct cfg all_engines[] = {
 	{ IOENG_URING, true, true },
 	{ IOENG_LIBAIO, true, true },
@@ -1091,6 +1118,7 @@ main(void)
 	CU_add_test(s, "kind_names", test_kind_names);
 	CU_add_test(s, "open_errors", test_open_errors);
 	CU_add_test(s, "direct_choice", test_direct_choice);
+	CU_add_test(s, "probe_no_block", test_probe_no_block);
 	CU_add_test(s, "fallback_buffered", test_fallback_buffered);
 	CU_add_test(s, "fault_env", test_fault_env);
 	CU_add_test(s, "seek", test_seek);
