@@ -672,6 +672,16 @@ ping_tick(struct loop_timer *t)
 		    "peer did not complete a write within timeout x ko-count");
 		return;
 	}
+	if (resync_oldest(&shipped) && now - shipped > timeout * d->conf.ko_count) {
+		peer_link_down(p, REPL_DISC_TIMEOUT,
+		    "peer did not answer a resync or verify request within timeout x ko-count");
+		return;
+	}
+	if (peerread_oldest(&shipped) && now - shipped > timeout * d->conf.ko_count) {
+		peer_link_down(p, REPL_DISC_TIMEOUT,
+		    "peer did not answer a read within timeout x ko-count");
+		return;
+	}
 	if (!repl_tick(p))
 		return;
 	ping.timestamp = now;

@@ -38,6 +38,7 @@
 struct pread {
 	struct vol_req *vr;		/* the client's read */
 	uint64_t id;			/* READ_REQUEST id */
+	uint64_t sent_ns;		/* when it went to the peer (ko-count) */
 	struct loop_op op;		/* deferred completion (failures) */
 	struct pread *next;		/* pending list */
 };
@@ -134,6 +135,7 @@ peerread_send(struct daemon *d, struct vol_req *vr)
 		return fail_later(d, vr, n);
 	}
 	f->len = (uint32_t)n;
+	r->sent_ns = now_ns();
 	r->next = pending;
 	pending = r;
 	log_debug("peerread: read %" PRIu64 "+%" PRIu64 " from the peer (id %" PRIu64 ")",
@@ -192,6 +194,21 @@ on_reply(struct peer *p, const struct repl_read_reply *m, struct buf *payload)
 	p->reads_from_peer++;
 	p->read_bytes_from_peer += m->length;
 	vr->done(vr, 0);
+}
+
+/* When the oldest read still waiting for the peer's READ_REPLY went out;
+ * false if none (ko-count judges it as it does writes). */
+bool
+peerread_oldest(uint64_t *sent_ns)
+{
+	bool any = false;
+
+	for (const struct pread *r = pending; r != NULL; r = r->next)
+		if (!any || r->sent_ns < *sent_ns) {
+			*sent_ns = r->sent_ns;
+			any = true;
+		}
+	return any;
 }
 
 void

@@ -350,6 +350,7 @@ void resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_ms
     struct buf *payload, const uint8_t *body, size_t len);
 void resync_kick(struct peer *p);
 void resync_cleared(struct peer *p);
+bool resync_oldest(uint64_t *sent_ns);
 void resync_stop(struct peer *p);
 void verify_abandon(struct peer *p, const char *why);
 void resync_cmd_pause(struct daemon *d, bool pause);
@@ -369,6 +370,7 @@ void peerread_handle(struct peer *p, const struct repl_hdr *h, const union repl_
     struct buf *payload);
 /* Link lost: pending reads fail with EIO. */
 void peerread_link_lost(struct peer *p);
+bool peerread_oldest(uint64_t *sent_ns);
 /* A client write overlapping [off, off+len) that the peer may not have
  * applied before applied_seq (not yet acknowledged as written, or shipped
  * with a higher sequence number): resync data read then is stale for it. */

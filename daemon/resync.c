@@ -45,6 +45,8 @@ struct rsreq {
 					 * are being compared one by one */
 	unsigned sub_pending;		/* verify: granule replies outstanding */
 	uint64_t applied_seq;		/* the peer's last write applied before the read */
+	uint64_t sent_ns;		/* when its last request frame went to the
+					 * peer (0: none yet); ko-count judges it */
 	unsigned refs;			/* the volume request, and each queued frame
 					 * sending from data: freed at 0 */
 	struct loop_timer hold;		/* BLKMIRROR_TEST_RESYNC_HOLD_MS delay */
@@ -336,7 +338,33 @@ send_range(struct rsreq *q, uint16_t type, uint64_t digest, int status)
 	}
 	f->len = n > 0 ? (uint32_t)n : 0;
 	q->req_sent = n > 0;
+	q->sent_ns = now_ns();
 	peer_send(n > 0 ? p->data : NULL, f);
+}
+
+/*
+ * When the oldest resync or verify request still unanswered went to the
+ * peer; false if none.  A target whose disk hangs while it answers pings
+ * would otherwise hold the resync (and the conflict holds of its ranges,
+ * so the client writes to them) for ever: ko-count judges these requests
+ * as it does writes (peer.c, ping_tick).  At most a window of ranges is in
+ * flight, so the walk is short.
+ */
+bool
+resync_oldest(uint64_t *sent_ns)
+{
+	bool any = false;
+
+	for (struct rangeidx_node *n = rangeidx_first(&rs_inflight, 0, UINT64_MAX); n != NULL;
+	    n = rangeidx_next(&rs_inflight, n, 0, UINT64_MAX)) {
+		const struct rsreq *q = container_of(n, struct rsreq, rnode);
+
+		if (q->sent_ns != 0 && (!any || q->sent_ns < *sent_ns)) {
+			*sent_ns = q->sent_ns;
+			any = true;
+		}
+	}
+	return any;
 }
 
 /* The source's read of a range finished: ship data, digest or verify digest. */
@@ -823,6 +851,7 @@ verify_refine(struct peer *p, struct rsreq *q)
 	struct repl_tx tx = peer_tx(p);
 
 	q->refining = true;
+	q->sent_ns = now_ns();
 	for (uint64_t o = 0; o < q->vr.io.len; o += gran) {
 		uint64_t len = MIN((uint64_t)gran, q->vr.io.len - o);
 		struct repl_verify_request m = { .offset = q->vr.io.offset + o,

@@ -16,6 +16,13 @@
 #     alpha drops the link the same way.  Beta is then stopped while still
 #     stalled: it releases the held writes and exits cleanly; restarted,
 #     it catches up.
+#  4. resync: beta's disk stalls under the resync's writes while beta
+#     answers pings; alpha (the sync source) drops the link for ko-count
+#     instead of waiting for ever.  Unstalled, the resync finishes.
+#  5. verify: beta's reads stall; alpha drops the link the same way.
+#  6. a diskless primary (alpha detached after a write error) reads from
+#     beta, whose reads stall: alpha drops the link for ko-count and the
+#     client's read fails (EIO) instead of hanging; back up, reads work.
 # Both disks end identical.
 
 source "$SRCDIR/tests/functions.sh"
@@ -128,6 +135,99 @@ msg "alpha dropped the peer with a hanging flush after $(ms_since "$T0") ms"
 assert_eq "$(($(st alpha peer_flushes) - f0))" 1 "FLUSHes alpha sent on its own"
 assert_eq "$(st alpha out_of_sync_bytes)" $((64 << 10)) "alpha's out-of-sync bytes (the unflushed write)"
 repl_fault beta ""
+repl_wait_synced 60
+repl_compare
+repl_stop alpha
+repl_stop beta
+
+# ko_lines LINE: how many times alpha's log shows "link down: LINE".
+ko_lines()
+{
+	grep -Eci -- "link down: $1" "$LOG_alpha" || true
+}
+
+# wait_ko WHAT LINE: alpha's log shows "link down: LINE" once more than
+# KO0 times within timeout x ko-count (plus slack) of T0, and not much
+# before.
+wait_ko()
+{
+	local elapsed
+	until [ "$(ko_lines "$2")" -gt "$KO0" ]; do
+		elapsed=$(ms_since "$T0")
+		[ "$elapsed" -le $(((KO_S + SLACK_S) * 1000)) ] ||
+		    fail "alpha kept the link to a peer stalled under $1 for $elapsed ms"
+		sleep 0.2
+	done
+	elapsed=$(ms_since "$T0")
+	msg "alpha dropped the peer stalled under $1 after $elapsed ms"
+	[ "$elapsed" -ge $(((KO_S - 1) * 1000)) ] ||
+	    fail "alpha dropped the link after $elapsed ms, before timeout x ko-count"
+	repl_log_has alpha "peer silent" && fail "alpha saw beta silent: pings stopped"
+	return 0
+}
+
+msg "== 4. resync: the target's disk stalls under the resync"
+start_pair sync
+bm alpha disconnect
+repl_wait1 alpha 10 's["connection"] == "standalone"' "alpha disconnected"
+qemu_io alpha -c 'write -P 0x44 32M 4M'
+assert_eq "$(st alpha out_of_sync_bytes)" $((4 << 20)) "alpha's out-of-sync bytes"
+repl_fault beta "write:*:stall"
+KO0=$(ko_lines "peer did not answer a resync")
+T0=$(date +%s%N)
+bm alpha connect
+wait_ko "a resync" "peer did not answer a resync or verify request within timeout x ko-count"
+assert_ge "$(st alpha out_of_sync_bytes)" 4096 "alpha's out-of-sync bytes after the drop"
+repl_fault beta ""
+repl_wait_synced 60
+repl_compare
+
+msg "== 5. verify: the peer's reads stall"
+repl_events alpha
+repl_fault beta "read:*:stall"
+KO0=$(ko_lines "peer did not answer a resync")
+T0=$(date +%s%N)
+bm alpha verify --no-wait
+wait_ko "a verify" "peer did not answer a resync or verify request within timeout x ko-count"
+grep -q '"verify-stopped"' "$TESTDIR/events.alpha" || fail "no verify-stopped event on alpha"
+repl_fault beta ""
+repl_wait_synced 60
+repl_stop alpha
+repl_stop beta
+
+msg "== 6. a diskless primary's reads from a peer whose reads stall"
+repl_conf "protocol = sync" "timeout = ${TIMEOUT_S}s" "ko-count = $KO_COUNT"
+repl_start alpha BLKMIRROR_FAULT_FILE="$TESTDIR/fault.alpha"
+repl_start beta BLKMIRROR_FAULT_FILE="$TESTDIR/fault.beta"
+repl_wait_connected 20
+bm alpha primary
+repl_wait_synced 60
+qemu_io alpha -c 'write -P 0x66 40M 1M'
+repl_fault alpha "write:*:5"
+qemu_io alpha -c 'write -P 0x67 41M 64k'
+repl_wait1 alpha 10 's["disk"] == "diskless"' "alpha detached"
+repl_fault alpha ""
+qemu_io alpha -r -c 'read -P 0x66 40M 64k'
+repl_fault beta "read:*:stall"
+KO0=$(ko_lines "peer did not answer a read")
+T0=$(date +%s%N)
+timeout 60 qemu-io -r -f raw "$URI_alpha" \
+    -c 'read -P 0x66 40M 64k' >"$TESTDIR/read.out" 2>&1 &
+qpid=$!
+cleanup_kill "$qpid"
+wait_ko "a read" "peer did not answer a read within timeout x ko-count"
+rc=0
+wait "$qpid" || rc=$?
+[ "$rc" -ne 124 ] || fail "the client's read still hangs after the drop"
+grep -q "Input/output error" "$TESTDIR/read.out" ||
+    fail "the client's read did not fail with EIO: $(cat "$TESTDIR/read.out")"
+repl_fault beta ""
+repl_wait_connected 30
+qemu_io alpha -r -c 'read -P 0x66 40M 64k' -c 'read -P 0x67 41M 64k'
+repl_stop alpha
+repl_stop beta
+repl_start alpha
+repl_start beta
 repl_wait_synced 60
 repl_compare
 msg "ok"
