@@ -149,7 +149,7 @@ drain_writes(struct daemon *d)
 	struct meta *m = d->md;
 	uint64_t deadline = now_ns() + 10000000000ull;
 
-	while (m->sb_busy || m->bm_busy || m->al.tr_busy) {
+	while (m->sb_busy || m->bm_busy || m->al.tr_busy || m->al_flush_busy) {
 		int ret;
 
 		if (now_ns() > deadline) {
@@ -493,6 +493,57 @@ meta_al_release(struct daemon *d, uint64_t off, uint64_t len)
 }
 
 static void
+al_flushed(struct io_req *io, int res)
+{
+	struct daemon *d = io->data;
+	struct meta *m = d->md;
+	struct vol_req *w;
+
+	m->al_flush_busy = false;
+	if (res >= 0) {
+		m->al_flushed_clock = m->al_flush_clock;
+		al_kick(d);
+		return;
+	}
+	/* As a failed transaction: retried, its waiters fail once it has
+	 * failed for too long. */
+	log_errno(LOG_ERR, res, "metadata: the data flush before an activity log "
+	    "transaction failed");
+	w = m->al_waiting;
+	m->al_waiting = NULL;
+	diskfail_meta_error(d, "data flush before an activity log write", res);
+	retry_later(d);
+	release_waiters(d, w, res, "activity log");
+}
+
+/*
+ * An extent leaves the activity log only once its writes are on stable
+ * storage: after a crash only the extents the log names are resynced, and
+ * a write that completed into a volatile cache (the disk's, or the page
+ * cache with direct-io = no) and was lost with it would otherwise leave
+ * this disk different from the peer's with nothing marking it.  The
+ * transaction's FUA makes only the log block durable, so the data device
+ * is flushed first, once every write to the victims had finished (DRBD
+ * writes its AL transactions with a preflush for the same reason).  False:
+ * that flush is in flight, and al_kick runs again when it is done.
+ */
+static bool
+victims_flushed(struct daemon *d)
+{
+	struct meta *m = d->md;
+
+	if (md_al_victims_last_put(&m->al) <= m->al_flushed_clock)
+		return true;
+	if (!m->al_flush_busy) {
+		m->al_flush_busy = true;
+		m->al_flush_clock = md_al_put_clock(&m->al);
+		m->al_flushes++;
+		data_flush(d, &m->al_flush_io, al_flushed);
+	}
+	return false;
+}
+
+static void
 al_kick(struct daemon *d)
 {
 	struct meta *m = d->md;
@@ -500,7 +551,7 @@ al_kick(struct daemon *d)
 	int n;
 
 	if (m->detached || m->retry_wait || m->al.tr_busy || !md_al_need_tr(&m->al) ||
-	    !victims_durable(d))
+	    !victims_durable(d) || !victims_flushed(d))
 		return;
 	n = md_al_make_tr(&m->al, m->al_buf, &index);
 	if (n < 0)

@@ -85,6 +85,12 @@ struct meta {
 	uint64_t al_evict_waits;	/* AL transactions that waited for the
 					 * bitmap of an extent they evict */
 	bool al_evict_wait;		/* one waits now */
+	struct io_req al_flush_io;	/* data flush before an evicting AL
+					 * transaction */
+	bool al_flush_busy;		/* ... in flight */
+	uint64_t al_flush_clock;	/* md_al_put_clock() when it was submitted */
+	uint64_t al_flushed_clock;	/* ... of the last one that succeeded */
+	uint64_t al_flushes;		/* such flushes (stats) */
 	bool detached;			/* the disk was detached after an I/O
 					 * error (diskfail.c): no more AL and
 					 * bitmap writes */

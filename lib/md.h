@@ -194,6 +194,10 @@ struct md_al {
 	uint32_t tr_count;	/* ring size in transactions */
 	uint32_t *ext;		/* slot -> extent, or MD_AL_EMPTY */
 	uint32_t *refs;		/* slot -> writes in flight */
+	uint64_t *put_seq;	/* slot -> value of puts when its last
+				 * write finished (md_al_put), or 0 */
+	uint64_t puts;		/* writes finished so far: a clock for
+				 * put_seq */
 	uint8_t *state;		/* slot -> SLOT_* (md_al.c) */
 	uint32_t *lru_prev;	/* LRU list of unpinned slots (head = oldest) */
 	uint32_t *lru_next;	/*   links; nr = none */
@@ -249,6 +253,14 @@ int md_al_get(struct md_al *al, uint32_t extent);
  * recorded in the bitmap).  -ENOENT if not pinned.
  */
 int md_al_put(struct md_al *al, uint32_t extent);
+/*
+ * The clock md_al_put() advances once per extent whose last write in
+ * flight finished, and the latest such time among the extents the next
+ * transaction would evict (md_al_victims()); 0 if none.  A data flush
+ * submitted at clock t covers every eviction whose victims' time is <= t.
+ */
+uint64_t md_al_put_clock(const struct md_al *al);
+uint64_t md_al_victims_last_put(const struct md_al *al);
 bool md_al_active(const struct md_al *al, uint32_t extent);
 
 /* Transactions waiting: queued extents and no transaction in flight. */

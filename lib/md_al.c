@@ -143,12 +143,13 @@ md_al_init(struct md_al *al, uint32_t al_extents, uint32_t tr_count)
 	al->hmask = nb - 1;
 	al->ext = malloc(al_extents * sizeof(uint32_t));
 	al->refs = calloc(al_extents, sizeof(uint32_t));
+	al->put_seq = calloc(al_extents, sizeof(uint64_t));
 	al->state = calloc(al_extents, 1);
 	al->lru_prev = malloc(al_extents * sizeof(uint32_t));
 	al->lru_next = malloc(al_extents * sizeof(uint32_t));
 	al->hnext = malloc(al_extents * sizeof(uint32_t));
 	al->hash = malloc(nb * sizeof(uint32_t));
-	if (!al->ext || !al->refs || !al->state || !al->lru_prev ||
+	if (!al->ext || !al->refs || !al->put_seq || !al->state || !al->lru_prev ||
 	    !al->lru_next || !al->hnext || !al->hash) {
 		md_al_free(al);
 		return -ENOMEM;
@@ -171,6 +172,7 @@ md_al_free(struct md_al *al)
 
 	free(al->ext);
 	free(al->refs);
+	free(al->put_seq);
 	free(al->state);
 	free(al->lru_prev);
 	free(al->lru_next);
@@ -234,9 +236,33 @@ md_al_put(struct md_al *al, uint32_t extent)
 
 	if (s == al->nr || al->refs[s] == 0)
 		return -ENOENT;
-	if (--al->refs[s] == 0)
+	if (--al->refs[s] == 0) {
+		/* Never reset (not even when the slot takes another extent):
+		 * a time too late costs a flush, one too early loses data. */
+		al->put_seq[s] = ++al->puts;
 		lru_add_tail(al, s);
+	}
 	return 0;
+}
+
+uint64_t
+md_al_put_clock(const struct md_al *al)
+{
+
+	return al->puts;
+}
+
+uint64_t
+md_al_victims_last_put(const struct md_al *al)
+{
+	uint64_t last = 0;
+	uint32_t i = 0, s;
+
+	/* The slots md_al_victims() names. */
+	for (s = al->lru_head; s != al->nr && i < al->n_pending; s = al->lru_next[s], i++)
+		if (al->ext[s] != MD_AL_EMPTY)
+			last = MAX(last, al->put_seq[s]);
+	return last;
 }
 
 bool

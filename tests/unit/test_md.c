@@ -429,6 +429,48 @@ test_al_victims(void)
 	md_al_free(&al);
 }
 
+/* The put clock: when the victims' last writes finished (eviction flush). */
+static void
+test_al_victims_last_put(void)
+{
+	struct md_al al;
+	uint32_t e;
+	bool need;
+
+	CU_ASSERT_FATAL(md_al_init(&al, 7, 8) == 0);
+	CU_ASSERT_EQUAL(md_al_put_clock(&al), 0);
+	for (e = 0; e < 7; e++)
+		md_al_touch(&al, e, &need);
+	CU_ASSERT_EQUAL(al_tr(&al, NULL), 7);
+	/* Extent e written once, finishing at clock e + 1. */
+	for (e = 0; e < 7; e++) {
+		CU_ASSERT_EQUAL(md_al_get(&al, e), 0);
+		CU_ASSERT_EQUAL(md_al_put(&al, e), 0);
+	}
+	CU_ASSERT_EQUAL(md_al_put_clock(&al), 7);
+	CU_ASSERT_EQUAL(md_al_victims_last_put(&al), 0);	/* nothing queued */
+	md_al_touch(&al, 100, &need);
+	CU_ASSERT_EQUAL(md_al_victims_last_put(&al), 1);	/* victim 0 */
+	md_al_touch(&al, 101, &need);
+	CU_ASSERT_EQUAL(md_al_victims_last_put(&al), 2);	/* victims 0, 1 */
+	/* Two writes in flight on 0: its clock moves only when both end. */
+	CU_ASSERT_EQUAL(md_al_get(&al, 0), 0);
+	CU_ASSERT_EQUAL(md_al_get(&al, 0), 0);
+	CU_ASSERT_EQUAL(md_al_victims_last_put(&al), 3);	/* pinned: 1, 2 */
+	CU_ASSERT_EQUAL(md_al_put(&al, 0), 0);
+	CU_ASSERT_EQUAL(md_al_put_clock(&al), 7);
+	CU_ASSERT_EQUAL(md_al_put(&al, 0), 0);
+	CU_ASSERT_EQUAL(md_al_put_clock(&al), 8);
+	CU_ASSERT_EQUAL(md_al_victims_last_put(&al), 3);	/* 0 is now the newest */
+	CU_ASSERT_EQUAL(al_tr(&al, NULL), 2);
+	CU_ASSERT_FALSE(md_al_active(&al, 1));
+	CU_ASSERT_FALSE(md_al_active(&al, 2));
+	/* A slot taking another extent keeps its clock (never too early). */
+	md_al_touch(&al, 102, &need);
+	CU_ASSERT_EQUAL(md_al_victims_last_put(&al), 4);	/* victim 3 */
+	md_al_free(&al);
+}
+
 /* The extents active in memory, sorted (all candidates are < limit). */
 static uint32_t
 active_set(const struct md_al *al, uint32_t limit, uint32_t *out)
@@ -768,6 +810,7 @@ main(void)
 	CU_add_test(s, "al_touch_get_put", test_al_touch_get_put);
 	CU_add_test(s, "al_evict_lru", test_al_evict_lru);
 	CU_add_test(s, "al_victims", test_al_victims);
+	CU_add_test(s, "al_victims_last_put", test_al_victims_last_put);
 	CU_add_test(s, "al_recover", test_al_recover);
 	CU_add_test(s, "al_tr_decode", test_al_tr_decode);
 	CU_add_test(s, "io_internal", test_io_internal);

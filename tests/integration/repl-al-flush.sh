@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
+#
+# An extent leaves the activity log only once its writes are on stable
+# storage (docs/replication.md, "Activity log"): after a crash only the
+# extents the log names are resynced, so a write still in a volatile cache
+# when its extent was evicted would be lost unmarked.  The primary flushes
+# the data device before a transaction that evicts an extent, and only
+# when a write to one of the victims finished after the last such flush.
+# alpha runs alone (al-extents = 7, the minimum: extents 0-6 fill the log),
+# its flushes held by the io engine's "stall" fault while the AL write
+# itself (a FUA write, not a flush) is not:
+#  1. filling empty slots evicts nothing: no flush;
+#  2. a write to an eighth extent evicts the least recently used one,
+#     after one flush;
+#  3. every active extent written again, with flushes stalled: a write that
+#     needs an eviction waits; one to an active extent completes; released,
+#     the waiting write completes after one more flush;
+#  4. evictions whose victims were last written before that flush need no
+#     new one.
+
+source "$SRCDIR/tests/functions.sh"
+source "$SRCDIR/tests/repl-functions.sh"
+
+M=$((1 << 20))
+
+# write_ext N: a 4 KiB write (no FLUSH) at the start of 4 MiB extent N.
+write_ext()
+{
+	repl_tool nbd-write "$NBD_alpha" r0 $(($1 * 4 * M)) 4096 $((0x40 + $1)) noflush ||
+	    fail "write to extent $1 failed"
+}
+
+repl_setup 64M "al-extents = 7"
+repl_start alpha BLKMIRROR_FAULT_FILE="$TESTDIR/fault.alpha"
+bm alpha primary --force
+
+msg "== 1. filling the activity log: no flush"
+for e in 0 1 2 3 4 5 6; do
+	write_ext "$e"
+done
+assert_eq "$(st alpha al_flushes)" 0 "flushes before any eviction"
+
+msg "== 2. the first eviction flushes first"
+write_ext 7
+assert_eq "$(st alpha al_flushes)" 1 "flushes after the first eviction"
+
+msg "== 3. flushes stalled: an evicting write waits"
+# Every active extent written after that flush: the next victim needs one.
+for e in 1 2 3 4 5 6 7; do
+	write_ext "$e"
+done
+assert_eq "$(st alpha al_flushes)" 1 "flushes (no eviction)"
+repl_fault alpha "flush:*:stall"
+timeout 60 python3 "$SRCDIR/tests/integration/repl_tool.py" nbd-write "$NBD_alpha" r0 \
+    $((8 * 4 * M)) 4096 $((0x48)) noflush >"$TESTDIR/w8.out" 2>&1 &
+wpid=$!
+cleanup_kill "$wpid"
+sleep 2
+kill -0 "$wpid" 2>/dev/null ||
+    fail "a write that evicts an extent completed while the data flush was stalled"
+assert_eq "$(st alpha al_flushes)" 2 "flushes (one stalled)"
+# The daemon is not wedged: a write to an active extent completes.
+write_ext 7
+kill -0 "$wpid" 2>/dev/null || fail "the evicting write completed before the flush"
+repl_fault alpha ""
+rc=0
+wait "$wpid" || rc=$?
+assert_eq "$rc" 0 "the evicting write after the flush (output: $(cat "$TESTDIR/w8.out"))"
+assert_eq "$(st alpha al_flushes)" 2 "flushes after the stalled one"
+
+msg "== 4. a victim flushed already: no new flush"
+write_ext 9
+write_ext 10
+assert_eq "$(st alpha al_flushes)" 2 "flushes for victims written before the last flush"
+qemu_io alpha -r -c "read -P 0x48 $((32 * M)) 4k" -c "read -P 0x4a $((40 * M)) 4k" \
+    -c "read -P 0x40 0 4k"
+repl_stop alpha
+msg "ok"
