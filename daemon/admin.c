@@ -325,6 +325,7 @@ admin_status(struct daemon *d, struct json_object *o)
 	json_object_object_add(o, "peer", peer);
 	json_object_object_add(o, "replication", json_object_new_string(repl_state_name(p->rs)));
 	add_u64(o, "epoch", d->epoch);
+	json_object_object_add(o, "demoting", json_object_new_boolean(d->md->demoting));
 	add_u64(o, "out_of_sync_bytes", meta_oos_bytes(d));
 	rs = json_object_new_object();
 	add_u64(rs, "done_bytes", p->rs_state.done_bytes);
@@ -364,6 +365,7 @@ admin_status(struct daemon *d, struct json_object *o)
 	add_u64(o, "lag_bytes", p->lag_bytes);
 	add_u64(o, "congestion_waits", p->congestion_waits);
 	add_u64(o, "peer_flushes", p->peer_flushes);
+	add_u64(o, "al_starved_flushes", p->al_starved_flushes);
 	add_u64(o, "unflushed_marked_bytes", p->unflushed_marked);
 	add_u64(o, "metadata_writes", d->md->al_writes + d->md->bm_writes);
 	add_u64(o, "metadata_write_errors", d->md->write_errors);

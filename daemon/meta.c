@@ -481,6 +481,23 @@ meta_al_hold(struct daemon *d, const struct vol_req *vr)
 	return true;
 }
 
+bool
+meta_bitmap_settled(struct daemon *d)
+{
+	struct meta *m = d->md;
+
+	if (m == NULL || m->detached || md_bitmap_range_durable(&m->bm, 0, d->size))
+		return true;
+	bm_kick(d);
+	return false;
+}
+
+bool
+meta_al_get(struct daemon *d, uint32_t extent)
+{
+	return d->md != NULL && md_al_get(&d->md->al, extent) == 0;
+}
+
 void
 meta_al_release(struct daemon *d, uint64_t off, uint64_t len)
 {
@@ -554,8 +571,13 @@ al_kick(struct daemon *d)
 	    !victims_durable(d) || !victims_flushed(d))
 		return;
 	n = md_al_make_tr(&m->al, m->al_buf, &index);
-	if (n < 0)
-		return;		/* every slot pinned: retried at the next put */
+	if (n < 0) {
+		/* Every slot pinned: retried at the next put.  Slots held for
+		 * writes the peer has not flushed are freed by its FLUSH_ACK:
+		 * ask for one now rather than at the next tick. */
+		repl_al_starved(d);
+		return;
+	}
 	memset(&m->al_io, 0, sizeof(m->al_io));
 	m->al_io.cb = al_done;
 	m->al_io.data = d;

@@ -38,6 +38,10 @@ struct meta {
 	struct meta_wait role_wait;	/* promote / demote superblock write */
 	bool role_busy;			/* role_wait is queued or being written */
 	bool promote_cancelled;		/* stepped down while a promotion was written */
+	bool demoting;			/* demoted; the superblock keeps the primary
+					 * flag until the writes the peer had not
+					 * confirmed are settled (state_demote) */
+	struct loop_timer settle_timer;	/* ... checked again when it fires */
 	struct meta_wait rot_wait;	/* generation rotation before degraded writes */
 	bool rotating;			/* that rotation is being written */
 	struct vol_req *rot_waiting;	/* writes waiting for it */
@@ -274,6 +278,8 @@ struct peer {
 	uint64_t resync_bytes_received;
 	uint64_t split_brains;
 	/* promoted sync target (peerread.c) */
+	uint64_t al_starved_flushes;	/* own FLUSHes sent early: every AL slot
+					 * was held, some for unflushed writes */
 	uint64_t reads_from_peer;	/* client reads the peer served */
 	uint64_t read_bytes_from_peer;	/* their bytes */
 	uint64_t reads_for_peer;	/* READ_REQUESTs this node served */
@@ -309,6 +315,11 @@ void meta_link_lost(struct daemon *d, struct vol_req *lost, bool marked);
  * them.  False: vr holds no AL extents (nothing to release). */
 bool meta_al_hold(struct daemon *d, const struct vol_req *vr);
 void meta_al_release(struct daemon *d, uint64_t off, uint64_t len);
+/* Every mark of the bitmap is on disk (true), or the writer was kicked. */
+bool meta_bitmap_settled(struct daemon *d);
+/* One more hold on an active extent (false: not active, nothing held);
+ * released by meta_al_release. */
+bool meta_al_get(struct daemon *d, uint32_t extent);
 
 /* volume.c */
 void vol_start(struct daemon *d, struct vol_req *vr);
@@ -344,6 +355,13 @@ void repl_link_lost(struct peer *p);
 /* Every ping tick: a FLUSH to the peer when written-to ranges wait for one;
  * false when the link was dropped (the peer's FLUSH hangs). */
 bool repl_tick(struct peer *p);
+/* Every AL slot is pinned: if writes the peer has not flushed hold some,
+ * send a FLUSH of this node's own now (their holds go with its ack). */
+void repl_al_starved(struct daemon *d);
+/* No write of this node's waits for the peer's confirmation (WRITE_ACK, or
+ * FLUSH_ACK of a FLUSH after it): true.  False: some do, and a FLUSH of
+ * this node's own was sent for them if none is on its way. */
+bool repl_settled(struct daemon *d);
 /* vr's local write failed and its range is marked: no WRITE_ACK may clear it. */
 void repl_keep_marked(struct daemon *d, struct vol_req *vr);
 /* async, memsync: when the oldest write the peer has not yet written

@@ -78,12 +78,15 @@ static bool shipping(struct daemon *d);
 struct uf_epoch {
 	uint64_t *bits;			/* one bit per granule */
 	size_t lo, hi;			/* words holding set bits: [lo, hi) */
+	uint64_t *ext;			/* one bit per AL extent it holds */
+	size_t ext_lo, ext_hi;		/* words holding set bits */
 	uint64_t close_seq;		/* the FLUSH that closes it; 0: open */
 	uint64_t first_ns;		/* its first write was shipped */
 };
 static struct {
 	unsigned shift;			/* granule = 1 << shift bytes */
 	size_t words;			/* per bitmap; 0: not set up */
+	size_t ext_words;		/* per extent bitmap */
 	struct uf_epoch ep[UF_EPOCHS];
 	unsigned cur;			/* the open epoch new writes go to */
 	uint64_t own_seq;		/* this node's own FLUSH waiting for its
@@ -97,19 +100,59 @@ uf_any(const struct uf_epoch *e)
 	return e->hi > e->lo;
 }
 
+/* Forget e's ranges and give back the AL extents it held. */
 static void
-uf_clear(struct uf_epoch *e)
+uf_clear(struct daemon *d, struct uf_epoch *e)
 {
 	if (uf_any(e))
 		memset(e->bits + e->lo, 0, (e->hi - e->lo) * sizeof(uint64_t));
 	e->lo = e->hi = 0;
 	e->close_seq = 0;
+	for (size_t w = e->ext_lo; w < e->ext_hi; w++) {
+		for (uint64_t bits = e->ext[w]; bits != 0; bits &= bits - 1) {
+			uint64_t x = (uint64_t)w * 64 + (uint64_t)__builtin_ctzll(bits);
+
+			meta_al_release(d, x << MD_AL_EXTENT_SHIFT, 1);
+		}
+		e->ext[w] = 0;
+	}
+	e->ext_lo = e->ext_hi = 0;
 }
 
-/* Keep [off, off + len) until a FLUSH after it is acknowledged. */
+/*
+ * The AL extents of vr stay active while e holds ranges of them: were one
+ * evicted before the peer flushed, a crash of both nodes (the peer losing
+ * its cache) would leave this disk newer than the peer's, with neither
+ * the log nor the bitmap naming the range.  One hold per extent and epoch.
+ */
 static void
-uf_mark(struct daemon *d, uint64_t off, uint64_t len)
+uf_hold_extents(struct daemon *d, struct uf_epoch *e, const struct vol_req *vr)
 {
+	uint32_t first = md_al_extent_of(vr->io.offset);
+	uint32_t last = md_al_extent_of(vr->io.offset + vr->io.len - 1);
+
+	for (uint32_t x = first; x <= last; x++) {
+		size_t w = x / 64;
+		uint64_t bit = 1ull << (x % 64);
+
+		if (w >= uf.ext_words || (e->ext[w] & bit) || !meta_al_get(d, x))
+			continue;
+		e->ext[w] |= bit;
+		if (e->ext_lo == e->ext_hi) {
+			e->ext_lo = w;
+			e->ext_hi = w + 1;
+		} else {
+			e->ext_lo = MIN(e->ext_lo, w);
+			e->ext_hi = MAX(e->ext_hi, w + 1);
+		}
+	}
+}
+
+/* Keep vr's range until a FLUSH after it is acknowledged. */
+static void
+uf_mark(struct daemon *d, const struct vol_req *vr)
+{
+	uint64_t off = vr->io.offset, len = vr->io.len;
 	struct uf_epoch *e;
 	uint64_t first, last;
 
@@ -120,12 +163,16 @@ uf_mark(struct daemon *d, uint64_t off, uint64_t len)
 		while ((d->size >> uf.shift) >= UF_MAX_BITS)
 			uf.shift++;
 		uf.words = (size_t)(((d->size >> uf.shift) + 1 + 63) / 64);
+		uf.ext_words = (size_t)(((d->size >> MD_AL_EXTENT_SHIFT) + 1 + 63) / 64);
 	}
 	e = &uf.ep[uf.cur];
-	if (e->bits == NULL && (e->bits = calloc(uf.words, sizeof(uint64_t))) == NULL) {
+	if ((e->bits == NULL && (e->bits = calloc(uf.words, sizeof(uint64_t))) == NULL) ||
+	    (e->ext == NULL && (e->ext = calloc(uf.ext_words, sizeof(uint64_t))) == NULL)) {
 		meta_set_oos(d, off, len);	/* cannot keep it: as if lost */
 		return;
 	}
+	if (vr->al_pinned)
+		uf_hold_extents(d, e, vr);
 	first = off >> uf.shift;
 	last = (off + len - 1) >> uf.shift;
 	if (!uf_any(e))
@@ -164,11 +211,11 @@ uf_flush_shipped(uint64_t seq)
 
 /* FLUSH_ACK for seq: the epochs it closes are durable on the peer. */
 static void
-uf_flush_acked(uint64_t seq)
+uf_flush_acked(struct daemon *d, uint64_t seq)
 {
 	for (unsigned i = 0; i < UF_EPOCHS; i++)
 		if (uf.ep[i].close_seq != 0 && uf.ep[i].close_seq <= seq)
-			uf_clear(&uf.ep[i]);
+			uf_clear(d, &uf.ep[i]);
 }
 
 /* Mark granules [g, g + n) out of sync (clipped to the volume); bytes. */
@@ -208,7 +255,9 @@ uf_link_lost(struct daemon *d)
 			}
 		}
 		marked += uf_mark_run(d, run, run_len);
-		uf_clear(e);
+		/* The marks are in memory: the extents stay active until the
+		 * bitmap holds them on disk (victims_durable in meta.c). */
+		uf_clear(d, e);
 	}
 	uf.cur = 0;
 	uf.own_seq = 0;
@@ -273,6 +322,33 @@ repl_tick(struct peer *p)
 	if (shipping(d) && uf_any(e) && now - e->first_ns >= uf_flush_ms() * 1000000)
 		ship_own_flush(p);
 	return true;
+}
+
+bool
+repl_settled(struct daemon *d)
+{
+	struct peer *p = d->link;
+	bool unflushed = false;
+
+	for (unsigned i = 0; i < UF_EPOCHS; i++)
+		unflushed |= uf_any(&uf.ep[i]);
+	if (p == NULL || (p->pend_head == NULL && lag_head == NULL && !unflushed))
+		return true;
+	if (p->data != NULL && uf.own_seq == 0 && uf_any(&uf.ep[uf.cur]))
+		ship_own_flush(p);
+	return false;
+}
+
+void
+repl_al_starved(struct daemon *d)
+{
+	struct peer *p = d->link;
+	const struct uf_epoch *e = &uf.ep[uf.cur];
+
+	if (p == NULL || uf.own_seq != 0 || !shipping(d) || e->ext_lo == e->ext_hi)
+		return;
+	p->al_starved_flushes++;
+	ship_own_flush(p);
 }
 
 /* ---- primary ----------------------------------------------------------------- */
@@ -554,7 +630,7 @@ repl_ship(struct daemon *d, struct vol_req *vr)
 	if (vr->io.opcode == IO_FLUSH)
 		uf_flush_shipped(vr->peer_seq);
 	else
-		uf_mark(d, vr->io.offset, vr->io.len);
+		uf_mark(d, vr);
 	vr->shipped_ns = now_ns();
 	vr->pnext = NULL;
 	if (p->pend_tail != NULL)
@@ -599,7 +675,7 @@ on_ack(struct peer *p, uint16_t type, uint64_t seq, uint32_t status)
 	if (type == REPL_MSG_FLUSH_ACK && seq == uf.own_seq)
 		uf.own_seq = 0;
 	if (type == REPL_MSG_FLUSH_ACK && status == 0)
-		uf_flush_acked(seq);
+		uf_flush_acked(p->d, seq);
 	if (type == REPL_MSG_FLUSH_ACK && status != 0 && pend_find(p, seq) == NULL) {
 		/* One of this node's own FLUSHes: as for a client's below. */
 		log_err("replication: the peer failed FLUSH of seq %" PRIu64 ": %s; the peer's "

@@ -18,6 +18,8 @@
 #include "repl.h"
 #include "util.h"
 
+#define DEMOTE_SETTLE_MS	20	/* how often a demotion checks its writes */
+
 static const char *const rs_names[] = {
 	[RS_OFF] = "off", [RS_CONNECTING] = "connecting",
 	[RS_ESTABLISHED] = "established", [RS_SYNC_SOURCE] = "sync-source",
@@ -558,8 +560,49 @@ demoted(struct meta_wait *w, int res)
 	struct meta *m = container_of(w, struct meta, role_wait);
 
 	m->role_busy = false;
+	if (res < 0)
+		log_err("demotion: the superblock could not be written (it still says "
+		    "primary: a crash now replays the activity log)");
 	if (m->d->link != NULL)
 		state_send(m->d->link);
+}
+
+/*
+ * The superblock loses its primary flag -- after which a crash no longer
+ * replays the activity log -- only once no write of this node's primary
+ * time can differ from the peer's without a mark on disk: every write the
+ * peer had not confirmed (WRITE_ACK; in async and memsync the client was
+ * answered before) nor flushed (FLUSH_ACK) is confirmed, or the link went
+ * and marked them, and those marks are durable.  Until then the peer
+ * still sees this node as primary (it cannot be promoted: no write from
+ * here can reach a primary and break the link), and status says
+ * "demoting".  A peer that never answers is dropped by ko-count.
+ */
+static void
+demote_settle(struct daemon *d)
+{
+	struct meta *m = d->md;
+
+	if (!m->demoting)
+		return;
+	if (!d->stopping && !m->detached && (!repl_settled(d) || !meta_bitmap_settled(d))) {
+		loop_timer_arm(d->loop, &m->settle_timer, DEMOTE_SETTLE_MS);
+		return;
+	}
+	m->demoting = false;
+	loop_timer_cancel(d->loop, &m->settle_timer);
+	if (d->stopping)
+		return;		/* meta_detach clears the flag with the final writes */
+	m->sb.flags &= ~MD_FL_PRIMARY;
+	m->sb.last_role = MD_ROLE_SECONDARY;
+	m->role_wait.cb = demoted;
+	meta_sb_write(d, &m->role_wait);
+}
+
+static void
+demote_settle_tick(struct loop_timer *t)
+{
+	demote_settle(t->data);
 }
 
 int
@@ -584,8 +627,11 @@ state_demote(struct daemon *d, char *err, size_t errlen)
 		return -EBUSY;
 	}
 	state_set(d, "demoted", ROLE_SECONDARY, -1, -1, -1, NULL);
-	/* Tell the peer at once: it may be promoted right after this. */
-	if (d->link != NULL)
+	/* Stepping down for a peer with a higher epoch: it must know at
+	 * once.  Asked to demote: the peer learns it once the writes are
+	 * settled (demote_settle), so that it cannot be promoted while
+	 * frames of ours are still on their way to it. */
+	if (err == NULL && d->link != NULL)
 		state_send(d->link);
 	if (m->detached && d->link != NULL && d->link->rs != RS_OFF) {
 		/* A diskless secondary has nothing to replicate to. */
@@ -594,15 +640,20 @@ state_demote(struct daemon *d, char *err, size_t errlen)
 		state_set(d, "refused", -1, -1, CONN_STANDALONE, RS_OFF,
 		    "the local disk is detached: restart blkmirrord once it is repaired");
 	}
-	m->sb.flags &= ~MD_FL_PRIMARY;
-	m->sb.last_role = MD_ROLE_SECONDARY;
-	m->sb.flags &= ~MD_FL_PRIMARY;
 	if (m->role_busy) {
+		/* A promotion being written (never completed): nothing was
+		 * written as primary since the last demotion. */
+		m->sb.flags &= ~MD_FL_PRIMARY;
+		m->sb.last_role = MD_ROLE_SECONDARY;
+		if (d->link != NULL)
+			state_send(d->link);
 		meta_sb_write(d, NULL);	/* role_wait is already queued */
 		return 0;
 	}
-	m->role_wait.cb = demoted;
 	m->role_busy = true;
-	meta_sb_write(d, &m->role_wait);
+	m->demoting = true;
+	m->settle_timer.cb = demote_settle_tick;
+	m->settle_timer.data = d;
+	demote_settle(d);
 	return 0;
 }

@@ -39,10 +39,20 @@ is_primary(struct json_object *r, char *why, size_t len)
 	return role_is(r, "primary", why, len);
 }
 
+/* Demoted, and the demotion settled (see "demoting" in blkmirrorctl(8)). */
 static enum cmd_wait
 is_secondary(struct json_object *r, char *why, size_t len)
 {
-	return role_is(r, "secondary", why, len);
+	struct json_object *v;
+
+	if (role_is(r, "secondary", why, len) != CMD_WAIT_DONE)
+		return CMD_WAIT_MORE;
+	if (json_object_object_get_ex(r, "demoting", &v) && json_object_get_boolean(v)) {
+		snprintf(why, len, "secondary, but writes of its time as primary still wait "
+		    "for the peer's confirmation (status: demoting, pending_writes, lag_bytes)");
+		return CMD_WAIT_MORE;
+	}
+	return CMD_WAIT_DONE;
 }
 
 /*

@@ -18,6 +18,11 @@
 #     the waiting write completes after one more flush;
 #  4. evictions whose victims were last written before that flush need no
 #     new one.
+#  5. connected to beta: an extent also stays in the log until the peer
+#     flushed the writes to it (a crash of both nodes would otherwise find
+#     this disk newer than beta's, unmarked).  With the log full of such
+#     extents, a write that needs an eviction makes alpha send a FLUSH of
+#     its own at once; while beta's flushes are stalled, that write waits.
 
 source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
@@ -76,4 +81,34 @@ assert_eq "$(st alpha al_flushes)" 2 "flushes for victims written before the las
 qemu_io alpha -r -c "read -P 0x48 $((32 * M)) 4k" -c "read -P 0x4a $((40 * M)) 4k" \
     -c "read -P 0x40 0 4k"
 repl_stop alpha
+
+msg "== 5. connected: extents wait for the peer's flush"
+repl_start alpha BLKMIRROR_TEST_PEER_FLUSH_MS=3600000
+repl_start beta BLKMIRROR_FAULT_FILE="$TESTDIR/fault.beta"
+repl_wait_connected 20
+bm alpha primary
+repl_wait_synced 60
+for e in 0 1 2 3 4 5 6; do
+	write_ext "$e"
+done
+assert_eq "$(st alpha al_starved_flushes)" 0 "early FLUSHes before the log is full"
+assert_eq "$(st alpha peer_flushes)" 0 "own FLUSHes (the timer is off)"
+repl_fault beta "flush:*:stall"
+timeout 60 python3 "$SRCDIR/tests/integration/repl_tool.py" nbd-write "$NBD_alpha" r0 \
+    $((7 * 4 * M)) 4096 $((0x47)) noflush >"$TESTDIR/w7.out" 2>&1 &
+wpid=$!
+cleanup_kill "$wpid"
+sleep 2
+kill -0 "$wpid" 2>/dev/null ||
+    fail "an eviction went ahead while the peer had not flushed the victim's writes"
+assert_eq "$(st alpha al_starved_flushes)" 1 "early FLUSHes"
+repl_fault beta ""
+rc=0
+wait "$wpid" || rc=$?
+assert_eq "$rc" 0 "the evicting write after the peer's flush (output: $(cat "$TESTDIR/w7.out"))"
+assert_eq "$(st alpha al_starved_flushes)" 1 "early FLUSHes after the write"
+repl_wait_synced 30
+repl_compare
+repl_stop alpha
+repl_stop beta
 msg "ok"

@@ -23,6 +23,11 @@
 #  6. a diskless primary (alpha detached after a write error) reads from
 #     beta, whose reads stall: alpha drops the link for ko-count and the
 #     client's read fails (EIO) instead of hanging; back up, reads work.
+#  7. async, beta's disk stalled: alpha is demoted with writes beta has not
+#     confirmed; the demotion settles only once they are (status
+#     "demoting", the superblock keeps the primary flag so that a crash
+#     would replay the activity log, beta still sees a primary and cannot
+#     be promoted); unstalled, it settles and beta can take over.
 # Both disks end identical.
 
 source "$SRCDIR/tests/functions.sh"
@@ -229,5 +234,31 @@ repl_stop beta
 repl_start alpha
 repl_start beta
 repl_wait_synced 60
+repl_compare
+repl_stop alpha
+repl_stop beta
+
+msg "== 7. a demotion settles once the peer confirmed the writes"
+start_pair async
+repl_fault beta "write:*:stall"
+qemu_io alpha -c 'write -P 0x77 48M 256k'
+assert_ge "$(st alpha lag_bytes)" 4096 "alpha's lag with beta's disk stalled"
+out=$(bm_fails alpha secondary --wait 1)
+assert_match "$out" "demoting" "secondary --wait 1 while beta has not confirmed"
+assert_eq "$(st alpha role)" secondary "alpha's role (no more writes)"
+assert_eq "$(st alpha demoting)" true "alpha's demoting"
+"$BLKMIRRORCTL" -c "$CONF" -n alpha dump-md | grep -Eq '^flags:.*[ ,]primary' ||
+    fail "alpha's superblock lost its primary flag before the peer confirmed: $("$BLKMIRRORCTL" -c "$CONF" -n alpha dump-md | grep '^flags')"
+assert_eq "$(st beta peer.role)" primary "alpha's role as beta sees it"
+out=$(bm_fails beta primary --wait 1)
+assert_match "$out" "peer is primary" "promoting beta while alpha's demotion settles"
+repl_fault beta ""
+repl_wait1 alpha 10 's["demoting"] == False' "alpha's demotion settled"
+"$BLKMIRRORCTL" -c "$CONF" -n alpha dump-md | grep -Eq '^flags:.*[ ,]primary' &&
+    fail "alpha's superblock still says primary after the demotion settled"
+assert_eq "$(st alpha lag_bytes)" 0 "alpha's lag after the demotion"
+bm beta primary
+assert_eq "$(st alpha out_of_sync_bytes)" 0 "alpha's out-of-sync bytes (beta confirmed all)"
+qemu_io beta -r -c 'read -P 0x77 48M 256k'
 repl_compare
 msg "ok"
