@@ -6,6 +6,8 @@
 #ifndef BLKMIRRORD_NBD_H
 #define BLKMIRRORD_NBD_H
 
+#include <sys/types.h>
+
 #include "internal.h"
 #include "nbd_handshake.h"
 
@@ -39,6 +41,14 @@
 						 * ahead in one receive */
 #define NBD_SPEC_RESERVE	64		/* pool buffers speculation leaves
 						 * to requests */
+#define NBD_STOP_READ_MAX	NBD_RX_BUF	/* bytes a connection may read
+						 * from its socket once the
+						 * daemon stops (besides the
+						 * rest of a WRITE payload
+						 * being received): what is
+						 * queued is answered, a client
+						 * that keeps sending cannot
+						 * hold the stop */
 #define NBD_REJECT_LOG_FIRST	10		/* rejected requests logged per
 						 * connection before ... */
 #define NBD_REJECT_LOG_EVERY	1000		/* ... only every 1000th is */
@@ -152,15 +162,39 @@ struct nbd_conn {
 	uint64_t rejected;		/* of those, refused by validation */
 	uint64_t spec_hits;		/* WRITE payloads received ahead (no copy) */
 	uint64_t spec_unwinds;		/* receive-ahead guesses that missed */
+
+	/* stop (nbd_server_stop): what the client sent before is answered */
+	bool stopping;			/* the daemon stops: options get
+					 * NBD_REP_ERR_SHUTDOWN, requests not
+					 * started NBD_ESHUTDOWN; input is read
+					 * only as far as the socket holds it */
+	bool refusing;			/* transmission: that refusal waits
+					 * for the receive in flight at the stop */
+	size_t stop_read_left;		/* bytes the stop may still read from
+					 * the socket into rx */
+	uint64_t refused;		/* requests answered NBD_ESHUTDOWN */
 };
 
 /* nbd_server.c */
 void nbd_conn_close(struct nbd_conn *c, const char *why);
+/* The line nbd_conn_close() logs, with note appended to its counts. */
+void nbd_conn_log_closed(const struct nbd_conn *c, const char *why, const char *note);
+/* Stopping: read what c's socket holds now, without waiting, into buf; the
+ * bytes read, 0 (nothing queued, or EOF) or a negative errno (c->dead). */
+ssize_t nbd_conn_recv_queued(struct nbd_conn *c, void *buf, size_t len);
+/* Stopping: the same into the free tail of rx, within c->stop_read_left;
+ * the bytes read (0: nothing more). */
+size_t nbd_conn_read_queued(struct nbd_conn *c);
 void nbd_conn_maybe_free(struct nbd_conn *c);
 void nbd_conn_rx_post(struct nbd_conn *c);
 
 /* nbd_transmit.c */
 void nbd_transmit_start(struct nbd_conn *c);
+/* The daemon stops: answer the requests c received and did not start with
+ * NBD_ESHUTDOWN, then close c (see "stopping" in nbd_transmit.c). */
+void nbd_transmit_stop(struct nbd_conn *c);
+/* The receive in flight when nbd_transmit_stop() ran brought res. */
+void nbd_transmit_stop_received(struct nbd_conn *c, int res);
 /* Parse and dispatch what sits in the receive buffer. */
 void nbd_transmit_input(struct nbd_conn *c);
 /* A WRITE payload receive completed with res bytes. */

@@ -18,7 +18,8 @@
  *   OPT_SKIP   length bytes dropped  NBD_REP_ERR_TOO_BIG, OPT_HDR
  *
  * Each option has one handler in opt_handlers[]; a handler queues its
- * replies on hs->out and returns the status.  Error replies carry a short
+ * replies on hs->out and returns the status.  Once the server shuts down
+ * (nbd_hs_shutdown), every option but ABORT runs opt_shutdown instead.  Error replies carry a short
  * message as data; client-supplied strings never appear in replies.
  */
 #include <errno.h>
@@ -440,6 +441,17 @@ opt_unsupported(struct nbd_hs *hs)
 	return NBD_HS_MORE;
 }
 
+/* Any option but ABORT once the server shuts down (nbd_hs_shutdown). */
+static enum nbd_hs_status
+opt_shutdown(struct nbd_hs *hs)
+{
+	if (hs->opt == NBD_OPT_EXPORT_NAME)
+		return hs_close(hs, "NBD_OPT_EXPORT_NAME refused: server shutting down");
+	queue_error(hs, NBD_REP_ERR_SHUTDOWN, "server shutting down");
+	hs->shutdown_refused++;
+	return NBD_HS_MORE;
+}
+
 /* Option -> handler; options not listed get opt_unsupported. */
 static const struct {
 	uint32_t opt;				/* NBD_OPT_* */
@@ -462,6 +474,10 @@ run_option(struct nbd_hs *hs)
 	enum nbd_hs_status st = NBD_HS_MORE;
 	bool found = false;
 
+	if (hs->shutting_down && hs->opt != NBD_OPT_ABORT) {
+		st = opt_shutdown(hs);
+		found = true;
+	}
 	for (size_t i = 0; i < ARRAY_SIZE(opt_handlers) && !found; i++) {
 		if (opt_handlers[i].opt == hs->opt) {
 			st = opt_handlers[i].fn(hs);
@@ -624,6 +640,12 @@ nbd_hs_feed(struct nbd_hs *hs, const void *buf, size_t len, size_t *consumed)
 	if (hs->phase == NBD_HS_PH_CLOSED)
 		return NBD_HS_CLOSE;
 	return st;
+}
+
+void
+nbd_hs_shutdown(struct nbd_hs *hs)
+{
+	hs->shutting_down = true;
 }
 
 void

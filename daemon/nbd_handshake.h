@@ -67,6 +67,7 @@ struct nbd_hs {
 	size_t out_cap;			/* bytes allocated at out */
 	bool oom;			/* an allocation failed: close */
 	bool meta_selected;		/* SET_META_CONTEXT chose base:allocation */
+	bool shutting_down;		/* nbd_hs_shutdown() was called */
 
 	/* ---- output ---- */
 	uint8_t *out;		/* bytes to send to the client next, in order; the
@@ -87,6 +88,7 @@ struct nbd_hs {
 	unsigned n_options;	/* options processed */
 	char note[320];		/* the last option refused with an error reply */
 	unsigned notes;		/* error replies sent (the caller logs each batch) */
+	unsigned shutdown_refused;	/* options answered NBD_REP_ERR_SHUTDOWN */
 };
 
 /* Set hs up for a new connection and queue the 18-byte greeting.  exp must
@@ -102,6 +104,12 @@ void nbd_hs_init(struct nbd_hs *hs, const struct nbd_export *exp);
  */
 enum nbd_hs_status nbd_hs_feed(struct nbd_hs *hs, const void *buf, size_t len,
     size_t *consumed);
+/*
+ * The server is shutting down: from now on every option fed gets
+ * NBD_REP_ERR_SHUTDOWN (ABORT still its ACK; EXPORT_NAME, which has no
+ * error reply, closes) and none enters transmission.
+ */
+void nbd_hs_shutdown(struct nbd_hs *hs);
 /* The caller has sent out[0..out_len). */
 void nbd_hs_out_sent(struct nbd_hs *hs);
 /* Release what hs allocated (hs itself belongs to the caller). */

@@ -8,6 +8,11 @@
  * NC_CLOSING -> freed.  Closing stops input; requests already taken finish
  * and their replies are sent (unless the socket is dead); the connection is
  * freed once nothing of it is in flight on the loop.
+ *
+ * When the daemon stops (nbd_server_stop), what a live connection's client
+ * sent before is still answered, without waiting for more: options with
+ * NBD_REP_ERR_SHUTDOWN (hs_stop), requests not started yet with
+ * NBD_ESHUTDOWN (nbd_transmit_stop); then it closes as above.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -117,10 +122,7 @@ nbd_conn_close(struct nbd_conn *c, const char *why)
 	if (c->state == NC_CLOSING)
 		return;
 	if (why != NULL)
-		log_info("nbd: connection %" PRIu64 " from %s closed: %s (%" PRIu64
-		    " requests, %" PRIu64 " rejected; %" PRIu64 " WRITE payloads"
-		    " received ahead, %" PRIu64 " guesses missed)", c->id, c->peer,
-		    why, c->requests, c->rejected, c->spec_hits, c->spec_unwinds);
+		nbd_conn_log_closed(c, why, "");
 	c->state = NC_CLOSING;
 	c->rx_stopped = true;
 	/* A pending recv completes with 0 once the read side is shut.  A dead
@@ -131,6 +133,54 @@ nbd_conn_close(struct nbd_conn *c, const char *why)
 		shutdown(c->fd, SHUT_RDWR);
 	else if (c->rx_busy)
 		shutdown(c->fd, SHUT_RD);
+}
+
+void
+nbd_conn_log_closed(const struct nbd_conn *c, const char *why, const char *note)
+{
+	log_info("nbd: connection %" PRIu64 " from %s closed: %s (%" PRIu64
+	    " requests, %" PRIu64 " rejected%s; %" PRIu64 " WRITE payloads"
+	    " received ahead, %" PRIu64 " guesses missed)", c->id, c->peer,
+	    why, c->requests, c->rejected, note, c->spec_hits, c->spec_unwinds);
+}
+
+ssize_t
+nbd_conn_recv_queued(struct nbd_conn *c, void *buf, size_t len)
+{
+	ssize_t n;
+
+	if (c->dead || len == 0)
+		return 0;
+	do
+		n = recv(c->fd, buf, len, MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n >= 0)
+		return n;
+	if (errno == EAGAIN || errno == EWOULDBLOCK)
+		return 0;
+	n = -errno;
+	log_notice("nbd: %s: reading at shutdown failed: %s", c->peer, strerror((int)-n));
+	c->dead = true;
+	return n;
+}
+
+size_t
+nbd_conn_read_queued(struct nbd_conn *c)
+{
+	ssize_t n;
+
+	if (c->rx_off > 0) {
+		memmove(c->rx, c->rx + c->rx_off, c->rx_len - c->rx_off);
+		c->rx_len -= c->rx_off;
+		c->rx_off = 0;
+	}
+	n = nbd_conn_recv_queued(c, c->rx + c->rx_len,
+	    MIN(NBD_RX_BUF - c->rx_len, c->stop_read_left));
+	if (n <= 0)
+		return 0;
+	c->rx_len += (size_t)n;
+	c->stop_read_left -= (size_t)n;
+	return (size_t)n;
 }
 
 /* ---- handshake over the loop ----------------------------------------------- */
@@ -177,7 +227,25 @@ hs_sent(struct loop_op *op, int res)
 	nbd_conn_maybe_free(c);	/* last use of c */
 }
 
-/* Feed buffered input to the handshake until it needs more, sends or ends. */
+/* Close c during the handshake; once stopping, the line says how many
+ * options were refused for it. */
+static void
+hs_conn_close(struct nbd_conn *c, const char *why)
+{
+	char note[80] = "";
+
+	if (!c->stopping) {
+		nbd_conn_close(c, why);
+		return;
+	}
+	snprintf(note, sizeof(note), "; %u options refused with NBD_REP_ERR_SHUTDOWN",
+	    c->hs.shutdown_refused);
+	nbd_conn_log_closed(c, why, note);
+	nbd_conn_close(c, NULL);
+}
+
+/* Feed buffered input to the handshake until it needs more, sends or ends;
+ * stopping, until the input the socket holds is used up. */
 static void
 hs_step(struct nbd_conn *c)
 {
@@ -213,13 +281,40 @@ hs_step(struct nbd_conn *c)
 				(void)send(c->fd, c->hs.out, c->hs.out_len,
 				    MSG_DONTWAIT | MSG_NOSIGNAL);
 			nbd_hs_out_sent(&c->hs);
-			nbd_conn_close(c, c->hs.reason[0] ? "handshake failed" : "client aborted");
+			hs_conn_close(c, c->hs.reason[0] ? "handshake failed" : "client aborted");
 			return;
 		}
-		if (used == 0)
+		if (used > 0)
+			continue;
+		/* Stopping: no waiting for the client; what its socket holds
+		 * already is answered too. */
+		if (!c->stopping)
 			break;
+		if (nbd_conn_read_queued(c) == 0) {
+			hs_conn_close(c, "daemon shutting down");
+			return;
+		}
 	}
 	nbd_conn_rx_post(c);
+}
+
+/*
+ * The daemon stops while c negotiates: the options it sent already get
+ * NBD_REP_ERR_SHUTDOWN (ABORT its ACK), then it closes.  The handshake's
+ * send in flight (its replies are small: never stuck for long) or receive
+ * (woken by SHUT_RD) completes first and goes on in hs_step().
+ */
+static void
+hs_stop(struct nbd_conn *c)
+{
+	nbd_hs_shutdown(&c->hs);
+	if (c->tx_busy)
+		return;
+	if (c->rx_busy) {
+		shutdown(c->fd, SHUT_RD);
+		return;
+	}
+	hs_step(c);
 }
 
 /* ---- receive ---------------------------------------------------------------- */
@@ -228,6 +323,10 @@ hs_step(struct nbd_conn *c)
 static void
 conn_rx_step(struct nbd_conn *c, int res)
 {
+	if (c->refusing) {
+		nbd_transmit_stop_received(c, res);
+		return;
+	}
 	if (c->rx_req != NULL) {
 		/* A payload cut short by a close is dropped with its request. */
 		nbd_transmit_payload(c, c->state == NC_CLOSING ? 0 : res);
@@ -235,7 +334,9 @@ conn_rx_step(struct nbd_conn *c, int res)
 	}
 	if (c->state == NC_CLOSING)
 		return;
-	if (res <= 0) {
+	/* Stopping, SHUT_RD ends the handshake's receive: hs_step() goes on
+	 * with what the socket holds. */
+	if (res < 0 || (res == 0 && !(c->stopping && c->state == NC_HANDSHAKE))) {
 		if (res < 0)
 			c->dead = true;
 		if (c->rx_len > c->rx_off || c->state == NC_HANDSHAKE)
@@ -504,11 +605,20 @@ nbd_server_stop(struct daemon *d)
 		    strncmp(ls->name, "unix:", 5) == 0)
 			unlink(ls->name + 5);
 	}
+	/* Live connections answer what their clients sent already; nothing
+	 * in there frees another connection. */
 	for (c = d->conns; c != NULL; c = next) {
 		next = c->next;
-		if (c->state == NC_HANDSHAKE)
-			c->dead = true;
-		nbd_conn_close(c, "daemon shutting down");
+		if (c->state == NC_CLOSING || c->dead) {
+			nbd_conn_close(c, "daemon shutting down");
+		} else {
+			c->stopping = true;
+			c->stop_read_left = NBD_STOP_READ_MAX;
+			if (c->state == NC_HANDSHAKE)
+				hs_stop(c);
+			else
+				nbd_transmit_stop(c);
+		}
 		nbd_conn_maybe_free(c);
 	}
 }

@@ -600,12 +600,11 @@ nbd_spec_received(struct nbd_conn *c, size_t res)
 }
 
 /*
- * The header at c->rx_off (slot c->spec_next's) is not the WRITE its slot
- * expected: put the stream bytes after it back into rx in order, right
- * behind it, and stop receiving ahead until the next WRITE.
+ * Put the stream bytes after slot c->spec_next's header, which is complete,
+ * back into rx in order, right behind it, and release the slots.
  */
 static void
-spec_unwind(struct nbd_conn *c)
+spec_restream(struct nbd_conn *c)
 {
 	size_t base = c->spec[c->spec_next].hdr_off + NBD_REQUEST_LEN, n = 0;
 	size_t tail = (size_t)c->n_spec * NBD_REQUEST_LEN;
@@ -630,6 +629,17 @@ spec_unwind(struct nbd_conn *c)
 	memcpy(c->rx + base, unwind_buf, n);
 	c->rx_len = base + n;
 	nbd_spec_release(c);
+}
+
+/*
+ * The header at c->rx_off (slot c->spec_next's) is not the WRITE its slot
+ * expected: put the stream bytes after it back into rx, and stop receiving
+ * ahead until the next WRITE.
+ */
+static void
+spec_unwind(struct nbd_conn *c)
+{
+	spec_restream(c);
 	c->last_write_len = 0;
 	c->spec_unwinds++;
 }
@@ -1024,5 +1034,183 @@ nbd_transmit_start(struct nbd_conn *c)
 	log_info("nbd: %s: connected (%s replies%s)", c->peer,
 	    c->hs.structured ? "structured" : "simple",
 	    c->hs.meta_allocation ? ", base:allocation" : "");
-	nbd_transmit_input(c);
+	/* GO was answered before the daemon began to stop. */
+	if (c->stopping)
+		nbd_transmit_stop(c);
+	else
+		nbd_transmit_input(c);
+}
+
+/* ---- stopping: NBD_ESHUTDOWN ------------------------------------------------- */
+
+/*
+ * When the daemon stops (nbd_server_stop), a connection takes no more
+ * requests.  Those already started finish and get their replies.  Every
+ * request complete in its input and not started yet is answered
+ * NBD_ESHUTDOWN and not executed (a WRITE's payload is dropped): the ones
+ * in rx (behind a stall, or received ahead), the WRITE whose payload was
+ * being received, and the ones the socket holds already, read without
+ * waiting (MSG_DONTWAIT; at most NBD_STOP_READ_MAX bytes besides that
+ * WRITE's payload).  NBD_CMD_DISC or a bad header
+ * ends the refusal; an incomplete request gets nothing.  Then the
+ * connection closes as usual.
+ *
+ *   at the stop                 first
+ *   a receive is in flight      shutdown(SHUT_RD) ends it (queued bytes stay
+ *                               readable); nbd_transmit_stop_received()
+ *                               takes its bytes, then refuse_all()
+ *   none (stalled, or idle)     refuse_all() at once
+ */
+
+/* Put what receive ahead holds back into rx in stream order. */
+static void
+spec_flatten(struct nbd_conn *c)
+{
+	if (c->spec_next < c->n_spec &&
+	    c->rx_len >= c->spec[c->spec_next].hdr_off + NBD_REQUEST_LEN)
+		spec_restream(c);
+	else
+		nbd_spec_release(c);	/* the stream ends before that header */
+}
+
+/* Complete the payload of WRITE q (c->rx_req) from what the socket holds;
+ * true once complete. */
+static bool
+stop_payload(struct nbd_conn *c, struct nbd_req *q)
+{
+	while (q->got < q->r.length) {
+		ssize_t n = nbd_conn_recv_queued(c, (char *)q->data.p + q->got,
+		    q->r.length - q->got);
+
+		if (n <= 0)
+			return false;
+		q->got += (uint32_t)n;
+	}
+	return true;
+}
+
+/* Answer request r (its bytes consumed) with NBD_ESHUTDOWN; false when out
+ * of memory. */
+static bool
+refuse(struct nbd_conn *c, const struct nbd_request *r)
+{
+	struct nbd_req *q = req_alloc(c);
+
+	if (q == NULL)
+		return false;
+	q->r = *r;
+	c->refused++;
+	reply(q, NBD_ESHUTDOWN);
+	return true;
+}
+
+/*
+ * Refuse the complete requests in rx.  Returns true when it needs more
+ * input (rx ends inside a request or a rejected payload being drained),
+ * false when the input must end here (DISC, a bad header, no memory);
+ * *why then says why.
+ */
+static bool
+refuse_input(struct nbd_conn *c, const char **why)
+{
+	for (;;) {
+		size_t avail = c->rx_len - c->rx_off, n;
+		struct nbd_request r;
+		uint64_t need;
+
+		if (c->drain > 0) {
+			n = MIN((uint64_t)avail, c->drain);
+			c->rx_off += n;
+			c->drain -= n;
+			if (c->drain > 0)
+				return true;
+			continue;
+		}
+		if (avail < NBD_REQUEST_LEN)
+			return true;
+		if (nbd_request_decode(c->rx + c->rx_off, avail, &r) < 0) {
+			log_notice("nbd: %s: bad request magic 0x%08" PRIx32 " at shutdown",
+			    c->peer, get_be32(c->rx + c->rx_off));
+			*why = "; input ended with a bad request magic";
+			return false;
+		}
+		if (r.type == NBD_CMD_DISC) {
+			c->rx_off += NBD_REQUEST_LEN;
+			*why = "; client disconnected (NBD_CMD_DISC)";
+			return false;
+		}
+		need = NBD_REQUEST_LEN + (r.type == NBD_CMD_WRITE ? (uint64_t)r.length : 0);
+		if (need > avail)
+			return true;
+		if (!refuse(c, &r)) {
+			*why = "; out of memory";
+			return false;
+		}
+		c->rx_off += need;
+	}
+}
+
+/* Refuse what c received and did not start (see above), log the one line
+ * of c's close. */
+static void
+refuse_all(struct nbd_conn *c)
+{
+	struct nbd_req *q = c->rx_req;
+	const char *why = "";
+	char note[200];
+	bool more = true;
+
+	spec_flatten(c);
+	c->stall = NBD_STALL_NONE;
+	if (q != NULL) {
+		c->rx_req = NULL;
+		if (stop_payload(c, q)) {
+			c->refused++;
+			reply(q, NBD_ESHUTDOWN);
+		} else {
+			log_notice("nbd: %s: WRITE with %" PRIu32 " of %" PRIu32
+			    " payload bytes at shutdown: dropped", c->peer, q->got,
+			    q->r.length);
+			why = "; an incomplete WRITE dropped";
+			more = false;
+			req_release(q);
+		}
+	}
+	/* rx, then what the socket holds, until either runs out. */
+	while (more && !c->dead) {
+		more = refuse_input(c, &why);
+		if (more && nbd_conn_read_queued(c) == 0)
+			break;
+	}
+	if (more && c->rx_len > c->rx_off)
+		why = "; an incomplete request dropped";
+	snprintf(note, sizeof(note), "; %" PRIu64 " not started, refused with NBD_ESHUTDOWN%s",
+	    c->refused, why);
+	nbd_conn_log_closed(c, "daemon shutting down", note);
+}
+
+void
+nbd_transmit_stop(struct nbd_conn *c)
+{
+	c->stopping = true;
+	nbd_conn_close(c, NULL);	/* no more parsing; SHUT_RD ends a receive */
+	if (c->rx_busy)
+		c->refusing = true;
+	else
+		refuse_all(c);
+}
+
+void
+nbd_transmit_stop_received(struct nbd_conn *c, int res)
+{
+	c->refusing = false;
+	if (res < 0)
+		c->dead = true;
+	else if (c->rx_req != NULL)
+		c->rx_req->got += (uint32_t)res;
+	else if (c->n_spec > 0)
+		nbd_spec_received(c, (size_t)res);
+	else
+		c->rx_len += (size_t)res;
+	refuse_all(c);
 }
