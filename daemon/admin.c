@@ -363,6 +363,7 @@ admin_status(struct daemon *d, struct json_object *o)
 	add_u64(o, "pending_writes", p->n_pend);
 	add_u64(o, "lag_bytes", p->lag_bytes);
 	add_u64(o, "congestion_waits", p->congestion_waits);
+	add_u64(o, "writes_parked_connecting", d->md->conn_parks);
 	add_u64(o, "peer_flushes", p->peer_flushes);
 	add_u64(o, "unflushed_marked_bytes", p->unflushed_marked);
 	add_u64(o, "metadata_writes", d->md->al_writes + d->md->bm_writes);

@@ -464,7 +464,7 @@ link_up(struct peer *p)
 	p->state_sent = p->state_received = false;
 	p->send_seq = 0;
 	p->apply_seq = 0;
-	p->data->last_rx_ns = p->meta->last_rx_ns = now_ns();
+	p->data->last_rx_ns = p->meta->last_rx_ns = p->up_ns = now_ns();
 	state_set(p->d, "connected", -1, -1, CONN_CONNECTED, RS_CONNECTING, NULL);
 	p->ping_timer.cb = ping_tick;
 	p->ping_timer.data = p;
@@ -475,6 +475,46 @@ link_up(struct peer *p)
 		if (p->early_nonce == p->peer_hello.nonce)
 			state_received(p, &p->early_state);
 	}
+}
+
+/*
+ * For tests: BLKMIRROR_TEST_LINK_UP_DELAY_MS=N takes the link up N ms after
+ * both connections are authenticated, so that this node's STATE, and its
+ * UUID decision, come that much later and the peer stays in RS_CONNECTING
+ * meanwhile (the peer's STATE is kept as an early one; pings are answered).
+ */
+static uint64_t
+test_up_delay_ms(void)
+{
+	static int64_t ms = -1;
+
+	if (ms < 0)
+		ms = (int64_t)test_setting("BLKMIRROR_TEST_LINK_UP_DELAY_MS", 600000,
+		    "the link comes up that long after its connections are authenticated");
+	return (uint64_t)ms;
+}
+
+static void
+up_delayed(struct loop_timer *t)
+{
+	struct peer *p = t->data;
+
+	if (p->rs == RS_OFF && p->data != NULL && p->meta != NULL && !p->d->stopping)
+		link_up(p);
+}
+
+static void
+link_up_soon(struct peer *p)
+{
+	if (test_up_delay_ms() == 0) {
+		link_up(p);
+		return;
+	}
+	if (p->up_delay.armed)
+		return;
+	p->up_delay.cb = up_delayed;
+	p->up_delay.data = p;
+	loop_timer_arm(p->d->loop, &p->up_delay, test_up_delay_ms());
 }
 
 /*
@@ -537,7 +577,7 @@ link_maybe_up(struct peer *p, struct peer_sock *s)
 	p->data = data;
 	p->meta = meta;
 	if (data != NULL && meta != NULL)
-		link_up(p);
+		link_up_soon(p);
 }
 
 static void connect_tick(struct loop_timer *t);
@@ -665,6 +705,14 @@ ping_tick(struct loop_timer *t)
 		snprintf(why, sizeof(why), "peer silent for %" PRIu64 " ms (timeout)",
 		    (now - p->meta->last_rx_ns) / 1000000);
 		peer_link_down(p, REPL_DISC_TIMEOUT, why);
+		return;
+	}
+	if (p->rs == RS_CONNECTING && now - p->up_ns > timeout) {
+		/* A peer that answers pings but never lets the UUIDs be
+		 * compared would hold the parked client writes (meta.c
+		 * park_connecting) for ever. */
+		peer_link_down(p, REPL_DISC_TIMEOUT, "the generation uuids were not compared "
+		    "within the timeout after the link came up");
 		return;
 	}
 	if (oldest_write(p, &shipped) && now - shipped > timeout * d->conf.ko_count) {
@@ -1182,6 +1230,7 @@ peer_stop(struct daemon *d)
 	p->want_connect = false;
 	loop_timer_cancel(d->loop, &p->connect_timer);
 	loop_timer_cancel(d->loop, &p->hs_timer);
+	loop_timer_cancel(d->loop, &p->up_delay);
 	peer_link_down(p, REPL_DISC_SHUTDOWN, "daemon shutting down");
 	for (struct peer_sock *s = p->socks, *next; s != NULL; s = next) {
 		next = s->next;
