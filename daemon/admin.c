@@ -378,6 +378,7 @@ admin_status(struct daemon *d, struct json_object *o)
 	add_u64(o, "io_refused_no_data", p->io_refused_no_data);
 	add_u64(o, "detaches", d->detaches);
 	add_u64(o, "handshake_timeouts", p->hs_timeouts);
+	add_u64(o, "incoming_handshake_failures", p->hs_in_failures);
 	json_object_object_add(o, "on_io_error", json_object_new_string(
 	    conf_on_io_error_name(d->conf.on_io_error)));
 }

@@ -360,6 +360,36 @@ hs_flush(struct peer_sock *s, bool then_close)
 static void link_maybe_up(struct peer *p, struct peer_sock *s);
 
 /*
+ * A handshake failed.  On this node's own connection to the peer's address
+ * it says why the link does not come up (last_error) and slows the
+ * reconnects down (log once per back-off step).  An incoming connection
+ * may come from anyone (a port scanner, a stranger sending garbage): its
+ * failure is logged and counted, but neither overwrites last_error nor
+ * slows the reconnects -- a scanner every few seconds used to hold them at
+ * PEER_BACKOFF_MAX_MS.  A real peer that refuses or is refused fails the
+ * same way on this node's outgoing connection.
+ */
+static void
+hs_refused(struct peer_sock *s)
+{
+	struct peer *p = s->p;
+
+	if (!s->outgoing) {
+		p->hs_in_failures++;
+		if (p->hs_in_failures <= 10 || p->hs_in_failures % 100 == 0)
+			log_notice("peer: %s: %s (%s; %" PRIu64 " incoming handshakes failed "
+			    "so far)", s->name, s->hs.why, repl_reject_name(s->hs.reject),
+			    p->hs_in_failures);
+		return;
+	}
+	if (p->backoff_ms < PEER_BACKOFF_MAX_MS || strcmp(p->last_error, s->hs.why) != 0)
+		log_warn("peer: %s: %s (%s)", s->name, s->hs.why, repl_reject_name(s->hs.reject));
+	snprintf(p->last_error, sizeof(p->last_error), "%s", s->hs.why);
+	p->backoff_ms = MIN(MAX(p->backoff_ms * 2, (uint64_t)PEER_CONNECT_MS),
+	    (uint64_t)PEER_BACKOFF_MAX_MS);
+}
+
+/*
  * Feed received bytes to the handshake (lib/repl_handshake.c).  Returns
  * true when the socket is authenticated and later bytes are frames.
  */
@@ -371,12 +401,7 @@ hs_input(struct peer_sock *s)
 
 	s->rx_off += used;
 	if (ret < 0) {
-		/* Refused: log once per back-off step, and slow down. */
-		if (s->p->backoff_ms < PEER_BACKOFF_MAX_MS || strcmp(s->p->last_error, s->hs.why) != 0)
-			log_warn("peer: %s: %s (%s)", s->name, s->hs.why, repl_reject_name(s->hs.reject));
-		snprintf(s->p->last_error, sizeof(s->p->last_error), "%s", s->hs.why);
-		s->p->backoff_ms = MIN(MAX(s->p->backoff_ms * 2, (uint64_t)PEER_CONNECT_MS),
-		    (uint64_t)PEER_BACKOFF_MAX_MS);
+		hs_refused(s);
 		hs_flush(s, true);
 		return false;
 	}
@@ -1046,8 +1071,9 @@ hs_tick(struct loop_timer *t)
 		p->hs_timeouts++;
 		log_info("peer: %s: %s not finished within %" PRIu64 " ms: closed", s->name,
 		    s->connecting ? "connect" : "handshake", hs_bound_ms(p));
-		snprintf(p->last_error, sizeof(p->last_error), "%s: %s timed out", s->name,
-		    s->connecting ? "connect" : "handshake");
+		if (s->outgoing)	/* an incoming one may be anyone's (hs_refused) */
+			snprintf(p->last_error, sizeof(p->last_error), "%s: %s timed out",
+			    s->name, s->connecting ? "connect" : "handshake");
 		sock_close(s);
 	}
 	if (next != 0)

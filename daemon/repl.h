@@ -241,6 +241,8 @@ struct peer {
 	uint64_t up_ns;			/* when the link last came up (the UUID
 					 * decision is due within timeout) */
 	struct loop_timer up_delay;	/* BLKMIRROR_TEST_LINK_UP_DELAY_MS */
+	uint64_t hs_in_failures;	/* incoming connections whose handshake
+					 * failed (strangers, scanners; stats) */
 	uint64_t hs_timeouts;		/* handshakes closed for that (stats) */
 	uint64_t ping_nonce;
 	uint16_t version;		/* negotiated protocol version */
