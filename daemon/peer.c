@@ -607,11 +607,22 @@ link_maybe_up(struct peer *p, struct peer_sock *s)
 
 static void connect_tick(struct loop_timer *t);
 
+/*
+ * peer_leave's DISCONNECT went out (res >= 0) or was dropped.  Only while
+ * it is still p->leave_frame: peer_link_down takes the callback away, so
+ * that the link it already took down is not taken down again -- its
+ * sock_close drains the queue synchronously, which used to land here
+ * before its state_set and run the whole teardown twice -- nor a later
+ * link by a DISCONNECT of an old one.
+ */
 static void
 disconnect_sent(struct peer_frame *f, int res)
 {
 	struct peer *p = f->ctx;
 
+	if (p->leave_frame != f)
+		return;
+	p->leave_frame = NULL;
 	if (res >= 0 && p->rs != RS_OFF)
 		peer_link_down(p, 0, p->leaving_why);
 }
@@ -633,6 +644,8 @@ peer_leave(struct peer *p, uint32_t reason, const char *why)
 		peer_link_down(p, reason, why);
 		return;
 	}
+	if (p->leave_frame != NULL)
+		return;		/* leaving already: its DISCONNECT says why */
 	snprintf(p->leaving_why, sizeof(p->leaving_why), "%s", why);
 	snprintf(m.text, sizeof(m.text), "%s", why);
 	tx = peer_tx(p);
@@ -646,6 +659,7 @@ peer_leave(struct peer *p, uint32_t reason, const char *why)
 	f->len = (uint32_t)n;
 	f->sent = disconnect_sent;
 	f->ctx = p;
+	p->leave_frame = f;
 	peer_send(p->meta, f);
 }
 
@@ -656,6 +670,11 @@ peer_link_down(struct peer *p, uint32_t reason, const char *why)
 	struct peer_sock *data = p->data, *meta = p->meta;
 	bool was_up = p->rs != RS_OFF;
 
+	if (p->leave_frame != NULL) {
+		/* The link goes down here: a queued leave must not do it again. */
+		p->leave_frame->sent = NULL;
+		p->leave_frame = NULL;
+	}
 	snprintf(p->last_error, sizeof(p->last_error), "%s", why);
 	if (data == NULL && meta == NULL && !was_up)
 		return;

@@ -243,6 +243,8 @@ struct peer {
 	struct loop_timer up_delay;	/* BLKMIRROR_TEST_LINK_UP_DELAY_MS */
 	uint64_t hs_in_failures;	/* incoming connections whose handshake
 					 * failed (strangers, scanners; stats) */
+	struct peer_frame *leave_frame;	/* peer_leave's DISCONNECT, queued and
+					 * not yet released, or NULL */
 	uint64_t hs_timeouts;		/* handshakes closed for that (stats) */
 	uint64_t ping_nonce;
 	uint16_t version;		/* negotiated protocol version */
