@@ -375,11 +375,14 @@ hs_refused(struct peer_sock *s)
 	struct peer *p = s->p;
 
 	if (!s->outgoing) {
+		/* Logged when the reason changes (a real peer's, e.g. a size
+		 * mismatch, is worth a line) and every 100th time. */
 		p->hs_in_failures++;
-		if (p->hs_in_failures <= 10 || p->hs_in_failures % 100 == 0)
+		if (strcmp(p->hs_in_why, s->hs.why) != 0 || p->hs_in_failures % 100 == 0)
 			log_notice("peer: %s: %s (%s; %" PRIu64 " incoming handshakes failed "
 			    "so far)", s->name, s->hs.why, repl_reject_name(s->hs.reject),
 			    p->hs_in_failures);
+		snprintf(p->hs_in_why, sizeof(p->hs_in_why), "%s", s->hs.why);
 		return;
 	}
 	if (p->backoff_ms < PEER_BACKOFF_MAX_MS || strcmp(p->last_error, s->hs.why) != 0)

@@ -243,6 +243,7 @@ struct peer {
 	struct loop_timer up_delay;	/* BLKMIRROR_TEST_LINK_UP_DELAY_MS */
 	uint64_t hs_in_failures;	/* incoming connections whose handshake
 					 * failed (strangers, scanners; stats) */
+	char hs_in_why[REPL_TEXT_MAX + 64];	/* the last one's reason (logs) */
 	struct peer_frame *leave_frame;	/* peer_leave's DISCONNECT, queued and
 					 * not yet released, or NULL */
 	uint64_t hs_timeouts;		/* handshakes closed for that (stats) */
