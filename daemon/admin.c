@@ -364,6 +364,7 @@ admin_status(struct daemon *d, struct json_object *o)
 	add_u64(o, "pending_writes", p->n_pend);
 	add_u64(o, "lag_bytes", p->lag_bytes);
 	add_u64(o, "congestion_waits", p->congestion_waits);
+	add_u64(o, "writes_parked_connecting", d->md->conn_parks);
 	add_u64(o, "peer_flushes", p->peer_flushes);
 	add_u64(o, "al_starved_flushes", p->al_starved_flushes);
 	add_u64(o, "unflushed_marked_bytes", p->unflushed_marked);
@@ -380,6 +381,7 @@ admin_status(struct daemon *d, struct json_object *o)
 	add_u64(o, "io_refused_no_data", p->io_refused_no_data);
 	add_u64(o, "detaches", d->detaches);
 	add_u64(o, "handshake_timeouts", p->hs_timeouts);
+	add_u64(o, "incoming_handshake_failures", p->hs_in_failures);
 	json_object_object_add(o, "on_io_error", json_object_new_string(
 	    conf_on_io_error_name(d->conf.on_io_error)));
 }

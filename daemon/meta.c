@@ -36,6 +36,7 @@ aligned_block(void)
 }
 
 static void retry_tick(struct loop_timer *t);
+static void conn_release(struct loop_timer *t);
 
 /* After a primary crash, every extent of the activity log is out of sync. */
 static void
@@ -90,6 +91,9 @@ meta_attach(struct daemon *d)
 	m->bm_want = MD_BM_NONE;
 	m->retry_timer.cb = retry_tick;
 	m->retry_timer.data = d;
+	m->conn_tail = &m->conn_parked;
+	m->conn_timer.cb = conn_release;
+	m->conn_timer.data = d;
 	if ((ret = open_meta(d, m)) < 0) {
 		log_errno(LOG_ERR, ret, "metadata: cannot open %s", d->self->meta_disk);
 		return ret;
@@ -179,6 +183,7 @@ meta_detach(struct daemon *d, bool clean)
 	m->retry_wait = true;
 	drain_writes(d);
 	loop_timer_cancel(d->loop, &m->retry_timer);
+	loop_timer_cancel(d->loop, &m->conn_timer);
 	if (clean) {
 		m->sb.flags |= MD_FL_CLEAN_SHUTDOWN;
 		m->sb.flags &= ~MD_FL_PRIMARY;
@@ -772,6 +777,7 @@ meta_disk_detached(struct daemon *d)
 	w = m->bm_waiting;
 	m->bm_waiting = NULL;
 	retry_list(d, w);
+	meta_connecting_over(d);
 }
 
 uint64_t
@@ -915,6 +921,67 @@ meta_link_lost(struct daemon *d, struct vol_req *lost, bool marked)
 	*tail = lost;
 }
 
+/*
+ * A primary's client write while the link is up and the UUIDs not yet
+ * compared (RS_CONNECTING) waits for that decision, before it pins its
+ * activity-log extents.  It cannot be shipped (the peer's role and data are
+ * not known yet), and marked in the bitmap under the current UUID it would
+ * be a write made alone without a new generation: a decision by "the
+ * peer's bitmap UUID is my current" (rule 50) would then make this node a
+ * sync target that overwrites it, where the rotation would have shown a
+ * split brain.  Once the state leaves RS_CONNECTING (established, resync,
+ * ahead, or the link down: then it rotates as any write made alone) the
+ * parked writes go through here again, in order.  The wait is bounded:
+ * the link drops when no decision is made within `timeout` (peer.c).
+ */
+static bool
+park_connecting(struct daemon *d, struct vol_req *vr)
+{
+	struct meta *m = d->md;
+
+	if (d->role != ROLE_PRIMARY || vr->is_resync || vr->from_peer || d->stopping ||
+	    d->link == NULL || d->link->rs != RS_CONNECTING)
+		return false;
+	if (m->conn_parked == NULL)
+		log_info("replication: client writes wait until the generation uuids are "
+		    "compared");
+	vr->pnext = NULL;
+	*m->conn_tail = vr;
+	m->conn_tail = &vr->pnext;
+	m->conn_parks++;
+	return true;
+}
+
+/* The timer of meta_connecting_over: the parked writes go on, in order. */
+static void
+conn_release(struct loop_timer *t)
+{
+	struct daemon *d = t->data;
+	struct meta *m = d->md;
+	struct vol_req *list = m->conn_parked;
+	unsigned n = 0;
+
+	m->conn_parked = NULL;
+	m->conn_tail = &m->conn_parked;
+	for (struct vol_req *vr = list; vr != NULL; vr = vr->pnext)
+		n++;
+	if (n > 0)
+		log_info("replication: %u client write(s) parked while connecting go on "
+		    "(replication %s)", n, repl_state_name(d->link != NULL ? (int)d->link->rs :
+		    RS_OFF));
+	retry_list(d, list);
+}
+
+/* Not from inside state_set() or the decision: from the next loop turn. */
+void
+meta_connecting_over(struct daemon *d)
+{
+	struct meta *m = d->md;
+
+	if (m != NULL && m->conn_parked != NULL)
+		loop_timer_arm(d->loop, &m->conn_timer, 0);
+}
+
 void
 meta_prepare_write(struct daemon *d, struct vol_req *vr)
 {
@@ -938,6 +1005,8 @@ meta_prepare_write(struct daemon *d, struct vol_req *vr)
 		vol_start(d, vr);	/* to the peer only: no AL, no bitmap */
 		return;
 	}
+	if (park_connecting(d, vr))
+		return;
 	if (d->role == ROLE_PRIMARY && !vr->al_pinned && !al_pin(d, vr)) {
 		vr->pnext = m->al_waiting;
 		m->al_waiting = vr;

@@ -360,6 +360,39 @@ hs_flush(struct peer_sock *s, bool then_close)
 static void link_maybe_up(struct peer *p, struct peer_sock *s);
 
 /*
+ * A handshake failed.  On this node's own connection to the peer's address
+ * it says why the link does not come up (last_error) and slows the
+ * reconnects down (log once per back-off step).  An incoming connection
+ * may come from anyone (a port scanner, a stranger sending garbage): its
+ * failure is logged and counted, but neither overwrites last_error nor
+ * slows the reconnects -- a scanner every few seconds used to hold them at
+ * PEER_BACKOFF_MAX_MS.  A real peer that refuses or is refused fails the
+ * same way on this node's outgoing connection.
+ */
+static void
+hs_refused(struct peer_sock *s)
+{
+	struct peer *p = s->p;
+
+	if (!s->outgoing) {
+		/* Logged when the reason changes (a real peer's, e.g. a size
+		 * mismatch, is worth a line) and every 100th time. */
+		p->hs_in_failures++;
+		if (strcmp(p->hs_in_why, s->hs.why) != 0 || p->hs_in_failures % 100 == 0)
+			log_notice("peer: %s: %s (%s; %" PRIu64 " incoming handshakes failed "
+			    "so far)", s->name, s->hs.why, repl_reject_name(s->hs.reject),
+			    p->hs_in_failures);
+		snprintf(p->hs_in_why, sizeof(p->hs_in_why), "%s", s->hs.why);
+		return;
+	}
+	if (p->backoff_ms < PEER_BACKOFF_MAX_MS || strcmp(p->last_error, s->hs.why) != 0)
+		log_warn("peer: %s: %s (%s)", s->name, s->hs.why, repl_reject_name(s->hs.reject));
+	snprintf(p->last_error, sizeof(p->last_error), "%s", s->hs.why);
+	p->backoff_ms = MIN(MAX(p->backoff_ms * 2, (uint64_t)PEER_CONNECT_MS),
+	    (uint64_t)PEER_BACKOFF_MAX_MS);
+}
+
+/*
  * Feed received bytes to the handshake (lib/repl_handshake.c).  Returns
  * true when the socket is authenticated and later bytes are frames.
  */
@@ -371,12 +404,7 @@ hs_input(struct peer_sock *s)
 
 	s->rx_off += used;
 	if (ret < 0) {
-		/* Refused: log once per back-off step, and slow down. */
-		if (s->p->backoff_ms < PEER_BACKOFF_MAX_MS || strcmp(s->p->last_error, s->hs.why) != 0)
-			log_warn("peer: %s: %s (%s)", s->name, s->hs.why, repl_reject_name(s->hs.reject));
-		snprintf(s->p->last_error, sizeof(s->p->last_error), "%s", s->hs.why);
-		s->p->backoff_ms = MIN(MAX(s->p->backoff_ms * 2, (uint64_t)PEER_CONNECT_MS),
-		    (uint64_t)PEER_BACKOFF_MAX_MS);
+		hs_refused(s);
 		hs_flush(s, true);
 		return false;
 	}
@@ -464,7 +492,7 @@ link_up(struct peer *p)
 	p->state_sent = p->state_received = false;
 	p->send_seq = 0;
 	p->apply_seq = 0;
-	p->data->last_rx_ns = p->meta->last_rx_ns = now_ns();
+	p->data->last_rx_ns = p->meta->last_rx_ns = p->up_ns = now_ns();
 	state_set(p->d, "connected", -1, -1, CONN_CONNECTED, RS_CONNECTING, NULL);
 	p->ping_timer.cb = ping_tick;
 	p->ping_timer.data = p;
@@ -475,6 +503,46 @@ link_up(struct peer *p)
 		if (p->early_nonce == p->peer_hello.nonce)
 			state_received(p, &p->early_state);
 	}
+}
+
+/*
+ * For tests: BLKMIRROR_TEST_LINK_UP_DELAY_MS=N takes the link up N ms after
+ * both connections are authenticated, so that this node's STATE, and its
+ * UUID decision, come that much later and the peer stays in RS_CONNECTING
+ * meanwhile (the peer's STATE is kept as an early one; pings are answered).
+ */
+static uint64_t
+test_up_delay_ms(void)
+{
+	static int64_t ms = -1;
+
+	if (ms < 0)
+		ms = (int64_t)test_setting("BLKMIRROR_TEST_LINK_UP_DELAY_MS", 600000,
+		    "the link comes up that long after its connections are authenticated");
+	return (uint64_t)ms;
+}
+
+static void
+up_delayed(struct loop_timer *t)
+{
+	struct peer *p = t->data;
+
+	if (p->rs == RS_OFF && p->data != NULL && p->meta != NULL && !p->d->stopping)
+		link_up(p);
+}
+
+static void
+link_up_soon(struct peer *p)
+{
+	if (test_up_delay_ms() == 0) {
+		link_up(p);
+		return;
+	}
+	if (p->up_delay.armed)
+		return;
+	p->up_delay.cb = up_delayed;
+	p->up_delay.data = p;
+	loop_timer_arm(p->d->loop, &p->up_delay, test_up_delay_ms());
 }
 
 /*
@@ -537,16 +605,27 @@ link_maybe_up(struct peer *p, struct peer_sock *s)
 	p->data = data;
 	p->meta = meta;
 	if (data != NULL && meta != NULL)
-		link_up(p);
+		link_up_soon(p);
 }
 
 static void connect_tick(struct loop_timer *t);
 
+/*
+ * peer_leave's DISCONNECT went out (res >= 0) or was dropped.  Only while
+ * it is still p->leave_frame: peer_link_down takes the callback away, so
+ * that the link it already took down is not taken down again -- its
+ * sock_close drains the queue synchronously, which used to land here
+ * before its state_set and run the whole teardown twice -- nor a later
+ * link by a DISCONNECT of an old one.
+ */
 static void
 disconnect_sent(struct peer_frame *f, int res)
 {
 	struct peer *p = f->ctx;
 
+	if (p->leave_frame != f)
+		return;
+	p->leave_frame = NULL;
 	if (res >= 0 && p->rs != RS_OFF)
 		peer_link_down(p, 0, p->leaving_why);
 }
@@ -568,6 +647,8 @@ peer_leave(struct peer *p, uint32_t reason, const char *why)
 		peer_link_down(p, reason, why);
 		return;
 	}
+	if (p->leave_frame != NULL)
+		return;		/* leaving already: its DISCONNECT says why */
 	snprintf(p->leaving_why, sizeof(p->leaving_why), "%s", why);
 	snprintf(m.text, sizeof(m.text), "%s", why);
 	tx = peer_tx(p);
@@ -581,6 +662,7 @@ peer_leave(struct peer *p, uint32_t reason, const char *why)
 	f->len = (uint32_t)n;
 	f->sent = disconnect_sent;
 	f->ctx = p;
+	p->leave_frame = f;
 	peer_send(p->meta, f);
 }
 
@@ -591,6 +673,11 @@ peer_link_down(struct peer *p, uint32_t reason, const char *why)
 	struct peer_sock *data = p->data, *meta = p->meta;
 	bool was_up = p->rs != RS_OFF;
 
+	if (p->leave_frame != NULL) {
+		/* The link goes down here: a queued leave must not do it again. */
+		p->leave_frame->sent = NULL;
+		p->leave_frame = NULL;
+	}
 	snprintf(p->last_error, sizeof(p->last_error), "%s", why);
 	if (data == NULL && meta == NULL && !was_up)
 		return;
@@ -665,6 +752,14 @@ ping_tick(struct loop_timer *t)
 		snprintf(why, sizeof(why), "peer silent for %" PRIu64 " ms (timeout)",
 		    (now - p->meta->last_rx_ns) / 1000000);
 		peer_link_down(p, REPL_DISC_TIMEOUT, why);
+		return;
+	}
+	if (p->rs == RS_CONNECTING && now - p->up_ns > timeout) {
+		/* A peer that answers pings but never lets the UUIDs be
+		 * compared would hold the parked client writes (meta.c
+		 * park_connecting) for ever. */
+		peer_link_down(p, REPL_DISC_TIMEOUT, "the generation uuids were not compared "
+		    "within the timeout after the link came up");
 		return;
 	}
 	if (oldest_write(p, &shipped) && now - shipped > timeout * d->conf.ko_count) {
@@ -998,8 +1093,9 @@ hs_tick(struct loop_timer *t)
 		p->hs_timeouts++;
 		log_info("peer: %s: %s not finished within %" PRIu64 " ms: closed", s->name,
 		    s->connecting ? "connect" : "handshake", hs_bound_ms(p));
-		snprintf(p->last_error, sizeof(p->last_error), "%s: %s timed out", s->name,
-		    s->connecting ? "connect" : "handshake");
+		if (s->outgoing)	/* an incoming one may be anyone's (hs_refused) */
+			snprintf(p->last_error, sizeof(p->last_error), "%s: %s timed out",
+			    s->name, s->connecting ? "connect" : "handshake");
 		sock_close(s);
 	}
 	if (next != 0)
@@ -1182,6 +1278,7 @@ peer_stop(struct daemon *d)
 	p->want_connect = false;
 	loop_timer_cancel(d->loop, &p->connect_timer);
 	loop_timer_cancel(d->loop, &p->hs_timer);
+	loop_timer_cancel(d->loop, &p->up_delay);
 	peer_link_down(p, REPL_DISC_SHUTDOWN, "daemon shutting down");
 	for (struct peer_sock *s = p->socks, *next; s != NULL; s = next) {
 		next = s->next;

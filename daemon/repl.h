@@ -108,6 +108,13 @@ struct meta {
 					 * since the last success, or 0 */
 	uint64_t failed_writes;		/* writes failed because their metadata
 					 * could not be written (stats) */
+	/* A primary's client writes that arrive while the link is up but the
+	 * UUIDs not yet compared (RS_CONNECTING) wait, in arrival order, for
+	 * the decision (meta.c, park_connecting) */
+	struct vol_req *conn_parked;	/* first of them (linked by pnext) */
+	struct vol_req **conn_tail;	/* where the next one goes */
+	struct loop_timer conn_timer;	/* re-runs them on the next loop turn */
+	uint64_t conn_parks;		/* writes parked so (stats) */
 };
 
 /* An outgoing frame: a small inline part plus optional trailing data. */
@@ -241,6 +248,14 @@ struct peer {
 	struct loop_timer connect_timer;
 	struct loop_timer ping_timer;
 	struct loop_timer hs_timer;	/* closes handshakes that take too long */
+	uint64_t up_ns;			/* when the link last came up (the UUID
+					 * decision is due within timeout) */
+	struct loop_timer up_delay;	/* BLKMIRROR_TEST_LINK_UP_DELAY_MS */
+	uint64_t hs_in_failures;	/* incoming connections whose handshake
+					 * failed (strangers, scanners; stats) */
+	char hs_in_why[REPL_TEXT_MAX + 64];	/* the last one's reason (logs) */
+	struct peer_frame *leave_frame;	/* peer_leave's DISCONNECT, queued and
+					 * not yet released, or NULL */
 	uint64_t hs_timeouts;		/* handshakes closed for that (stats) */
 	uint64_t ping_nonce;
 	uint16_t version;		/* negotiated protocol version */
@@ -309,6 +324,9 @@ void meta_disk_detached(struct daemon *d);
  * for the peer, marked out of sync if marked: complete them (after a new
  * generation is durable, on an uptodate primary). */
 void meta_link_lost(struct daemon *d, struct vol_req *lost, bool marked);
+/* The replication state left RS_CONNECTING (or the disk was detached): the
+ * writes parked meanwhile go on, from the next loop turn. */
+void meta_connecting_over(struct daemon *d);
 /* An async or memsync write completes before the peer wrote it: its AL
  * extents stay active (true) until meta_al_release after the peer's
  * WRITE_ACK or the link's loss, so that a crash meanwhile still resyncs

@@ -78,6 +78,7 @@ state_set(struct daemon *d, const char *what, int role, int disk, int conn,
 	struct json_object *ev;
 	char line[256];
 	int n = 0;
+	bool was_connecting = p != NULL && p->rs == RS_CONNECTING;
 
 	line[0] = '\0';
 #define CHANGE(field, val, names) do {						\
@@ -96,6 +97,9 @@ state_set(struct daemon *d, const char *what, int role, int disk, int conn,
 	if (n == 0)
 		return;
 	d->transitions++;
+	/* Decided (or the link went): client writes parked meanwhile go on. */
+	if (was_connecting && p->rs != RS_CONNECTING)
+		meta_connecting_over(d);
 	if (role >= 0) {
 		log_set_prefix(d->conf.name, role_name(d->role));
 		d->refuse = d->role == ROLE_PRIMARY ? NULL :

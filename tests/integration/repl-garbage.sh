@@ -11,6 +11,9 @@
 # closed by the daemon, and a peer that accepts but never answers does not
 # stop the node from connecting again.  Last, a write frame with a wrong
 # sequence number from the authenticated peer: the link drops and recovers.
+# Last, strangers' failed handshakes while the link is down: they are
+# counted, but neither slow this node's reconnects (back-off) nor become
+# its last_error.
 
 source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
@@ -89,5 +92,44 @@ repl_log_has beta "peer sent (REPL_MSG_)?DATA with sequence number [0-9]+, expec
     fail "beta's log does not name the sequence gap"
 repl_wait_synced 60
 [ "$(st beta connects)" -gt "$c0" ] || fail "the link did not go down and come back"
+repl_compare
+
+msg "== strangers' failed handshakes do not slow the reconnects"
+# From here beta cannot connect to alpha (its SYNs to alpha's ports are
+# dropped): only alpha's own attempts, every second, bring the link up.
+_oneway_del()
+{
+	ip netns exec "$NS_beta" nft delete table inet bmtest_oneway 2>/dev/null
+	return 0
+}
+ip netns exec "$NS_beta" nft -f - <<EOF || fail "nft: cannot block beta's connects"
+table inet bmtest_oneway {
+	chain output { type filter hook output priority 0; policy accept;
+		ip daddr $IP_alpha tcp dport { $REPL_DATA_PORT, $((REPL_DATA_PORT + 1)) } drop; }
+}
+EOF
+cleanup_fn _oneway_del
+# Six strangers (from alpha's own namespace) fail their handshake on alpha
+# while the link is up: each used to overwrite alpha's last_error and
+# double its reconnect interval (up to 10 s, reset only by a link-up).
+fails0=$(st alpha incoming_handshake_failures)
+le0=$(st alpha peer.last_error)
+for i in 1 2 3 4 5 6; do
+	out=$(timeout 20 ip netns exec "$NS_alpha" python3 \
+	    "$SRCDIR/tests/integration/repl_tool.py" garbage "$IP_alpha" "$REPL_DATA_PORT" \
+	    random 2>&1) || fail "stranger $i: $out"
+done
+repl_wait1 alpha 5 "s['incoming_handshake_failures'] >= $fails0 + 6" \
+    "alpha counts the strangers' failed handshakes"
+assert_eq "$(st alpha peer.last_error)" "$le0" "alpha's last_error after the strangers"
+# The link goes down: alpha tries again a second later and every second
+# after that (it used to wait 10 s after its first try); beta not at all (nft).
+repl_stop beta
+repl_wait1 alpha 10 's["replication"] == "off"' "alpha sees beta gone"
+sleep 1.5	# alpha's first attempt has failed and taken its next interval
+repl_start beta
+repl_wait_connected 4
+_oneway_del
+repl_wait_synced 30
 repl_compare
 msg "PASS"
