@@ -184,6 +184,8 @@ meta_detach(struct daemon *d, bool clean)
 	drain_writes(d);
 	loop_timer_cancel(d->loop, &m->retry_timer);
 	loop_timer_cancel(d->loop, &m->conn_timer);
+	loop_timer_cancel(d->loop, &m->settle_timer);
+	m->demoting = m->demote_writing = false;
 	if (clean) {
 		m->sb.flags |= MD_FL_CLEAN_SHUTDOWN;
 		m->sb.flags &= ~MD_FL_PRIMARY;
@@ -909,7 +911,7 @@ meta_link_lost(struct daemon *d, struct vol_req *lost, bool marked)
 	struct meta *m = d->md;
 	struct vol_req **tail;
 
-	if (m == NULL || !marked || m->detached || d->role != ROLE_PRIMARY ||
+	if (m == NULL || !marked || m->detached || (d->role != ROLE_PRIMARY && !m->demoting) ||
 	    d->disk != DISK_UPTODATE || (!m->rotating && generation_in_place(m)) ||
 	    (!m->rotating && !start_rotation(d, "the link dropped with writes the peer may "
 	    "lack"))) {
@@ -989,6 +991,17 @@ meta_prepare_write(struct daemon *d, struct vol_req *vr)
 
 	if (m == NULL || vr->io.len == 0) {
 		vol_start(d, vr);
+		return;
+	}
+	/* A client write that waited here (behind another write, the activity
+	 * log, the bitmap, a new generation, the link's decision) while this
+	 * node stepped down: a secondary's disk takes no client write -- it
+	 * would be neither replicated nor marked. */
+	if (d->role != ROLE_PRIMARY && !vr->from_peer && !vr->is_resync) {
+		if (m->stale_writes++ % 1000 == 0)
+			log_warn("metadata: a client write that waited while this node stepped "
+			    "down fails with EIO (%" PRIu64 " so far)", m->stale_writes);
+		vol_fail(d, vr, -EIO);
 		return;
 	}
 	/* A primary whose disk is not uptodate (a promoted sync target) may

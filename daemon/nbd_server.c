@@ -300,16 +300,21 @@ hs_step(struct nbd_conn *c)
 
 /*
  * The daemon stops while c negotiates: the options it sent already get
- * NBD_REP_ERR_SHUTDOWN (ABORT its ACK), then it closes.  The handshake's
- * send in flight (its replies are small: never stuck for long) or receive
- * (woken by SHUT_RD) completes first and goes on in hs_step().
+ * NBD_REP_ERR_SHUTDOWN (ABORT its ACK), then it closes.  A receive in
+ * flight (woken by SHUT_RD) completes first and goes on in hs_step().  A
+ * send still in flight means a client that does not read its replies: it
+ * is cut off at once, as before the refusal existed, rather than holding
+ * the stop for the shutdown grace.
  */
 static void
 hs_stop(struct nbd_conn *c)
 {
 	nbd_hs_shutdown(&c->hs);
-	if (c->tx_busy)
+	if (c->tx_busy) {
+		c->dead = true;
+		hs_conn_close(c, "daemon shutting down (a reply still unsent)");
 		return;
+	}
 	if (c->rx_busy) {
 		shutdown(c->fd, SHUT_RD);
 		return;

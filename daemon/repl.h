@@ -38,9 +38,12 @@ struct meta {
 	struct meta_wait role_wait;	/* promote / demote superblock write */
 	bool role_busy;			/* role_wait is queued or being written */
 	bool promote_cancelled;		/* stepped down while a promotion was written */
+	uint64_t stale_writes;		/* client writes failed: they waited while
+					 * this node stepped down */
 	bool demoting;			/* demoted; the superblock keeps the primary
 					 * flag until the writes the peer had not
 					 * confirmed are settled (state_demote) */
+	bool demote_writing;		/* settled: its superblock is being written */
 	struct loop_timer settle_timer;	/* ... checked again when it fires */
 	struct meta_wait rot_wait;	/* generation rotation before degraded writes */
 	bool rotating;			/* that rotation is being written */

@@ -71,6 +71,15 @@ struct apply {
  */
 static bool shipping(struct daemon *d);
 
+/* An own FLUSH may go to the peer: shipping, or ahead (pull-ahead: writes
+ * are marked instead, but those shipped before still wait for a FLUSH). */
+static bool
+flushing(struct daemon *d)
+{
+	return shipping(d) || (d->role == ROLE_PRIMARY && d->link->data != NULL &&
+	    d->link->rs == RS_AHEAD);
+}
+
 #define UF_EPOCHS	4
 #define UF_MAX_BITS	(1ull << 24)	/* per epoch: 2 MiB of memory */
 #define UF_FLUSH_MS	1000
@@ -319,7 +328,7 @@ repl_tick(struct peer *p)
 		}
 		return true;
 	}
-	if (shipping(d) && uf_any(e) && now - e->first_ns >= uf_flush_ms() * 1000000)
+	if (flushing(d) && uf_any(e) && now - e->first_ns >= uf_flush_ms() * 1000000)
 		ship_own_flush(p);
 	return true;
 }
@@ -345,7 +354,7 @@ repl_al_starved(struct daemon *d)
 	struct peer *p = d->link;
 	const struct uf_epoch *e = &uf.ep[uf.cur];
 
-	if (p == NULL || uf.own_seq != 0 || !shipping(d) || e->ext_lo == e->ext_hi)
+	if (p == NULL || uf.own_seq != 0 || !flushing(d) || e->ext_lo == e->ext_hi)
 		return;
 	p->al_starved_flushes++;
 	ship_own_flush(p);

@@ -146,7 +146,10 @@ state_send_on(struct peer *p, struct peer_sock *sock)
 
 	if (sock == NULL)
 		return;
-	st.role = d->role == ROLE_PRIMARY ? REPL_ROLE_PRIMARY : REPL_ROLE_SECONDARY;
+	/* A demotion that has not settled is still a primary to the peer (it
+	 * must not be promoted while writes of ours are on their way). */
+	st.role = d->role == ROLE_PRIMARY || (d->md != NULL && d->md->demoting) ?
+	    REPL_ROLE_PRIMARY : REPL_ROLE_SECONDARY;
 	st.disk = (uint32_t)d->disk;
 	st.repl = rs_wire(p->rs);
 	st.flags = p->discard_my_data ? REPL_STATE_F_DISCARD_MY_DATA : 0;
@@ -564,6 +567,7 @@ demoted(struct meta_wait *w, int res)
 	struct meta *m = container_of(w, struct meta, role_wait);
 
 	m->role_busy = false;
+	m->demoting = m->demote_writing = false;
 	if (res < 0)
 		log_err("demotion: the superblock could not be written (it still says "
 		    "primary: a crash now replays the activity log)");
@@ -587,20 +591,31 @@ demote_settle(struct daemon *d)
 {
 	struct meta *m = d->md;
 
-	if (!m->demoting)
+	if (!m->demoting || m->demote_writing)
 		return;
-	if (!d->stopping && !m->detached && (!repl_settled(d) || !meta_bitmap_settled(d))) {
+	/* No write of the primary's still running here either (stepping
+	 * down for a higher epoch, clients may be connected): they pin
+	 * their activity-log extents until they finish. */
+	if (!d->stopping && !m->detached && (!repl_settled(d) || !meta_bitmap_settled(d) ||
+	    md_al_pinned(&m->al) > 0)) {
 		loop_timer_arm(d->loop, &m->settle_timer, DEMOTE_SETTLE_MS);
 		return;
 	}
-	m->demoting = false;
 	loop_timer_cancel(d->loop, &m->settle_timer);
-	if (d->stopping)
+	if (d->stopping) {
+		m->demoting = false;
 		return;		/* meta_detach clears the flag with the final writes */
+	}
+	m->demote_writing = true;	/* "demoting" until it is durable */
 	m->sb.flags &= ~MD_FL_PRIMARY;
 	m->sb.last_role = MD_ROLE_SECONDARY;
 	m->role_wait.cb = demoted;
-	meta_sb_write(d, &m->role_wait);
+	/* The data those writes left in a volatile cache reaches the disk
+	 * before the superblock that stops a crash from replaying the log. */
+	if (m->detached)
+		meta_sb_write(d, &m->role_wait);	/* its data counts for nothing */
+	else
+		meta_sb_write_flushed(d, &m->role_wait);
 }
 
 static void

@@ -198,6 +198,7 @@ struct md_al {
 				 * write finished (md_al_put), or 0 */
 	uint64_t puts;		/* writes finished so far: a clock for
 				 * put_seq */
+	uint32_t n_pinned;	/* slots with refs > 0 */
 	uint8_t *state;		/* slot -> SLOT_* (md_al.c) */
 	uint32_t *lru_prev;	/* LRU list of unpinned slots (head = oldest) */
 	uint32_t *lru_next;	/*   links; nr = none */
@@ -260,6 +261,8 @@ int md_al_put(struct md_al *al, uint32_t extent);
  * submitted at clock t covers every eviction whose victims' time is <= t.
  */
 uint64_t md_al_put_clock(const struct md_al *al);
+/* Slots pinned by writes in flight (or other holds). */
+uint32_t md_al_pinned(const struct md_al *al);
 uint64_t md_al_victims_last_put(const struct md_al *al);
 bool md_al_active(const struct md_al *al, uint32_t extent);
 

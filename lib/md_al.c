@@ -224,8 +224,10 @@ md_al_get(struct md_al *al, uint32_t extent)
 
 	if (s == al->nr || al->state[s] != SLOT_ACTIVE)
 		return -ENOENT;
-	if (al->refs[s]++ == 0)
+	if (al->refs[s]++ == 0) {
 		lru_del(al, s);
+		al->n_pinned++;
+	}
 	return 0;
 }
 
@@ -240,9 +242,17 @@ md_al_put(struct md_al *al, uint32_t extent)
 		/* Never reset (not even when the slot takes another extent):
 		 * a time too late costs a flush, one too early loses data. */
 		al->put_seq[s] = ++al->puts;
+		al->n_pinned--;
 		lru_add_tail(al, s);
 	}
 	return 0;
+}
+
+uint32_t
+md_al_pinned(const struct md_al *al)
+{
+
+	return al->n_pinned;
 }
 
 uint64_t

@@ -28,6 +28,13 @@
 #     "demoting", the superblock keeps the primary flag so that a crash
 #     would replay the activity log, beta still sees a primary and cannot
 #     be promoted); unstalled, it settles and beta can take over.
+# 7b. The same, but the link drops while the demotion waits: the writes
+#     beta may lack take a new generation on alpha, as for a primary
+#     (else equal generations would leave the resync direction to the
+#     node ids), and the demotion settles once their marks are durable.
+# 7c. sync, alpha's own flushes stalled: the superblock that ends the
+#     demotion follows a flush of alpha's data device (what alpha wrote
+#     may still be in a volatile cache), so the demotion waits for it.
 # Both disks end identical.
 
 source "$SRCDIR/tests/functions.sh"
@@ -260,5 +267,50 @@ assert_eq "$(st alpha lag_bytes)" 0 "alpha's lag after the demotion"
 bm beta primary
 assert_eq "$(st alpha out_of_sync_bytes)" 0 "alpha's out-of-sync bytes (beta confirmed all)"
 qemu_io beta -r -c 'read -P 0x77 48M 256k'
+repl_compare
+repl_stop alpha
+repl_stop beta
+
+msg "== 7b. the link drops while a demotion waits"
+start_pair async
+repl_fault beta "write:*:stall"
+qemu_io alpha -c 'write -P 0x78 52M 256k'
+assert_ge "$(st alpha lag_bytes)" 4096 "alpha's lag with beta's disk stalled"
+u0=$(st alpha uuids.current)
+out=$(bm_fails alpha secondary --wait 1)
+assert_match "$out" "demoting" "secondary --wait 1 while beta has not confirmed"
+bm alpha disconnect
+repl_wait1 alpha 10 's["demoting"] == False' "alpha's demotion settled after the link dropped"
+[ "$(st alpha uuids.current)" != "$u0" ] ||
+    fail "alpha's writes the peer may lack took no new generation"
+assert_eq "$(st alpha uuids.bitmap)" "$u0" "alpha's bitmap uuid (tracks from the old generation)"
+assert_ge "$(st alpha out_of_sync_bytes)" 4096 "alpha's out-of-sync bytes"
+"$BLKMIRRORCTL" -c "$CONF" -n alpha dump-md | grep -Eq '^flags:.*[ ,]primary' &&
+    fail "alpha's superblock still says primary after the demotion settled"
+repl_fault beta ""
+bm alpha connect
+repl_wait_synced 60
+assert_eq "$(first_byte beta $((52 << 20)))" 78 "beta's byte at 52M after the resync"
+repl_compare
+repl_stop alpha
+repl_stop beta
+
+msg "== 7c. the demotion's superblock waits for a flush of alpha's data"
+repl_conf "protocol = sync" "timeout = ${TIMEOUT_S}s" "ko-count = $KO_COUNT"
+repl_start alpha BLKMIRROR_FAULT_FILE="$TESTDIR/fault.alpha"
+repl_start beta
+repl_wait_connected 20
+bm alpha primary
+repl_wait_synced 60
+qemu_io alpha -c 'write -P 0x79 56M 256k'
+repl_fault alpha "flush:*:stall"
+out=$(bm_fails alpha secondary --wait 2)
+assert_match "$out" "demoting" "secondary --wait 2 while alpha's flush is stalled"
+"$BLKMIRRORCTL" -c "$CONF" -n alpha dump-md | grep -Eq '^flags:.*[ ,]primary' ||
+    fail "alpha's superblock lost its primary flag before its data was flushed"
+repl_fault alpha ""
+repl_wait1 alpha 10 's["demoting"] == False' "alpha's demotion settled after the flush"
+"$BLKMIRRORCTL" -c "$CONF" -n alpha dump-md | grep -Eq '^flags:.*[ ,]primary' &&
+    fail "alpha's superblock still says primary after the demotion settled"
 repl_compare
 msg "ok"
