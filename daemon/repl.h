@@ -44,6 +44,8 @@ struct meta {
 					 * flag until the writes the peer had not
 					 * confirmed are settled (state_demote) */
 	bool demote_writing;		/* settled: its superblock is being written */
+	bool demote_hidden;		/* asked for: the peer sees a primary until
+					 * it is durable (not a forced step-down) */
 	struct loop_timer settle_timer;	/* ... checked again when it fires */
 	struct meta_wait rot_wait;	/* generation rotation before degraded writes */
 	bool rotating;			/* that rotation is being written */

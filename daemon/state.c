@@ -146,9 +146,11 @@ state_send_on(struct peer *p, struct peer_sock *sock)
 
 	if (sock == NULL)
 		return;
-	/* A demotion that has not settled is still a primary to the peer (it
-	 * must not be promoted while writes of ours are on their way). */
-	st.role = d->role == ROLE_PRIMARY || (d->md != NULL && d->md->demoting) ?
+	/* A demotion asked for that has not settled is still a primary to
+	 * the peer (it must not be promoted while writes of ours are on their
+	 * way); a step-down for a peer with a higher epoch is not hidden. */
+	st.role = d->role == ROLE_PRIMARY ||
+	    (d->md != NULL && d->md->demoting && d->md->demote_hidden) ?
 	    REPL_ROLE_PRIMARY : REPL_ROLE_SECONDARY;
 	st.disk = (uint32_t)d->disk;
 	st.repl = rs_wire(p->rs);
@@ -671,6 +673,7 @@ state_demote(struct daemon *d, char *err, size_t errlen)
 	}
 	m->role_busy = true;
 	m->demoting = true;
+	m->demote_hidden = err != NULL;
 	m->settle_timer.cb = demote_settle_tick;
 	m->settle_timer.data = d;
 	demote_settle(d);
