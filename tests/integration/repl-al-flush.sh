@@ -36,6 +36,27 @@ write_ext()
 	    fail "write to extent $1 failed"
 }
 
+# held_write N WHY: write_ext N in the background; it must still wait 2 s
+# later (else fail with WHY).  Its pid is in WPID; finish it with
+# held_write_done N.
+held_write()
+{
+	timeout 60 python3 "$SRCDIR/tests/integration/repl_tool.py" nbd-write "$NBD_alpha" r0 \
+	    $(($1 * 4 * M)) 4096 $((0x40 + $1)) noflush >"$TESTDIR/w.$1" 2>&1 &
+	WPID=$!
+	cleanup_kill "$WPID"
+	sleep 2
+	kill -0 "$WPID" 2>/dev/null || fail "$2"
+}
+
+# held_write_done N: the write of held_write N completes, successfully.
+held_write_done()
+{
+	local rc=0
+	wait "$WPID" || rc=$?
+	assert_eq "$rc" 0 "the held write to extent $1 (output: $(cat "$TESTDIR/w.$1"))"
+}
+
 repl_setup 64M "al-extents = 7"
 repl_start alpha BLKMIRROR_FAULT_FILE="$TESTDIR/fault.alpha"
 bm alpha primary --force
@@ -57,21 +78,13 @@ for e in 1 2 3 4 5 6 7; do
 done
 assert_eq "$(st alpha al_flushes)" 1 "flushes (no eviction)"
 repl_fault alpha "flush:*:stall"
-timeout 60 python3 "$SRCDIR/tests/integration/repl_tool.py" nbd-write "$NBD_alpha" r0 \
-    $((8 * 4 * M)) 4096 $((0x48)) noflush >"$TESTDIR/w8.out" 2>&1 &
-wpid=$!
-cleanup_kill "$wpid"
-sleep 2
-kill -0 "$wpid" 2>/dev/null ||
-    fail "a write that evicts an extent completed while the data flush was stalled"
+held_write 8 "a write that evicts an extent completed while the data flush was stalled"
 assert_eq "$(st alpha al_flushes)" 2 "flushes (one stalled)"
 # The daemon is not wedged: a write to an active extent completes.
 write_ext 7
-kill -0 "$wpid" 2>/dev/null || fail "the evicting write completed before the flush"
+kill -0 "$WPID" 2>/dev/null || fail "the evicting write completed before the flush"
 repl_fault alpha ""
-rc=0
-wait "$wpid" || rc=$?
-assert_eq "$rc" 0 "the evicting write after the flush (output: $(cat "$TESTDIR/w8.out"))"
+held_write_done 8
 assert_eq "$(st alpha al_flushes)" 2 "flushes after the stalled one"
 
 msg "== 4. a victim flushed already: no new flush"
@@ -94,18 +107,10 @@ done
 assert_eq "$(st alpha al_starved_flushes)" 0 "early FLUSHes before the log is full"
 assert_eq "$(st alpha peer_flushes)" 0 "own FLUSHes (the timer is off)"
 repl_fault beta "flush:*:stall"
-timeout 60 python3 "$SRCDIR/tests/integration/repl_tool.py" nbd-write "$NBD_alpha" r0 \
-    $((7 * 4 * M)) 4096 $((0x47)) noflush >"$TESTDIR/w7.out" 2>&1 &
-wpid=$!
-cleanup_kill "$wpid"
-sleep 2
-kill -0 "$wpid" 2>/dev/null ||
-    fail "an eviction went ahead while the peer had not flushed the victim's writes"
+held_write 7 "an eviction went ahead while the peer had not flushed the victim's writes"
 assert_eq "$(st alpha al_starved_flushes)" 1 "early FLUSHes"
 repl_fault beta ""
-rc=0
-wait "$wpid" || rc=$?
-assert_eq "$rc" 0 "the evicting write after the peer's flush (output: $(cat "$TESTDIR/w7.out"))"
+held_write_done 7
 assert_eq "$(st alpha al_starved_flushes)" 1 "early FLUSHes after the write"
 repl_wait_synced 30
 repl_compare

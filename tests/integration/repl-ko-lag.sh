@@ -44,7 +44,7 @@ TIMEOUT_S=2
 KO_COUNT=3
 KO_S=$((TIMEOUT_S * KO_COUNT))
 SLACK_S=6
-KO_LINE="link down: peer did not complete a write within timeout x ko-count"
+KO_LINE="peer did not complete a write within timeout x ko-count"
 
 # ms_since T0: milliseconds since T0 (date +%s%N).
 ms_since()
@@ -65,14 +65,41 @@ start_pair()
 	repl_wait_synced 60
 }
 
+# ko_lines LINE: how many times alpha's log shows "link down: LINE".
+ko_lines()
+{
+	grep -Eci -- "link down: $1" "$LOG_alpha" || true
+}
+
+# wait_ko WHAT LINE: alpha's log shows "link down: LINE" once more than
+# KO0 times within timeout x ko-count (plus slack) of T0, and not much
+# before.
+wait_ko()
+{
+	local elapsed
+	until [ "$(ko_lines "$2")" -gt "$KO0" ]; do
+		elapsed=$(ms_since "$T0")
+		[ "$elapsed" -le $(((KO_S + SLACK_S) * 1000)) ] ||
+		    fail "alpha kept the link to a peer stalled under $1 for $elapsed ms"
+		sleep 0.2
+	done
+	elapsed=$(ms_since "$T0")
+	msg "alpha dropped the peer stalled under $1 after $elapsed ms"
+	[ "$elapsed" -ge $(((KO_S - 1) * 1000)) ] ||
+	    fail "alpha dropped the link after $elapsed ms, before timeout x ko-count"
+	repl_log_has alpha "peer silent" && fail "alpha saw beta silent: pings stopped"
+	return 0
+}
+
 # stalled_writes BASE: beta's disk stalls, alpha takes 1 MiB of numbered
 # 4 KiB writes from BASE MiB (ack list $TESTDIR/acks.BASE); they must
 # complete and alpha must drop the link for ko-count, not before and not
 # much after timeout x ko-count.
 stalled_writes()
 {
-	local qpid elapsed rc=0 T0
+	local qpid elapsed rc=0
 	repl_fault beta "write:*:stall"
+	KO0=$(ko_lines "$KO_LINE")
 	T0=$(date +%s%N)
 	# No FLUSH (qemu-io sends one at exit): in memsync it would wait in
 	# the pending list, which ko-count judged before; the writes alone must.
@@ -80,18 +107,7 @@ stalled_writes()
 	    "$TESTDIR/acks.$1" $(($1 * 1048576)) 256 16 >"$TESTDIR/q.out" 2>&1 &
 	qpid=$!
 	cleanup_kill "$qpid"
-	until repl_log_has alpha "$KO_LINE"; do
-		elapsed=$(ms_since "$T0")
-		[ "$elapsed" -le $(((KO_S + SLACK_S) * 1000)) ] ||
-		    fail "alpha kept the link to a stalled peer for $elapsed ms" \
-		    "(timeout x ko-count = $KO_S s; lag $(st alpha lag_bytes) bytes)"
-		sleep 0.2
-	done
-	elapsed=$(ms_since "$T0")
-	msg "alpha dropped the stalled peer after $elapsed ms"
-	[ "$elapsed" -ge $(((KO_S - 1) * 1000)) ] ||
-	    fail "alpha dropped the link after $elapsed ms, before timeout x ko-count"
-	repl_log_has alpha "peer silent" && fail "alpha saw beta silent: pings stopped"
+	wait_ko "writes" "$KO_LINE"
 	wait "$qpid" || rc=$?
 	assert_eq "$(cat "$TESTDIR/q.out")" "nbd-seq: 256 writes acknowledged" "nbd-seq (exit $rc)"
 	elapsed=$(ms_since "$T0")
@@ -151,32 +167,6 @@ repl_wait_synced 60
 repl_compare
 repl_stop alpha
 repl_stop beta
-
-# ko_lines LINE: how many times alpha's log shows "link down: LINE".
-ko_lines()
-{
-	grep -Eci -- "link down: $1" "$LOG_alpha" || true
-}
-
-# wait_ko WHAT LINE: alpha's log shows "link down: LINE" once more than
-# KO0 times within timeout x ko-count (plus slack) of T0, and not much
-# before.
-wait_ko()
-{
-	local elapsed
-	until [ "$(ko_lines "$2")" -gt "$KO0" ]; do
-		elapsed=$(ms_since "$T0")
-		[ "$elapsed" -le $(((KO_S + SLACK_S) * 1000)) ] ||
-		    fail "alpha kept the link to a peer stalled under $1 for $elapsed ms"
-		sleep 0.2
-	done
-	elapsed=$(ms_since "$T0")
-	msg "alpha dropped the peer stalled under $1 after $elapsed ms"
-	[ "$elapsed" -ge $(((KO_S - 1) * 1000)) ] ||
-	    fail "alpha dropped the link after $elapsed ms, before timeout x ko-count"
-	repl_log_has alpha "peer silent" && fail "alpha saw beta silent: pings stopped"
-	return 0
-}
 
 msg "== 4. resync: the target's disk stalls under the resync"
 start_pair sync
