@@ -109,6 +109,19 @@ uf_any(const struct uf_epoch *e)
 	return e->hi > e->lo;
 }
 
+/* Words [first, last] of a bitmap got bits: grow its span [*lo, *hi). */
+static void
+span_add(size_t *lo, size_t *hi, size_t first, size_t last)
+{
+	if (*lo == *hi) {
+		*lo = first;
+		*hi = last + 1;
+	} else {
+		*lo = MIN(*lo, first);
+		*hi = MAX(*hi, last + 1);
+	}
+}
+
 /* Forget e's ranges and give back the AL extents it held. */
 static void
 uf_clear(struct daemon *d, struct uf_epoch *e)
@@ -147,13 +160,7 @@ uf_hold_extents(struct daemon *d, struct uf_epoch *e, const struct vol_req *vr)
 		if (w >= uf.ext_words || (e->ext[w] & bit) || !meta_al_get(d, x))
 			continue;
 		e->ext[w] |= bit;
-		if (e->ext_lo == e->ext_hi) {
-			e->ext_lo = w;
-			e->ext_hi = w + 1;
-		} else {
-			e->ext_lo = MIN(e->ext_lo, w);
-			e->ext_hi = MAX(e->ext_hi, w + 1);
-		}
+		span_add(&e->ext_lo, &e->ext_hi, w, w);
 	}
 }
 
@@ -188,13 +195,7 @@ uf_mark(struct daemon *d, const struct vol_req *vr)
 		e->first_ns = now_ns();
 	for (uint64_t g = first; g <= last; g++)
 		e->bits[g / 64] |= 1ull << (g % 64);
-	if (!uf_any(e)) {
-		e->lo = (size_t)(first / 64);
-		e->hi = (size_t)(last / 64) + 1;
-	} else {
-		e->lo = MIN(e->lo, (size_t)(first / 64));
-		e->hi = MAX(e->hi, (size_t)(last / 64) + 1);
-	}
+	span_add(&e->lo, &e->hi, (size_t)(first / 64), (size_t)(last / 64));
 }
 
 /* A FLUSH with sequence number seq was shipped: it closes the open epoch. */

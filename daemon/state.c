@@ -583,10 +583,12 @@ demoted(struct meta_wait *w, int res)
  * time can differ from the peer's without a mark on disk: every write the
  * peer had not confirmed (WRITE_ACK; in async and memsync the client was
  * answered before) nor flushed (FLUSH_ACK) is confirmed, or the link went
- * and marked them, and those marks are durable.  Until then the peer
- * still sees this node as primary (it cannot be promoted: no write from
- * here can reach a primary and break the link), and status says
- * "demoting".  A peer that never answers is dropped by ko-count.
+ * and marked them, and those marks are durable -- and no write of the
+ * primary's runs on the disk any more.  Until then status says
+ * "demoting", and after a demotion asked for (not a step-down for a
+ * higher epoch) the peer still sees a primary: it cannot be promoted
+ * while frames of ours are on their way to it.  A peer that never
+ * answers is dropped by ko-count.
  */
 static void
 demote_settle(struct daemon *d)
@@ -662,12 +664,10 @@ state_demote(struct daemon *d, char *err, size_t errlen)
 		    "the local disk is detached: restart blkmirrord once it is repaired");
 	}
 	if (m->role_busy) {
-		/* A promotion being written (never completed): nothing was
-		 * written as primary since the last demotion. */
+		/* A step-down while a promotion is written (never completed):
+		 * nothing was written as primary since the last demotion. */
 		m->sb.flags &= ~MD_FL_PRIMARY;
 		m->sb.last_role = MD_ROLE_SECONDARY;
-		if (d->link != NULL)
-			state_send(d->link);
 		meta_sb_write(d, NULL);	/* role_wait is already queued */
 		return 0;
 	}
