@@ -121,6 +121,9 @@ struct run {
 	unsigned feeds_after_end;	/* feeds that returned DONE/CLOSE */
 };
 
+/* Scenarios of a server that shuts down: drive() calls nbd_hs_shutdown(). */
+static bool drive_shutting_down;
+
 /*
  * Feed in to a fresh machine in pieces of chunk bytes, sending (collecting)
  * hs.out after every call as a caller would.  Stops at DONE/CLOSE; then
@@ -133,6 +136,8 @@ drive(struct run *r, const struct nbd_export *e, const struct wire *in, size_t c
 
 	memset(r, 0, sizeof(*r));
 	nbd_hs_init(&r->hs, e);
+	if (drive_shutting_down)
+		nbd_hs_shutdown(&r->hs);
 	r->st = NBD_HS_MORE;
 	while (r->st == NBD_HS_MORE && pos < in->len) {
 		w_put(&r->out, r->hs.out, r->hs.out_len);
@@ -602,6 +607,48 @@ test_refuse(void)
 	w_free(&in);
 }
 
+/* Shutting down: every option gets ERR_SHUTDOWN but ABORT (its ACK) and
+ * EXPORT_NAME (no error reply: a close); none enters transmission. */
+static void
+test_shutdown(void)
+{
+	struct wire in = { 0 }, in2 = { 0 };
+	struct run r;
+	struct rd rd;
+
+	drive_shutting_down = true;
+	c_flags(&in, CF_BOTH);
+	c_info(&in, NBD_OPT_INFO, "r0", NULL, 0);
+	c_opt(&in, NBD_OPT_LIST, NULL, 0);
+	c_opt(&in, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+	c_info(&in, NBD_OPT_GO, "", NULL, 0);
+	c_opt(&in, NBD_OPT_ABORT, NULL, 0);
+	drive_all(&r, &export_r0, &in);
+	CU_ASSERT_EQUAL(r.st, NBD_HS_CLOSE);
+	CU_ASSERT_EQUAL(r.hs.shutdown_refused, 4);
+	CU_ASSERT_FALSE(r.hs.structured);
+	rd_start(&rd, &r);
+	expect(&rd, NBD_OPT_INFO, NBD_REP_ERR_SHUTDOWN, SIZE_MAX);
+	expect(&rd, NBD_OPT_LIST, NBD_REP_ERR_SHUTDOWN, SIZE_MAX);
+	expect(&rd, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ERR_SHUTDOWN, SIZE_MAX);
+	expect(&rd, NBD_OPT_GO, NBD_REP_ERR_SHUTDOWN, SIZE_MAX);
+	expect(&rd, NBD_OPT_ABORT, NBD_REP_ACK, 0);
+	expect_end(&rd);
+	run_free(&r);
+
+	c_flags(&in2, CF_BOTH);
+	c_opt(&in2, NBD_OPT_EXPORT_NAME, "r0", 2);
+	drive_all(&r, &export_r0, &in2);
+	CU_ASSERT_EQUAL(r.st, NBD_HS_CLOSE);
+	CU_ASSERT(strstr(r.hs.reason, "shutting down") != NULL);
+	rd_start(&rd, &r);
+	expect_end(&rd);
+	run_free(&r);
+	drive_shutting_down = false;
+	w_free(&in);
+	w_free(&in2);
+}
+
 /* LIST: one NBD_REP_SERVER then ACK; with data -> INVALID. */
 static void
 test_list(void)
@@ -1027,6 +1074,7 @@ main(void)
 	CU_add_test(s, "go_errors", test_go_errors);
 	CU_add_test(s, "refuse", test_refuse);
 	CU_add_test(s, "list", test_list);
+	CU_add_test(s, "shutdown", test_shutdown);
 	CU_add_test(s, "abort", test_abort);
 	CU_add_test(s, "structured_twice", test_structured_twice);
 	CU_add_test(s, "set_meta_before_structured", test_set_meta_before_structured);
