@@ -411,6 +411,27 @@ status_listeners(const struct daemon *d)
 	return a;
 }
 
+/* The event loop's counters: turns, how busy polling fares, and the
+ * buffered writes the loop thread wrote itself. */
+static struct json_object *
+status_loop(const struct daemon *d)
+{
+	struct json_object *o = json_object_new_object();
+	const struct loop_stats *st = loop_get_stats(d->loop);
+
+	add_u64(o, "turns", st->iterations);
+	add_u64(o, "busy_poll_us", d->conf.busy_poll_us);
+	add_u64(o, "busy_polls", st->busy_polls);
+	add_u64(o, "busy_poll_hits", st->busy_poll_hits);
+	if (d->eng != NULL) {
+		const struct ioeng_stats *es = ioeng_get_stats(d->eng);
+
+		add_u64(o, "inline_writes", es->inline_writes);
+		add_u64(o, "inline_write_backoffs", es->inline_backoffs);
+	}
+	return o;
+}
+
 /* The "status" result object (documented in blkmirrorctl(8)). */
 static struct json_object *
 status_result(const struct daemon *d)
@@ -437,6 +458,7 @@ status_result(const struct daemon *d)
 	add_u64(o, "uptime_s", now > d->started_ns ? (now - d->started_ns) / 1000000000u : 0);
 	json_object_object_add(o, "listeners", status_listeners(d));
 	json_object_object_add(o, "ops", status_ops(&d->ops));
+	json_object_object_add(o, "loop", status_loop(d));
 	add_u64(o, "in_flight", d->inflight);
 	add_u64(o, "disk_errors", d->disk_errors);
 	json_object_object_add(o, "stopping", json_object_new_boolean(d->stopping));

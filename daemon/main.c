@@ -351,6 +351,7 @@ main(int argc, char **argv)
 		die_errno(EX_OSERR, ret, "cannot create the event loop");
 	if (uring_err < 0)
 		log_errno(LOG_WARNING, uring_err, "io_uring unavailable; event loop uses epoll");
+	loop_set_busy_poll(d->loop, (uint64_t)d->conf.busy_poll_us * 1000u);
 	disk_open(d);
 	if (d->peer != NULL)
 		setup_replicated(d);

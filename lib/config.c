@@ -52,7 +52,7 @@ enum sect_kind {
 
 /* Every key, in the order of the key table. */
 enum conf_key {
-	K_NAME, K_PROTOCOL, K_IO_ENGINE, K_DIRECT_IO, K_BLOCK_SIZE, K_SECRET_FILE,
+	K_NAME, K_PROTOCOL, K_IO_ENGINE, K_DIRECT_IO, K_BUSY_POLL, K_BLOCK_SIZE, K_SECRET_FILE,
 	K_TIMEOUT, K_KO_COUNT, K_MAX_LAG, K_ON_CONGESTION, K_ON_IO_ERROR, K_RESYNC_RATE,
 	K_CSUMS, K_AL_EXTENTS, K_BM_GRAN,
 	K_DISK, K_META_DISK, K_ADDRESS, K_NBD_LISTEN, K_CONTROL,
@@ -332,6 +332,19 @@ key_direct_io(struct parser *p, const char *key, const char *val)
 }
 
 static int
+key_busy_poll(struct parser *p, const char *key, const char *val)
+{
+	uint64_t us;
+
+	if (parse_duration_us(val, &us) < 0 || us > BUSY_POLL_MAX_US)
+		return conf_error(p, p->lineno, key,
+		    "must be 0 (off) or a duration up to %uus such as 50us, got %s",
+		    BUSY_POLL_MAX_US, val);
+	p->c->busy_poll_us = (uint32_t)us;
+	return 0;
+}
+
+static int
 key_block_size(struct parser *p, const char *key, const char *val)
 {
 	uint64_t v = 0;
@@ -571,6 +584,7 @@ static const struct key_def keys[K_COUNT] = {
 	[K_PROTOCOL] = { "protocol", SECT_RESOURCE, false, key_protocol },
 	[K_IO_ENGINE] = { "io-engine", SECT_RESOURCE, false, key_io_engine },
 	[K_DIRECT_IO] = { "direct-io", SECT_RESOURCE, false, key_direct_io },
+	[K_BUSY_POLL] = { "busy-poll", SECT_RESOURCE, false, key_busy_poll },
 	[K_BLOCK_SIZE] = { "block-size", SECT_RESOURCE, false, key_block_size },
 	[K_SECRET_FILE] = { "secret-file", SECT_RESOURCE, false, key_secret_file },
 	[K_TIMEOUT] = { "timeout", SECT_RESOURCE, false, key_timeout },
@@ -929,6 +943,7 @@ conf_defaults(struct conf *c, const char *file)
 	c->protocol = PROTO_SYNC;
 	c->io_engine = IOENG_URING;
 	c->direct_io = true;
+	c->busy_poll_us = BUSY_POLL_DEFAULT_US;
 	c->block_size = 4096;
 	c->timeout_ms = 6000;
 	c->ko_count = 7;

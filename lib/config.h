@@ -62,6 +62,9 @@ struct conf_node {
 	unsigned line;			/* line of the [node] header, for errors */
 };
 
+#define BUSY_POLL_DEFAULT_US	50u
+#define BUSY_POLL_MAX_US	1000u
+
 struct conf {
 	char path[256];			/* file the config came from */
 	/* [resource] */
@@ -70,6 +73,9 @@ struct conf {
 	enum ioeng_kind io_engine;	/* io-engine = io_uring|libaio|sync (io_uring) */
 	bool direct_io;			/* direct-io = yes|no (yes): O_DIRECT on the
 					 * disk where its DIO alignment allows */
+	uint32_t busy_poll_us;		/* busy-poll = 50us (0: off): how long
+					 * the event loop looks for work
+					 * before it sleeps (loop_set_busy_poll) */
 	uint32_t block_size;		/* block-size = 512|4096 (4096) */
 	char secret_file[256];		/* secret-file = PATH (replication auth) */
 	uint64_t timeout_ms;		/* timeout = 6s */

@@ -4,17 +4,21 @@
  * io_uring_enter per loop turn submits disk I/O and socket I/O together.
  * user_data is the request's loop_op; its callback is ioeng_prim_cb().
  * BLKDISCARD has no io_uring opcode here and runs on the offload pool.
+ * Small buffered writes are written inline (inline_write()).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <liburing.h>
 
 #include "ioeng_internal.h"
 #include "log.h"
+#include "util.h"
 
 struct uring_eng {
 	struct io_uring *ring;		/* the loop's ring */
+	uint64_t inline_resume;		/* no inline writes before (now_ns) */
 	struct iovec *bufs;		/* registered buffers, NULL if none */
 	unsigned nbufs;			/* entries in bufs */
 };
@@ -68,6 +72,42 @@ fixed_index(const struct uring_eng *u, const struct ioprim *p)
 	return p->buf_index;
 }
 
+/*
+ * A small buffered write without FUA, written on the loop thread instead of
+ * io_uring's io-wq (see "Inline buffered writes" in ioengine.h).  False
+ * when p does not qualify or a recent inline write blocked.
+ */
+static bool
+inline_write(struct ioeng *e, struct io_req *r, const struct ioprim *p)
+{
+	struct uring_eng *u = e->priv;
+	struct iovec v = { p->buf, (size_t)p->len };
+	uint64_t t0, t1;
+	ssize_t n;
+
+	if (p->kind != PRIM_WRITE || e->direct || e->no_inline ||
+	    p->rw_flags != 0 || p->len > IOENG_INLINE_WRITE_MAX)
+		return false;
+	t0 = now_ns();
+	if (t0 < u->inline_resume)
+		return false;
+	n = pwritev2(e->fd, &v, 1, (off_t)p->off, 0);
+	t1 = now_ns();
+	e->stats.inline_writes++;
+	if (t1 - t0 > IOENG_INLINE_SLOW_NS || e->slow_inline) {
+		e->stats.inline_backoffs++;
+		u->inline_resume = t1 + IOENG_INLINE_BACKOFF_NS;
+		log_debug("%s: an inline write took %llu us; writes go to "
+		    "io_uring's workers for %u ms", e->path,
+		    (unsigned long long)(t1 - t0) / 1000,
+		    IOENG_INLINE_BACKOFF_NS / 1000000);
+	}
+	r->op.cb = ioeng_prim_cb;
+	r->op.data = e;
+	loop_defer(e->l, &r->op, n < 0 ? -errno : (int)n);
+	return true;
+}
+
 static void
 uring_issue(struct ioeng *e, struct io_req *r, const struct ioprim *p)
 {
@@ -79,6 +119,8 @@ uring_issue(struct ioeng *e, struct io_req *r, const struct ioprim *p)
 		ioeng_offload(e, r, p);
 		return;
 	}
+	if (inline_write(e, r, p))
+		return;
 	sqe = loop_sqe(e->l);
 	switch (p->kind) {
 	case PRIM_READ:
@@ -104,7 +146,7 @@ uring_issue(struct ioeng *e, struct io_req *r, const struct ioprim *p)
 	r->op.cb = ioeng_prim_cb;
 	r->op.data = e;
 	r->op.kind = LOOP_OP_RAW;
-	loop_sqe_set_op(sqe, &r->op);
+	loop_sqe_set_op(e->l, sqe, &r->op);
 }
 
 /*

@@ -926,7 +926,10 @@ opts_apply(struct ioeng *e, const struct ioeng_opts *o)
  * BLKMIRROR_IOENG_QUIRKS="no_dsync,no_fdsync,no_punch,no_zero_range": act
  * as if the kernel or filesystem refused that feature, so tests reach the
  * fallbacks (write + fdatasync for FUA, fdatasync on a thread for libaio,
- * the next write-zeroes stage) on any machine.
+ * the next write-zeroes stage) on any machine.  "no_inline" keeps the
+ * io_uring engine from writing small buffered writes on the loop thread;
+ * "slow_inline" makes every such write count as one that blocked, so the
+ * back-off after it can be tested.
  */
 static int
 quirks_apply(struct ioeng *e, const char *list)
@@ -939,6 +942,8 @@ quirks_apply(struct ioeng *e, const char *list)
 		{ "no_fdsync", offsetof(struct ioeng, no_fdsync) },
 		{ "no_punch", offsetof(struct ioeng, no_punch) },
 		{ "no_zero_range", offsetof(struct ioeng, no_zero_range) },
+		{ "no_inline", offsetof(struct ioeng, no_inline) },
+		{ "slow_inline", offsetof(struct ioeng, slow_inline) },
 	};
 	char buf[128], *save = NULL, *tok;
 	size_t i;

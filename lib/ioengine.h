@@ -188,15 +188,34 @@ void ioeng_fault_release(struct ioeng *e);
  * Also for tests: BLKMIRROR_IOENG_QUIRKS="no_dsync,no_fdsync,no_punch,
  * no_zero_range" (any subset) at ioeng_open() makes the engine act as if
  * RWF_DSYNC, libaio's IOCB_CMD_FDSYNC, or fallocate PUNCH_HOLE / ZERO_RANGE
- * were refused, so the fallbacks run on any machine.  Unknown names make
+ * were refused, so the fallbacks run on any machine; "no_inline" turns off
+ * the io_uring engine's inline buffered writes (below) and "slow_inline"
+ * makes each of them count as one that blocked.  Unknown names make
  * ioeng_open() fail with -EINVAL.
+ *
+ * Inline buffered writes (io_uring engine, buffered fd): a filesystem
+ * without non-blocking buffered writes (ext4) makes io_uring hand every
+ * buffered write to an io-wq worker thread, two thread switches per write
+ * for what is a copy into the page cache.  Writes of up to
+ * IOENG_INLINE_WRITE_MAX without FUA are therefore written with pwritev2(2)
+ * on the loop thread (the callback still runs on a later turn).  One that
+ * takes longer than IOENG_INLINE_SLOW_NS (dirty-page throttling, a journal
+ * wait) sends the writes of the next IOENG_INLINE_BACKOFF_NS to io_uring
+ * again, so a throttled disk stalls the loop for one write at a time, not
+ * for every one.
  */
+#define IOENG_INLINE_WRITE_MAX	(64u << 10)
+#define IOENG_INLINE_SLOW_NS	1000000u	/* 1 ms */
+#define IOENG_INLINE_BACKOFF_NS	1000000000u	/* 1 s */
 
 /* Per-engine counters for status output. */
 struct ioeng_stats {
 	uint64_t ops[5];	/* completed requests by enum io_opcode */
 	uint64_t bytes[5];	/* bytes by enum io_opcode */
 	uint64_t errors;	/* requests completed with an error */
+	uint64_t inline_writes;	/* io_uring: buffered writes done inline */
+	uint64_t inline_backoffs; /* ... that blocked, so the next ones for a
+				 * while went to io_uring's workers */
 };
 const struct ioeng_stats *ioeng_get_stats(const struct ioeng *e);
 

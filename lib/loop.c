@@ -37,6 +37,10 @@ struct loop {
 	struct loop_flush *flushes;	/* end-of-turn work, in queue order */
 	struct loop_flush **flush_tail;	/* where the next one goes */
 	bool stop;			/* loop_stop() was called */
+	unsigned raw_in_flight;		/* LOOP_OP_RAW (disk) ops in the ring */
+	uint64_t busy_poll_ns;		/* loop_set_busy_poll(); 0: off */
+	uint64_t last_wait_ns;		/* how long the last waiting turn
+					 * without disk ops in flight took */
 	struct loop_stats stats;
 };
 
@@ -138,9 +142,11 @@ loop_sqe(struct loop *l)
 }
 
 void
-loop_sqe_set_op(struct io_uring_sqe *sqe, struct loop_op *op)
+loop_sqe_set_op(struct loop *l, struct io_uring_sqe *sqe, struct loop_op *op)
 {
 	op->in_flight = true;
+	if (op->kind == LOOP_OP_RAW)
+		l->raw_in_flight++;
 	io_uring_sqe_set_data(sqe, op);
 }
 
@@ -421,7 +427,7 @@ uring_submit_op(struct loop *l, struct loop_op *op)
 		io_uring_prep_connect(sqe, op->fd, (struct sockaddr *)&op->addr, op->addrlen);
 		break;
 	}
-	loop_sqe_set_op(sqe, op);
+	loop_sqe_set_op(l, sqe, op);
 }
 
 static void
@@ -636,6 +642,8 @@ uring_complete(struct loop *l, struct loop_op *op, int res)
 		uring_submit_op(l, op);
 		return;
 	}
+	if (op->kind == LOOP_OP_RAW)
+		l->raw_in_flight--;
 	op->in_flight = false;
 	l->stats.completions++;
 	op->cb(op, res);
@@ -674,12 +682,29 @@ wait_ms(struct loop *l, int timeout_ms)
 	return timeout_ms;
 }
 
+/* Run the callbacks of the completions in the ring; how many there were. */
+static unsigned
+uring_reap(struct loop *l)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	io_uring_for_each_cqe(&l->ring, head, cqe) {
+		struct loop_op *op = io_uring_cqe_get_data(cqe);
+
+		n++;
+		if (op != NULL)
+			uring_complete(l, op, cqe->res);
+	}
+	io_uring_cq_advance(&l->ring, n);
+	return n;
+}
+
 static int
 uring_turn(struct loop *l, int timeout_ms)
 {
 	struct io_uring_cqe *cqe;
 	struct __kernel_timespec ts;
-	unsigned head, n = 0;
 	int ret;
 
 	if (timeout_ms == 0) {
@@ -694,14 +719,7 @@ uring_turn(struct loop *l, int timeout_ms)
 	l->stats.submits++;
 	if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN)
 		return ret;
-	io_uring_for_each_cqe(&l->ring, head, cqe) {
-		struct loop_op *op = io_uring_cqe_get_data(cqe);
-
-		n++;
-		if (op != NULL)
-			uring_complete(l, op, cqe->res);
-	}
-	io_uring_cq_advance(&l->ring, n);
+	uring_reap(l);
 	return 0;
 }
 
@@ -720,23 +738,81 @@ epoll_turn(struct loop *l, int timeout_ms)
 	return 0;
 }
 
+/*
+ * Busy polling: rather than sleep, look for completions without sleeping
+ * for up to busy_poll_ns (at most until the next timer), and say whether
+ * one came.  Only when the last such wait was short (within twice the
+ * window): then the next event is likely to come within the window too,
+ * and catching it awake saves the wake-up of a sleeping thread, which on a
+ * virtual machine whose idle CPUs halt costs tens of microseconds each way.
+ * After a long wait (an idle volume, a primary waiting for a slow peer)
+ * the loop sleeps at once, so the spinning stops by itself when it stops
+ * paying.  Never while disk requests (LOOP_OP_RAW) are in the ring: their
+ * completion comes from the device, and a spinning virtual CPU slowed the
+ * host's side of the virtual disk (O_DIRECT 4k writes at queue depth 1
+ * took 150-170 us instead of 115-120 us when the loop polled for them).
+ */
+static bool
+busy_poll(struct loop *l, uint64_t start, int timeout_ms, bool disk)
+{
+	uint64_t limit = l->busy_poll_ns;
+
+	if (limit == 0 || disk || l->last_wait_ns > 2 * limit)
+		return false;
+	if (timeout_ms > 0 && (uint64_t)timeout_ms * 1000000u < limit)
+		limit = (uint64_t)timeout_ms * 1000000u;
+	l->stats.busy_polls++;
+	do {
+		unsigned n = 0;
+
+		if (l->uring) {
+			/* Submits what the turn queued, runs the deferred task
+			 * work and posts its completions, without waiting. */
+			if (io_uring_submit_and_get_events(&l->ring) >= 0)
+				n = uring_reap(l);
+		} else if (epoll_turn(l, 0) < 0) {
+			return false;
+		}
+		if (n > 0 || l->ready_head != NULL || l->flushes != NULL) {
+			l->stats.busy_poll_hits++;
+			return true;
+		}
+	} while (now_ns() - start < limit);
+	return false;
+}
+
 int
 loop_run_once(struct loop *l, int timeout_ms)
 {
-	int ret;
+	uint64_t start = 0;
+	bool disk;
+	int ret = 0;
 
 	l->stats.iterations++;
 	run_ready(l);
 	run_flushes(l);
 	timeout_ms = wait_ms(l, timeout_ms);
-	ret = l->uring ? uring_turn(l, timeout_ms) : epoll_turn(l, timeout_ms);
+	disk = l->raw_in_flight > 0;
+	if (timeout_ms != 0)
+		start = now_ns();
+	if (timeout_ms == 0 || !busy_poll(l, start, timeout_ms, disk))
+		ret = l->uring ? uring_turn(l, timeout_ms) : epoll_turn(l, timeout_ms);
 	if (ret < 0)
 		return ret;
+	if (timeout_ms != 0 && !disk)
+		l->last_wait_ns = now_ns() - start;
 	run_timers(l);
 	/* Completions the epoll backend gathered run before returning, so a
 	 * caller waiting for one does not sleep through another turn. */
 	run_ready(l);
 	return 0;
+}
+
+void
+loop_set_busy_poll(struct loop *l, uint64_t ns)
+{
+	l->busy_poll_ns = ns;
+	l->last_wait_ns = 0;
 }
 
 int

@@ -100,6 +100,8 @@ struct loop_stats {
 	uint64_t iterations;		/* loop turns */
 	uint64_t completions;		/* callbacks run */
 	uint64_t submits;		/* io_uring_enter / epoll_wait calls */
+	uint64_t busy_polls;		/* turns that polled before sleeping */
+	uint64_t busy_poll_hits;	/* ... and found work without sleeping */
 };
 
 /*
@@ -117,7 +119,7 @@ struct io_uring *loop_ring(struct loop *l);
 /* A free SQE (submitting the queue first if it is full); io_uring only.
  * The caller sets user_data with loop_sqe_set_op(). */
 struct io_uring_sqe *loop_sqe(struct loop *l);
-void loop_sqe_set_op(struct io_uring_sqe *sqe, struct loop_op *op);
+void loop_sqe_set_op(struct loop *l, struct io_uring_sqe *sqe, struct loop_op *op);
 
 void loop_recv(struct loop *l, struct loop_op *op, int fd, void *buf, size_t len);
 /* One scattering receive: fills iov[0], then iov[1]... with what the socket
@@ -148,6 +150,14 @@ int loop_run_once(struct loop *l, int timeout_ms);
 void loop_stop(struct loop *l);
 bool loop_stopping(struct loop *l);
 const struct loop_stats *loop_get_stats(struct loop *l);
+/*
+ * Busy polling: a turn that would sleep first looks for work without
+ * sleeping for up to ns nanoseconds (0, the default, turns it off), when
+ * the last turn that waited found work within twice that; never while
+ * LOOP_OP_RAW (disk) ops are in flight.  Trades CPU time for the latency
+ * of waking a sleeping thread.
+ */
+void loop_set_busy_poll(struct loop *l, uint64_t ns);
 
 int loop_set_nonblock(int fd);
 

@@ -79,6 +79,36 @@ parse_duration_ms(const char *s, uint64_t *out_ms)
 	return -EINVAL;
 }
 
+int
+parse_duration_us(const char *s, uint64_t *out_us)
+{
+	static const struct { const char *unit; uint64_t mul; } units[] = {
+		{ "us", 1 }, { "ms", 1000 }, { "s", 1000000 },
+	};
+	char *end;
+	unsigned long long v;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return -ERANGE;
+	if (*end == '\0' && v == 0) {
+		*out_us = 0;
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(end, units[i].unit) != 0)
+			continue;
+		if (v > UINT64_MAX / units[i].mul)
+			return -ERANGE;
+		*out_us = v * units[i].mul;
+		return 0;
+	}
+	return -EINVAL;
+}
+
 /*
  * "unix:PATH" gives an AF_UNIX address; "[v6addr]:port", "v4addr:port" and
  * "*:port" (any IPv4) give an inet address.  The port is mandatory.

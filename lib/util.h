@@ -37,6 +37,9 @@ uint64_t now_ns(void);
 int parse_size(const char *s, uint64_t *out);
 /* Parse a duration ("500ms", "6s", "2" = seconds) into milliseconds. */
 int parse_duration_ms(const char *s, uint64_t *out_ms);
+/* "50us", "2ms", "1s" -> microseconds; a bare number must be 0 (a unit is
+ * required otherwise, as "50" could mean anything); -EINVAL, -ERANGE. */
+int parse_duration_us(const char *s, uint64_t *out_us);
 /* Parse "host:port" / "[v6]:port" / "unix:PATH"; see util.c for the rules. */
 struct sockaddr_storage;
 int parse_sockaddr(const char *s, struct sockaddr_storage *ss, unsigned *sslen);

@@ -125,6 +125,7 @@ test_standalone(void)
 	CU_ASSERT_EQUAL(c.protocol, PROTO_SYNC);
 	CU_ASSERT_EQUAL(c.io_engine, IOENG_URING);
 	CU_ASSERT_TRUE(c.direct_io);
+	CU_ASSERT_EQUAL(c.busy_poll_us, 50);
 	CU_ASSERT_EQUAL(c.block_size, 4096);
 	CU_ASSERT_STRING_EQUAL(c.secret_file, "");
 	CU_ASSERT_EQUAL(c.timeout_ms, 6000);
@@ -425,6 +426,16 @@ test_string_values(void)
 	CU_ASSERT_EQUAL(c.io_engine, IOENG_URING);
 	ASSERT_GOOD(RES "io-engine = libaio\ndirect-io = yes\n" NODE);
 	CU_ASSERT_TRUE(c.direct_io);
+	ASSERT_GOOD(RES "busy-poll = 0\n" NODE);
+	CU_ASSERT_EQUAL(c.busy_poll_us, 0);
+	ASSERT_GOOD(RES "busy-poll = 1ms\n" NODE);
+	CU_ASSERT_EQUAL(c.busy_poll_us, 1000);
+	ASSERT_GOOD(RES "busy-poll = 20us\n" NODE);
+	CU_ASSERT_EQUAL(c.busy_poll_us, 20);
+	ASSERT_BAD(RES "busy-poll = 50\n", "t.conf:3: busy-poll: must be 0 (off) "
+	    "or a duration up to 1000us such as 50us, got 50");
+	ASSERT_BAD(RES "busy-poll = 1001us\n", "t.conf:3: busy-poll: must be 0 "
+	    "(off) or a duration up to 1000us such as 50us, got 1001us");
 	ASSERT_BAD(RES "direct-io = off\n", "t.conf:3: direct-io: must be no or "
 	    "yes, got off");
 	ASSERT_BAD(RES "direct-io = no\nio-engine = libaio\n" NODE, "t.conf:3: "

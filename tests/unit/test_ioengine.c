@@ -1106,6 +1106,93 @@ test_quirks(void)
 	loop_free(t.l);
 }
 
+/* Open t->path with the quirks in env (NULL: none). */
+static void
+open_with_quirks(struct target *t, const char *quirks)
+{
+	if (quirks != NULL)
+		setenv("BLKMIRROR_IOENG_QUIRKS", quirks, 1);
+	CU_ASSERT_EQUAL_FATAL(open_engine(t, false, &t->e), 0);
+	unsetenv("BLKMIRROR_IOENG_QUIRKS");
+}
+
+/* Write len bytes of pattern seed at off and read them back. */
+static void
+write_check(struct target *t, uint32_t flags, uint64_t off, size_t len, uint64_t seed)
+{
+	char *out = xalloc(len), *in = xalloc(len);
+
+	fill(out, len, seed);
+	CU_ASSERT_EQUAL(do_io(t, IO_WRITE, flags, off, len, out), 0);
+	CU_ASSERT_EQUAL(do_io(t, IO_READ, 0, off, len, in), 0);
+	CU_ASSERT_EQUAL(memcmp(in, out, len), 0);
+	free(out);
+	free(in);
+}
+
+/*
+ * The io_uring engine writes small buffered writes without FUA on the loop
+ * thread (still completing on a later turn: do_io checks that), backs off
+ * for a while after one that blocked, and never writes inline with
+ * O_DIRECT or the no_inline quirk.
+ */
+static void
+test_uring_inline(void)
+{
+	static const struct cfg buffered = { IOENG_URING, true, false };
+	static const struct cfg direct = { IOENG_URING, true, true };
+	struct target t = { .c = &buffered };
+	const struct ioeng_stats *s;
+	char *file;
+
+	CU_ASSERT_EQUAL_FATAL(loop_new(&t.l, 64, true, NULL), 0);
+	t.path = t.file = file = make_file("/var/tmp", TSIZE);
+
+	open_with_quirks(&t, NULL);
+	s = ioeng_get_stats(t.e);
+	write_check(&t, 0, 0, 4096, 21);
+	CU_ASSERT_EQUAL(s->inline_writes, 1);
+	write_check(&t, 0, MiB, IOENG_INLINE_WRITE_MAX, 22);
+	CU_ASSERT_EQUAL(s->inline_writes, 2);
+	/* FUA (RWF_DSYNC: waits for the disk) and larger writes: io_uring. */
+	write_check(&t, IO_F_FUA, 2 * MiB, 4096, 23);
+	write_check(&t, 0, 3 * MiB, 2 * IOENG_INLINE_WRITE_MAX, 24);
+	CU_ASSERT_EQUAL(s->inline_writes, 2);
+	CU_ASSERT_EQUAL(s->inline_backoffs, 0);
+	CU_ASSERT_EQUAL(s->ops[IO_WRITE], 4);
+	ioeng_close(t.e);
+
+	/* A write that blocked: the next ones go to io_uring for a while. */
+	open_with_quirks(&t, "slow_inline");
+	s = ioeng_get_stats(t.e);
+	write_check(&t, 0, 4 * MiB, 4096, 25);
+	CU_ASSERT_EQUAL(s->inline_writes, 1);
+	CU_ASSERT_EQUAL(s->inline_backoffs, 1);
+	write_check(&t, 0, 5 * MiB, 4096, 26);
+	write_check(&t, 0, 6 * MiB, 8192, 27);
+	CU_ASSERT_EQUAL(s->inline_writes, 1);
+	CU_ASSERT_EQUAL(s->inline_backoffs, 1);
+	CU_ASSERT_EQUAL(s->ops[IO_WRITE], 3);
+	ioeng_close(t.e);
+
+	open_with_quirks(&t, "no_inline");
+	s = ioeng_get_stats(t.e);
+	write_check(&t, 0, 7 * MiB, 4096, 28);
+	CU_ASSERT_EQUAL(s->inline_writes, 0);
+	ioeng_close(t.e);
+
+	t.c = &direct;
+	open_with_quirks(&t, NULL);
+	CU_ASSERT_TRUE(ioeng_is_direct(t.e));
+	s = ioeng_get_stats(t.e);
+	write_check(&t, 0, 8 * MiB, 4096, 29);
+	CU_ASSERT_EQUAL(s->inline_writes, 0);
+	ioeng_close(t.e);
+
+	rm_file(file);
+	loop_free(t.l);
+}
+
 int
 main(void)
 {
@@ -1128,6 +1215,7 @@ main(void)
 	CU_add_test(s, "quirks_fallbacks", test_quirks);
 	CU_add_test(s, "io_uring_direct", test_uring_direct);
 	CU_add_test(s, "io_uring_buffered", test_uring_buffered);
+	CU_add_test(s, "io_uring_inline", test_uring_inline);
 	CU_add_test(s, "libaio_uring_loop", test_aio_uring_loop);
 	CU_add_test(s, "libaio_epoll_loop", test_aio_epoll_loop);
 	CU_add_test(s, "libaio_buffered_epoll", test_aio_buffered_epoll);

@@ -11,6 +11,8 @@
 #include <sys/un.h>
 #include <CUnit/Basic.h>
 
+#include <liburing.h>
+
 #include "loop.h"
 #include "util.h"
 
@@ -50,6 +52,24 @@ test_parse_duration(void)
 	CU_ASSERT_EQUAL(v, 3000);
 	CU_ASSERT_EQUAL(parse_duration_ms("3m", &v), -EINVAL);
 	CU_ASSERT_EQUAL(parse_duration_ms("s", &v), -EINVAL);
+
+	CU_ASSERT_EQUAL(parse_duration_us("50us", &v), 0);
+	CU_ASSERT_EQUAL(v, 50);
+	CU_ASSERT_EQUAL(parse_duration_us("2ms", &v), 0);
+	CU_ASSERT_EQUAL(v, 2000);
+	CU_ASSERT_EQUAL(parse_duration_us("1s", &v), 0);
+	CU_ASSERT_EQUAL(v, 1000000);
+	CU_ASSERT_EQUAL(parse_duration_us("0", &v), 0);
+	CU_ASSERT_EQUAL(v, 0);
+	CU_ASSERT_EQUAL(parse_duration_us("0us", &v), 0);
+	CU_ASSERT_EQUAL(v, 0);
+	/* A bare number other than 0 has no obvious unit: refused. */
+	CU_ASSERT_EQUAL(parse_duration_us("50", &v), -EINVAL);
+	CU_ASSERT_EQUAL(parse_duration_us("50ns", &v), -EINVAL);
+	CU_ASSERT_EQUAL(parse_duration_us("us", &v), -EINVAL);
+	CU_ASSERT_EQUAL(parse_duration_us("-1us", &v), -EINVAL);
+	CU_ASSERT_EQUAL(parse_duration_us("99999999999999999999us", &v), -ERANGE);
+	CU_ASSERT_EQUAL(parse_duration_us("99999999999999999s", &v), -ERANGE);
 }
 
 static void
@@ -235,6 +255,125 @@ test_loop_no_uring_env(void)
 	loop_free(l);
 }
 
+/*
+ * Busy polling: off by default; when on, a turn that would sleep first
+ * looks for work, and data that arrives meanwhile is received without
+ * sleeping (a hit).  After a turn that waited long the next one sleeps at
+ * once, and polling resumes after a short wait.
+ */
+static void
+loop_busy_poll_case(bool uring)
+{
+	struct loop *l;
+	struct ctx c = { 0 };
+	struct loop_op op = { .cb = record_cb, .data = &c };
+	const struct loop_stats *st;
+	char buf[16];
+	int sv[2];
+
+	CU_ASSERT_EQUAL_FATAL(loop_new(&l, 16, uring, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	c.l = l;
+	st = loop_get_stats(l);
+	loop_recv(l, &op, sv[0], buf, sizeof(buf));
+	CU_ASSERT_EQUAL(loop_run_once(l, 5), 0);
+	CU_ASSERT_EQUAL(c.n, 0);
+	CU_ASSERT_EQUAL(st->busy_polls, 0);
+
+	/* On: the data is there before the turn; found by polling. */
+	loop_set_busy_poll(l, 1000000);
+	CU_ASSERT_EQUAL(write(sv[1], "a", 1), 1);
+	CU_ASSERT_EQUAL(loop_run_once(l, -1), 0);
+	CU_ASSERT_EQUAL(c.n, 1);
+	CU_ASSERT_EQUAL(c.results[0], 1);
+	CU_ASSERT_EQUAL(st->busy_polls, 1);
+	CU_ASSERT_EQUAL(st->busy_poll_hits, 1);
+
+	/* Nothing comes: polls 1 ms in vain, then sleeps out the 30 ms. */
+	loop_recv(l, &op, sv[0], buf, sizeof(buf));
+	CU_ASSERT_EQUAL(loop_run_once(l, 30), 0);
+	CU_ASSERT_EQUAL(c.n, 1);
+	CU_ASSERT_EQUAL(st->busy_polls, 2);
+	CU_ASSERT_EQUAL(st->busy_poll_hits, 1);
+	/* After that long wait: no polling; the data wakes the sleep. */
+	CU_ASSERT_EQUAL(write(sv[1], "bc", 2), 2);
+	CU_ASSERT_EQUAL(loop_run_once(l, -1), 0);
+	CU_ASSERT_EQUAL(c.n, 2);
+	CU_ASSERT_EQUAL(c.results[1], 2);
+	CU_ASSERT_EQUAL(st->busy_polls, 2);
+	/* That wait was short: the next turn polls again. */
+	loop_recv(l, &op, sv[0], buf, sizeof(buf));
+	CU_ASSERT_EQUAL(write(sv[1], "def", 3), 3);
+	CU_ASSERT_EQUAL(loop_run_once(l, -1), 0);
+	CU_ASSERT_EQUAL(c.n, 3);
+	CU_ASSERT_EQUAL(c.results[2], 3);
+	CU_ASSERT_EQUAL(st->busy_polls, 3);
+	CU_ASSERT_EQUAL(st->busy_poll_hits, 2);
+
+	if (uring) {
+		/*
+		 * No polling while a disk op (LOOP_OP_RAW; here a 30 ms
+		 * io_uring timeout stands in for a disk write) is in the
+		 * ring, and such a long wait does not stop the polling for
+		 * the socket afterwards.
+		 */
+		struct loop_op raw = { .cb = record_cb, .data = &c };
+		struct __kernel_timespec ts = { .tv_nsec = 30000000 };
+		struct io_uring_sqe *sqe;
+
+		for (int i = 0; i < 2; i++) {
+			sqe = loop_sqe(l);
+			io_uring_prep_timeout(sqe, &ts, 0, 0);
+			raw.kind = LOOP_OP_RAW;
+			loop_sqe_set_op(l, sqe, &raw);
+			while (c.n < 4 + i)
+				CU_ASSERT_EQUAL(loop_run_once(l, -1), 0);
+			CU_ASSERT_EQUAL(c.results[3 + i], -ETIME);
+			CU_ASSERT_EQUAL(st->busy_polls, 3);
+			CU_ASSERT_EQUAL(st->busy_poll_hits, 2);
+		}
+		loop_recv(l, &op, sv[0], buf, sizeof(buf));
+		CU_ASSERT_EQUAL(write(sv[1], "g", 1), 1);
+		CU_ASSERT_EQUAL(loop_run_once(l, -1), 0);
+		CU_ASSERT_EQUAL(c.n, 6);
+		CU_ASSERT_EQUAL(st->busy_polls, 4);
+		CU_ASSERT_EQUAL(st->busy_poll_hits, 3);
+		c.n = 3;
+	}
+
+	/* A timer due before the window ends cuts the polling short. */
+	loop_recv(l, &op, sv[0], buf, sizeof(buf));
+	loop_set_busy_poll(l, 1000000000);	/* 1 s */
+	{
+		struct loop_timer t = { .cb = timer_cb, .data = &c };
+		uint64_t t0 = now_ns();
+
+		loop_timer_arm(l, &t, 20);
+		while (c.n < 4 && now_ns() - t0 < 5000000000ull)
+			CU_ASSERT_EQUAL(loop_run_once(l, -1), 0);
+		CU_ASSERT_EQUAL(c.n, 4);
+		CU_ASSERT_TRUE(now_ns() - t0 < 900000000ull);
+	}
+	shutdown(sv[0], SHUT_RDWR);
+	while (c.n < 5)
+		CU_ASSERT_EQUAL(loop_run_once(l, 10), 0);
+	close(sv[0]);
+	close(sv[1]);
+	loop_free(l);
+}
+
+static void
+test_loop_busy_poll_uring(void)
+{
+	loop_busy_poll_case(true);
+}
+
+static void
+test_loop_busy_poll_epoll(void)
+{
+	loop_busy_poll_case(false);
+}
+
 /* Deferred callbacks run on the next turn, in order, never re-entrantly. */
 static void
 test_loop_defer(void)
@@ -314,6 +453,8 @@ main(void)
 	CU_add_test(s, "loop_scatter_epoll", test_loop_scatter_epoll);
 	CU_add_test(s, "loop_no_uring_env", test_loop_no_uring_env);
 	CU_add_test(s, "loop_defer", test_loop_defer);
+	CU_add_test(s, "loop_busy_poll_uring", test_loop_busy_poll_uring);
+	CU_add_test(s, "loop_busy_poll_epoll", test_loop_busy_poll_epoll);
 	CU_add_test(s, "loop_connect_uring", test_loop_connect_uring);
 	CU_add_test(s, "loop_connect_epoll", test_loop_connect_epoll);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
