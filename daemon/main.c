@@ -204,6 +204,7 @@ disk_open(struct daemon *d)
 	struct ioeng_opts o = {
 		.kind = d->conf.io_engine,
 		.direct = d->conf.direct_io,
+		.inline_writes = d->conf.inline_writes,
 		.io_align = d->conf.block_size,
 		.queue_depth = ENGINE_QUEUE_DEPTH,
 		.threads = 4,
@@ -287,6 +288,27 @@ daemonize(void)
 }
 
 /* Standalone: the local disk is the volume, primary at once. */
+/*
+ * busy-poll: only where the loop can tell disk completions from socket
+ * ones (io_uring loop and engine); with libaio or sync the disk completes
+ * through eventfds, and polling for those slowed a virtual disk.
+ */
+static void
+busy_poll_setup(struct daemon *d)
+{
+	bool uring = loop_ring(d->loop) != NULL &&
+	    (d->eng == NULL || ioeng_get_kind(d->eng) == IOENG_URING);
+
+	if (d->conf.busy_poll_us == 0)
+		return;
+	if (!uring) {
+		log_info("busy-poll off: it needs io-engine = io_uring");
+		d->conf.busy_poll_us = 0;
+		return;
+	}
+	loop_set_busy_poll(d->loop, (uint64_t)d->conf.busy_poll_us * 1000u);
+}
+
 static void
 setup_standalone(struct daemon *d)
 {
@@ -351,8 +373,8 @@ main(int argc, char **argv)
 		die_errno(EX_OSERR, ret, "cannot create the event loop");
 	if (uring_err < 0)
 		log_errno(LOG_WARNING, uring_err, "io_uring unavailable; event loop uses epoll");
-	loop_set_busy_poll(d->loop, (uint64_t)d->conf.busy_poll_us * 1000u);
 	disk_open(d);
+	busy_poll_setup(d);
 	if (d->peer != NULL)
 		setup_replicated(d);
 	else

@@ -52,7 +52,7 @@ enum sect_kind {
 
 /* Every key, in the order of the key table. */
 enum conf_key {
-	K_NAME, K_PROTOCOL, K_IO_ENGINE, K_DIRECT_IO, K_BUSY_POLL, K_BLOCK_SIZE, K_SECRET_FILE,
+	K_NAME, K_PROTOCOL, K_IO_ENGINE, K_DIRECT_IO, K_INLINE_WRITES, K_BUSY_POLL, K_BLOCK_SIZE, K_SECRET_FILE,
 	K_TIMEOUT, K_KO_COUNT, K_MAX_LAG, K_ON_CONGESTION, K_ON_IO_ERROR, K_RESYNC_RATE,
 	K_CSUMS, K_AL_EXTENTS, K_BM_GRAN,
 	K_DISK, K_META_DISK, K_ADDRESS, K_NBD_LISTEN, K_CONTROL,
@@ -332,6 +332,17 @@ key_direct_io(struct parser *p, const char *key, const char *val)
 }
 
 static int
+key_inline_writes(struct parser *p, const char *key, const char *val)
+{
+	int i = parse_choice(p, key, val, yes_no_names, ARRAY_SIZE(yes_no_names));
+
+	if (i < 0)
+		return i;
+	p->c->inline_writes = i == 1;
+	return 0;
+}
+
+static int
 key_busy_poll(struct parser *p, const char *key, const char *val)
 {
 	uint64_t us;
@@ -584,6 +595,7 @@ static const struct key_def keys[K_COUNT] = {
 	[K_PROTOCOL] = { "protocol", SECT_RESOURCE, false, key_protocol },
 	[K_IO_ENGINE] = { "io-engine", SECT_RESOURCE, false, key_io_engine },
 	[K_DIRECT_IO] = { "direct-io", SECT_RESOURCE, false, key_direct_io },
+	[K_INLINE_WRITES] = { "inline-writes", SECT_RESOURCE, false, key_inline_writes },
 	[K_BUSY_POLL] = { "busy-poll", SECT_RESOURCE, false, key_busy_poll },
 	[K_BLOCK_SIZE] = { "block-size", SECT_RESOURCE, false, key_block_size },
 	[K_SECRET_FILE] = { "secret-file", SECT_RESOURCE, false, key_secret_file },
@@ -905,6 +917,13 @@ conf_finish(struct parser *p)
 		    "no cannot be combined with io-engine = libaio (line %u): "
 		    "kernel AIO on a buffered file blocks inside io_submit(2); "
 		    "use io-engine = io_uring or sync", p->seen[0][K_IO_ENGINE]);
+	/* Only io_uring punts buffered writes to workers, and only buffered
+	 * writes can be copied into the page cache on the loop thread. */
+	if (c->inline_writes && (c->direct_io || c->io_engine != IOENG_URING))
+		return conf_error(p, p->seen[0][K_INLINE_WRITES], "inline-writes",
+		    "yes needs direct-io = no and io-engine = io_uring (it "
+		    "copies buffered writes into the page cache on the event "
+		    "loop thread instead of io_uring's workers)");
 	if (c->n_nodes == 0)
 		return conf_error(p, 0, "[node NAME]", "missing section; add "
 		    "[node NAME] with disk = PATH (one node: standalone, two: "

@@ -73,6 +73,9 @@ struct conf {
 	enum ioeng_kind io_engine;	/* io-engine = io_uring|libaio|sync (io_uring) */
 	bool direct_io;			/* direct-io = yes|no (yes): O_DIRECT on the
 					 * disk where its DIO alignment allows */
+	bool inline_writes;		/* inline-writes = no|yes (no): small
+					 * buffered writes on the loop thread
+					 * (ioeng_opts.inline_writes) */
 	uint32_t busy_poll_us;		/* busy-poll = 50us (0: off): how long
 					 * the event loop looks for work
 					 * before it sleeps (loop_set_busy_poll) */

@@ -107,7 +107,7 @@ struct ioeng {
 	bool no_punch;			/* fallocate PUNCH_HOLE unsupported */
 	bool no_zero_range;		/* fallocate ZERO_RANGE unsupported */
 	bool no_fdsync;			/* libaio: IOCB_CMD_FDSYNC refused */
-	bool no_inline;			/* io_uring: no buffered writes inline */
+	bool inline_writes;		/* opts.inline_writes */
 	bool slow_inline;		/* io_uring: every inline write counts
 					 * as slow (tests the back-off) */
 	unsigned in_flight;		/* submitted, callback not yet run */

@@ -85,13 +85,15 @@ inline_write(struct ioeng *e, struct io_req *r, const struct ioprim *p)
 	uint64_t t0, t1;
 	ssize_t n;
 
-	if (p->kind != PRIM_WRITE || e->direct || e->no_inline ||
+	if (p->kind != PRIM_WRITE || e->direct || !e->inline_writes ||
 	    p->rw_flags != 0 || p->len > IOENG_INLINE_WRITE_MAX)
 		return false;
 	t0 = now_ns();
 	if (t0 < u->inline_resume)
 		return false;
 	n = pwritev2(e->fd, &v, 1, (off_t)p->off, 0);
+	if (n < 0)
+		n = -errno;
 	t1 = now_ns();
 	e->stats.inline_writes++;
 	if (t1 - t0 > IOENG_INLINE_SLOW_NS || e->slow_inline) {
@@ -104,7 +106,7 @@ inline_write(struct ioeng *e, struct io_req *r, const struct ioprim *p)
 	}
 	r->op.cb = ioeng_prim_cb;
 	r->op.data = e;
-	loop_defer(e->l, &r->op, n < 0 ? -errno : (int)n);
+	loop_defer(e->l, &r->op, (int)n);	/* n <= IOENG_INLINE_WRITE_MAX */
 	return true;
 }
 

@@ -915,6 +915,7 @@ opts_apply(struct ioeng *e, const struct ioeng_opts *o)
 	e->read_only = o->read_only;
 	e->io_align = o->io_align ? o->io_align : 512;
 	e->queue_depth = o->queue_depth ? o->queue_depth : 256;
+	e->inline_writes = o->inline_writes;
 	e->threads = o->threads ? o->threads : 4;
 	if (!IS_POW2(e->io_align) || e->io_align > (1u << 20) ||
 	    e->queue_depth > 65536 || e->threads > 64)
@@ -926,10 +927,9 @@ opts_apply(struct ioeng *e, const struct ioeng_opts *o)
  * BLKMIRROR_IOENG_QUIRKS="no_dsync,no_fdsync,no_punch,no_zero_range": act
  * as if the kernel or filesystem refused that feature, so tests reach the
  * fallbacks (write + fdatasync for FUA, fdatasync on a thread for libaio,
- * the next write-zeroes stage) on any machine.  "no_inline" keeps the
- * io_uring engine from writing small buffered writes on the loop thread;
- * "slow_inline" makes every such write count as one that blocked, so the
- * back-off after it can be tested.
+ * the next write-zeroes stage) on any machine.  "slow_inline" makes
+ * every inline buffered write (opts.inline_writes) count as one that
+ * blocked, so the back-off after it can be tested.
  */
 static int
 quirks_apply(struct ioeng *e, const char *list)
@@ -942,7 +942,6 @@ quirks_apply(struct ioeng *e, const char *list)
 		{ "no_fdsync", offsetof(struct ioeng, no_fdsync) },
 		{ "no_punch", offsetof(struct ioeng, no_punch) },
 		{ "no_zero_range", offsetof(struct ioeng, no_zero_range) },
-		{ "no_inline", offsetof(struct ioeng, no_inline) },
 		{ "slow_inline", offsetof(struct ioeng, slow_inline) },
 	};
 	char buf[128], *save = NULL, *tok;

@@ -36,8 +36,9 @@
  * writes with RWF_DSYNC (or write + fdatasync), IO_FLUSH is still
  * fdatasync(2), and buffers need no alignment.  io_uring and sync stay
  * asynchronous to the loop (io_uring punts blocking buffered I/O to its
- * io-wq workers); libaio does not: io_submit(2) itself copies into the page
- * cache, and reads missing the cache wait for the disk there.
+ * io-wq workers) unless opts.inline_writes asks otherwise (below); libaio
+ * does not: io_submit(2) itself copies into the page cache, and reads
+ * missing the cache wait for the disk there.
  */
 #ifndef BLKMIRROR_IOENGINE_H
 #define BLKMIRROR_IOENGINE_H
@@ -89,6 +90,8 @@ struct io_req {
 struct ioeng_opts {
 	enum ioeng_kind kind;	/* requested engine */
 	bool direct;		/* try O_DIRECT (falls back silently if refused) */
+	bool inline_writes;	/* io_uring, buffered fd: small writes inline
+				 * (see "Inline buffered writes" below) */
 	bool read_only;		/* open O_RDONLY */
 	unsigned io_align;	/* smallest I/O the caller will issue (512 or
 				 * 4096); O_DIRECT is used only if the device's
@@ -188,21 +191,24 @@ void ioeng_fault_release(struct ioeng *e);
  * Also for tests: BLKMIRROR_IOENG_QUIRKS="no_dsync,no_fdsync,no_punch,
  * no_zero_range" (any subset) at ioeng_open() makes the engine act as if
  * RWF_DSYNC, libaio's IOCB_CMD_FDSYNC, or fallocate PUNCH_HOLE / ZERO_RANGE
- * were refused, so the fallbacks run on any machine; "no_inline" turns off
- * the io_uring engine's inline buffered writes (below) and "slow_inline"
- * makes each of them count as one that blocked.  Unknown names make
- * ioeng_open() fail with -EINVAL.
+ * were refused, so the fallbacks run on any machine; "slow_inline" makes
+ * each inline buffered write (below) count as one that blocked.  Unknown
+ * names make ioeng_open() fail with -EINVAL.
  *
- * Inline buffered writes (io_uring engine, buffered fd): a filesystem
- * without non-blocking buffered writes (ext4) makes io_uring hand every
- * buffered write to an io-wq worker thread, two thread switches per write
- * for what is a copy into the page cache.  Writes of up to
- * IOENG_INLINE_WRITE_MAX without FUA are therefore written with pwritev2(2)
- * on the loop thread (the callback still runs on a later turn).  One that
- * takes longer than IOENG_INLINE_SLOW_NS (dirty-page throttling, a journal
- * wait) sends the writes of the next IOENG_INLINE_BACKOFF_NS to io_uring
- * again, so a throttled disk stalls the loop for one write at a time, not
- * for every one.
+ * Inline buffered writes (opts.inline_writes; io_uring engine, buffered
+ * fd; off by default): a filesystem without non-blocking buffered writes
+ * (ext4) makes io_uring hand every buffered write to an io-wq worker
+ * thread, two thread switches per write for what is a copy into the page
+ * cache.  With the option, writes of up to IOENG_INLINE_WRITE_MAX whose
+ * primitive has no RWF_DSYNC are written with pwritev2(2) on the loop
+ * thread (the callback still runs on a later turn).  That is a blocking
+ * call on the loop: one that takes longer than IOENG_INLINE_SLOW_NS
+ * (dirty-page throttling, a journal wait) sends the writes of the next
+ * IOENG_INLINE_BACKOFF_NS to io_uring again, so a throttled disk stalls the
+ * loop for one write at a time, not for every one; but a write that never
+ * returns (a hung disk once the dirty limit is reached, a hung network
+ * file system) hangs the whole daemon, where io_uring would have hung one
+ * worker thread.  Hence opt-in.
  */
 #define IOENG_INLINE_WRITE_MAX	(64u << 10)
 #define IOENG_INLINE_SLOW_NS	1000000u	/* 1 ms */

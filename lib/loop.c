@@ -41,6 +41,10 @@ struct loop {
 	uint64_t busy_poll_ns;		/* loop_set_busy_poll(); 0: off */
 	uint64_t last_wait_ns;		/* how long the last waiting turn
 					 * without disk ops in flight took */
+	unsigned poll_misses;		/* busy polls in a row that found
+					 * nothing (at most POLL_MISS_MAX) */
+	unsigned poll_skip;		/* eligible turns left to sleep at once
+					 * after a miss (2^misses - 1) */
 	struct loop_stats stats;
 };
 
@@ -751,16 +755,27 @@ epoll_turn(struct loop *l, int timeout_ms)
  * completion comes from the device, and a spinning virtual CPU slowed the
  * host's side of the virtual disk (O_DIRECT 4k writes at queue depth 1
  * took 150-170 us instead of 115-120 us when the loop polled for them).
+ * A poll that finds nothing makes the next 2^misses - 1 eligible turns
+ * sleep at once (misses in a row, at most POLL_MISS_MAX), so events that
+ * keep coming just too late for the window cost a poll now and then, not
+ * one per turn.  On a miss *timeout_ms is reduced by the time spent, so a
+ * timer is not late by the window.
  */
+#define POLL_MISS_MAX	6
+
 static bool
-busy_poll(struct loop *l, uint64_t start, int timeout_ms, bool disk)
+busy_poll(struct loop *l, uint64_t start, int *timeout_ms, bool disk)
 {
-	uint64_t limit = l->busy_poll_ns;
+	uint64_t limit = l->busy_poll_ns, spent;
 
 	if (limit == 0 || disk || l->last_wait_ns > 2 * limit)
 		return false;
-	if (timeout_ms > 0 && (uint64_t)timeout_ms * 1000000u < limit)
-		limit = (uint64_t)timeout_ms * 1000000u;
+	if (l->poll_skip > 0) {
+		l->poll_skip--;
+		return false;
+	}
+	if (*timeout_ms > 0 && (uint64_t)*timeout_ms * 1000000u < limit)
+		limit = (uint64_t)*timeout_ms * 1000000u;
 	l->stats.busy_polls++;
 	do {
 		unsigned n = 0;
@@ -775,9 +790,18 @@ busy_poll(struct loop *l, uint64_t start, int timeout_ms, bool disk)
 		}
 		if (n > 0 || l->ready_head != NULL || l->flushes != NULL) {
 			l->stats.busy_poll_hits++;
+			l->poll_misses = 0;
 			return true;
 		}
-	} while (now_ns() - start < limit);
+	} while ((spent = now_ns() - start) < limit);
+	if (l->poll_misses < POLL_MISS_MAX)
+		l->poll_misses++;
+	l->poll_skip = (1u << l->poll_misses) - 1;
+	if (*timeout_ms > 0) {
+		uint64_t ms = spent / 1000000u;
+
+		*timeout_ms = ms >= (uint64_t)*timeout_ms ? 0 : *timeout_ms - (int)ms;
+	}
 	return false;
 }
 
@@ -795,11 +819,11 @@ loop_run_once(struct loop *l, int timeout_ms)
 	disk = l->raw_in_flight > 0;
 	if (timeout_ms != 0)
 		start = now_ns();
-	if (timeout_ms == 0 || !busy_poll(l, start, timeout_ms, disk))
+	if (timeout_ms == 0 || !busy_poll(l, start, &timeout_ms, disk))
 		ret = l->uring ? uring_turn(l, timeout_ms) : epoll_turn(l, timeout_ms);
 	if (ret < 0)
 		return ret;
-	if (timeout_ms != 0 && !disk)
+	if (start != 0 && !disk)
 		l->last_wait_ns = now_ns() - start;
 	run_timers(l);
 	/* Completions the epoll backend gathered run before returning, so a
@@ -813,6 +837,7 @@ loop_set_busy_poll(struct loop *l, uint64_t ns)
 {
 	l->busy_poll_ns = ns;
 	l->last_wait_ns = 0;
+	l->poll_misses = l->poll_skip = 0;
 }
 
 int

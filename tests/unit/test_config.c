@@ -126,6 +126,7 @@ test_standalone(void)
 	CU_ASSERT_EQUAL(c.io_engine, IOENG_URING);
 	CU_ASSERT_TRUE(c.direct_io);
 	CU_ASSERT_EQUAL(c.busy_poll_us, 50);
+	CU_ASSERT_FALSE(c.inline_writes);
 	CU_ASSERT_EQUAL(c.block_size, 4096);
 	CU_ASSERT_STRING_EQUAL(c.secret_file, "");
 	CU_ASSERT_EQUAL(c.timeout_ms, 6000);
@@ -426,6 +427,18 @@ test_string_values(void)
 	CU_ASSERT_EQUAL(c.io_engine, IOENG_URING);
 	ASSERT_GOOD(RES "io-engine = libaio\ndirect-io = yes\n" NODE);
 	CU_ASSERT_TRUE(c.direct_io);
+	ASSERT_GOOD(RES "direct-io = no\ninline-writes = yes\n" NODE);
+	CU_ASSERT_TRUE(c.inline_writes);
+	ASSERT_BAD(RES "inline-writes = yes\n" NODE, "t.conf:3: inline-writes: "
+	    "yes needs direct-io = no and io-engine = io_uring (it copies "
+	    "buffered writes into the page cache on the event loop thread "
+	    "instead of io_uring's workers)");
+	ASSERT_BAD(RES "direct-io = no\nio-engine = sync\ninline-writes = yes\n"
+	    NODE, "t.conf:5: inline-writes: yes needs direct-io = no and "
+	    "io-engine = io_uring (it copies buffered writes into the page "
+	    "cache on the event loop thread instead of io_uring's workers)");
+	ASSERT_BAD(RES "inline-writes = maybe\n", "t.conf:3: inline-writes: "
+	    "must be no or yes, got maybe");
 	ASSERT_GOOD(RES "busy-poll = 0\n" NODE);
 	CU_ASSERT_EQUAL(c.busy_poll_us, 0);
 	ASSERT_GOOD(RES "busy-poll = 1ms\n" NODE);

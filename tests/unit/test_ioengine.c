@@ -263,11 +263,14 @@ loop_detach(const char *dev, int hold)
 	CU_ASSERT_NOT_EQUAL(access(sys, F_OK), 0);
 }
 
+static bool opt_inline;	/* open_engine(): opts.inline_writes */
+
 static int
 open_engine(struct target *t, bool read_only, struct ioeng **out)
 {
 	struct ioeng_opts o = {
 		.kind = t->c->kind, .direct = t->c->direct, .read_only = read_only,
+		.inline_writes = opt_inline,
 		.io_align = 4096, .queue_depth = TDEPTH, .threads = 3,
 	};
 
@@ -1106,13 +1109,15 @@ test_quirks(void)
 	loop_free(t.l);
 }
 
-/* Open t->path with the quirks in env (NULL: none). */
+/* Open t->path with opts.inline_writes and the quirks (NULL: none). */
 static void
-open_with_quirks(struct target *t, const char *quirks)
+open_with_quirks(struct target *t, bool inl, const char *quirks)
 {
 	if (quirks != NULL)
 		setenv("BLKMIRROR_IOENG_QUIRKS", quirks, 1);
+	opt_inline = inl;
 	CU_ASSERT_EQUAL_FATAL(open_engine(t, false, &t->e), 0);
+	opt_inline = false;
 	unsetenv("BLKMIRROR_IOENG_QUIRKS");
 }
 
@@ -1131,10 +1136,10 @@ write_check(struct target *t, uint32_t flags, uint64_t off, size_t len, uint64_t
 }
 
 /*
- * The io_uring engine writes small buffered writes without FUA on the loop
- * thread (still completing on a later turn: do_io checks that), backs off
- * for a while after one that blocked, and never writes inline with
- * O_DIRECT or the no_inline quirk.
+ * With opts.inline_writes the io_uring engine writes small buffered writes
+ * without FUA on the loop thread (still completing on a later turn: do_io
+ * checks that) and backs off for a while after one that blocked; never
+ * without the option, nor with O_DIRECT.
  */
 static void
 test_uring_inline(void)
@@ -1148,7 +1153,7 @@ test_uring_inline(void)
 	CU_ASSERT_EQUAL_FATAL(loop_new(&t.l, 64, true, NULL), 0);
 	t.path = t.file = file = make_file("/var/tmp", TSIZE);
 
-	open_with_quirks(&t, NULL);
+	open_with_quirks(&t, true, NULL);
 	s = ioeng_get_stats(t.e);
 	write_check(&t, 0, 0, 4096, 21);
 	CU_ASSERT_EQUAL(s->inline_writes, 1);
@@ -1163,7 +1168,7 @@ test_uring_inline(void)
 	ioeng_close(t.e);
 
 	/* A write that blocked: the next ones go to io_uring for a while. */
-	open_with_quirks(&t, "slow_inline");
+	open_with_quirks(&t, true, "slow_inline");
 	s = ioeng_get_stats(t.e);
 	write_check(&t, 0, 4 * MiB, 4096, 25);
 	CU_ASSERT_EQUAL(s->inline_writes, 1);
@@ -1175,14 +1180,14 @@ test_uring_inline(void)
 	CU_ASSERT_EQUAL(s->ops[IO_WRITE], 3);
 	ioeng_close(t.e);
 
-	open_with_quirks(&t, "no_inline");
+	open_with_quirks(&t, false, NULL);
 	s = ioeng_get_stats(t.e);
 	write_check(&t, 0, 7 * MiB, 4096, 28);
 	CU_ASSERT_EQUAL(s->inline_writes, 0);
 	ioeng_close(t.e);
 
 	t.c = &direct;
-	open_with_quirks(&t, NULL);
+	open_with_quirks(&t, true, NULL);
 	CU_ASSERT_TRUE(ioeng_is_direct(t.e));
 	s = ioeng_get_stats(t.e);
 	write_check(&t, 0, 8 * MiB, 4096, 29);

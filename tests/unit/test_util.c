@@ -289,7 +289,8 @@ loop_busy_poll_case(bool uring)
 	CU_ASSERT_EQUAL(st->busy_polls, 1);
 	CU_ASSERT_EQUAL(st->busy_poll_hits, 1);
 
-	/* Nothing comes: polls 1 ms in vain, then sleeps out the 30 ms. */
+	/* Nothing comes: polls 1 ms in vain, then sleeps out the rest of
+	 * the 30 ms (the miss makes the next eligible turn sleep at once). */
 	loop_recv(l, &op, sv[0], buf, sizeof(buf));
 	CU_ASSERT_EQUAL(loop_run_once(l, 30), 0);
 	CU_ASSERT_EQUAL(c.n, 1);
@@ -301,7 +302,14 @@ loop_busy_poll_case(bool uring)
 	CU_ASSERT_EQUAL(c.n, 2);
 	CU_ASSERT_EQUAL(c.results[1], 2);
 	CU_ASSERT_EQUAL(st->busy_polls, 2);
-	/* That wait was short: the next turn polls again. */
+	/* That wait was short, but the miss before skips one poll... */
+	loop_recv(l, &op, sv[0], buf, sizeof(buf));
+	CU_ASSERT_EQUAL(write(sv[1], "xyz", 3), 3);
+	CU_ASSERT_EQUAL(loop_run_once(l, -1), 0);
+	CU_ASSERT_EQUAL(c.n, 3);
+	CU_ASSERT_EQUAL(st->busy_polls, 2);
+	/* ...and the turn after it polls again. */
+	c.n = 2;			/* reuse the result slot */
 	loop_recv(l, &op, sv[0], buf, sizeof(buf));
 	CU_ASSERT_EQUAL(write(sv[1], "def", 3), 3);
 	CU_ASSERT_EQUAL(loop_run_once(l, -1), 0);
@@ -338,6 +346,28 @@ loop_busy_poll_case(bool uring)
 		CU_ASSERT_EQUAL(c.n, 6);
 		CU_ASSERT_EQUAL(st->busy_polls, 4);
 		CU_ASSERT_EQUAL(st->busy_poll_hits, 3);
+		c.n = 3;
+	}
+
+	/*
+	 * Misses in a row space the polls out: eight turns, each woken
+	 * by a 2 ms timer (the 1 s window is cut to the timer, and misses),
+	 * poll on turns 1, 3 and 7 (after 1, then 3 skipped turns).
+	 */
+	{
+		struct loop_timer t = { .cb = timer_cb, .data = &c };
+		uint64_t polls = st->busy_polls, hits = st->busy_poll_hits;
+
+		loop_set_busy_poll(l, 1000000000);	/* 1 s */
+		for (int i = 0; i < 8; i++) {
+			c.n = 3;
+			loop_timer_arm(l, &t, 2);
+			while (c.n == 3)
+				CU_ASSERT_EQUAL(loop_run_once(l, -1), 0);
+			CU_ASSERT_EQUAL(c.results[3], 1000);
+		}
+		CU_ASSERT_EQUAL(st->busy_polls, polls + 3);
+		CU_ASSERT_EQUAL(st->busy_poll_hits, hits);
 		c.n = 3;
 	}
 
