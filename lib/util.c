@@ -54,11 +54,23 @@ parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-int
-parse_duration_ms(const char *s, uint64_t *out_ms)
+/* A duration unit and its factor to the caller's unit. */
+struct dur_unit {
+	const char *suffix;
+	uint64_t mul;
+};
+
+/*
+ * A decimal number followed by one of units[], times that unit's factor;
+ * a bare number is multiplied by bare_mul (bare_mul 0: only a bare 0).
+ */
+static int
+parse_scaled(const char *s, const struct dur_unit *units, size_t n,
+    uint64_t bare_mul, uint64_t *out)
 {
 	char *end;
 	unsigned long long v;
+	uint64_t mul = 0;
 
 	if (s == NULL || *s < '0' || *s > '9')
 		return -EINVAL;
@@ -66,47 +78,35 @@ parse_duration_ms(const char *s, uint64_t *out_ms)
 	v = strtoull(s, &end, 10);
 	if (errno != 0)
 		return -ERANGE;
-	if (strcmp(end, "ms") == 0) {
-		*out_ms = v;
-		return 0;
-	}
-	if (*end == '\0' || strcmp(end, "s") == 0) {
-		if (v > UINT64_MAX / 1000)
-			return -ERANGE;
-		*out_ms = v * 1000;
-		return 0;
-	}
-	return -EINVAL;
+	if (*end == '\0')
+		mul = v == 0 ? 1 : bare_mul;
+	for (size_t i = 0; i < n && mul == 0; i++)
+		if (strcmp(end, units[i].suffix) == 0)
+			mul = units[i].mul;
+	if (mul == 0)
+		return -EINVAL;
+	if (v > UINT64_MAX / mul)
+		return -ERANGE;
+	*out = v * mul;
+	return 0;
+}
+
+int
+parse_duration_ms(const char *s, uint64_t *out_ms)
+{
+	static const struct dur_unit units[] = { { "ms", 1 }, { "s", 1000 } };
+
+	return parse_scaled(s, units, ARRAY_SIZE(units), 1000, out_ms);
 }
 
 int
 parse_duration_us(const char *s, uint64_t *out_us)
 {
-	static const struct { const char *unit; uint64_t mul; } units[] = {
+	static const struct dur_unit units[] = {
 		{ "us", 1 }, { "ms", 1000 }, { "s", 1000000 },
 	};
-	char *end;
-	unsigned long long v;
 
-	if (s == NULL || *s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0)
-		return -ERANGE;
-	if (*end == '\0' && v == 0) {
-		*out_us = 0;
-		return 0;
-	}
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(end, units[i].unit) != 0)
-			continue;
-		if (v > UINT64_MAX / units[i].mul)
-			return -ERANGE;
-		*out_us = v * units[i].mul;
-		return 0;
-	}
-	return -EINVAL;
+	return parse_scaled(s, units, ARRAY_SIZE(units), 0, out_us);
 }
 
 /*
