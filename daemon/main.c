@@ -287,7 +287,6 @@ daemonize(void)
 	log_init(LOG_TO_SYSLOG, log_get_level());
 }
 
-/* Standalone: the local disk is the volume, primary at once. */
 /*
  * busy-poll: only where the loop can tell disk completions from socket
  * ones (io_uring loop and engine); with libaio or sync the disk completes
@@ -309,6 +308,7 @@ busy_poll_setup(struct daemon *d)
 	loop_set_busy_poll(d->loop, (uint64_t)d->conf.busy_poll_us * 1000u);
 }
 
+/* Standalone: the local disk is the volume, primary at once. */
 static void
 setup_standalone(struct daemon *d)
 {
