@@ -287,6 +287,17 @@ daemonize(void)
 	log_init(LOG_TO_SYSLOG, log_get_level());
 }
 
+/* Busy polling's class of a wait: 1 while the peer owes acknowledgements
+ * of client writes (they come at the pace of the peer's disk and the
+ * network, not of the clients). */
+static unsigned
+poll_class_repl(void *arg)
+{
+	const struct daemon *d = arg;
+
+	return d->link != NULL && d->link->n_pend > 0;
+}
+
 /*
  * busy-poll: only where the loop can tell disk completions from socket
  * ones (io_uring loop and engine); with libaio or sync the disk completes
@@ -306,6 +317,8 @@ busy_poll_setup(struct daemon *d)
 		return;
 	}
 	loop_set_busy_poll(d->loop, (uint64_t)d->conf.busy_poll_us * 1000u);
+	if (d->peer != NULL)
+		loop_set_poll_class(d->loop, poll_class_repl, d);
 }
 
 /* Standalone: the local disk is the volume, primary at once. */

@@ -62,7 +62,7 @@ struct conf_node {
 	unsigned line;			/* line of the [node] header, for errors */
 };
 
-#define BUSY_POLL_DEFAULT_US	50u
+#define BUSY_POLL_DEFAULT_US	0u	/* off: see blkmirror.conf(5) */
 #define BUSY_POLL_MAX_US	1000u
 
 struct conf {
@@ -76,7 +76,7 @@ struct conf {
 	bool inline_writes;		/* inline-writes = no|yes (no): small
 					 * buffered writes on the loop thread
 					 * (ioeng_opts.inline_writes) */
-	uint32_t busy_poll_us;		/* busy-poll = 50us (0: off): how long
+	uint32_t busy_poll_us;		/* busy-poll = 0 (off) | DURATION: how long
 					 * the event loop looks for work
 					 * before it sleeps (loop_set_busy_poll) */
 	uint32_t block_size;		/* block-size = 512|4096 (4096) */

@@ -39,11 +39,14 @@ struct loop {
 	bool stop;			/* loop_stop() was called */
 	unsigned raw_in_flight;		/* LOOP_OP_RAW (disk) ops in the ring */
 	uint64_t busy_poll_ns;		/* loop_set_busy_poll(); 0: off */
-	uint64_t last_wait_ns;		/* how long the last waiting turn
+	unsigned (*poll_class)(void *);	/* loop_set_poll_class() */
+	void *poll_class_arg;
+	/* Per class of wait (see loop_set_poll_class()): */
+	uint64_t last_wait_ns[2];	/* how long the last waiting turn
 					 * without disk ops in flight took */
-	unsigned poll_misses;		/* busy polls in a row that found
+	unsigned poll_misses[2];	/* busy polls in a row that found
 					 * nothing (at most POLL_MISS_MAX) */
-	unsigned poll_skip;		/* eligible turns left to sleep at once
+	unsigned poll_skip[2];		/* eligible turns left to sleep at once
 					 * after a miss (2^misses - 1) */
 	struct loop_stats stats;
 };
@@ -759,19 +762,23 @@ epoll_turn(struct loop *l, int timeout_ms)
  * sleep at once (misses in a row, at most POLL_MISS_MAX), so events that
  * keep coming just too late for the window cost a poll now and then, not
  * one per turn.  On a miss *timeout_ms is reduced by the time spent, so a
- * timer is not late by the window.
+ * timer is not late by the window.  Waits of the two classes the owner
+ * tells apart (loop_set_poll_class(): e.g. a primary waiting for its
+ * peer's acknowledgements, which come too late for the window, against
+ * one waiting for the next client request, which does not) are judged
+ * apart, each with its own last wait and misses.
  */
 #define POLL_MISS_MAX	6
 
 static bool
-busy_poll(struct loop *l, uint64_t start, int *timeout_ms, bool disk)
+busy_poll(struct loop *l, uint64_t start, int *timeout_ms, bool disk, unsigned c)
 {
 	uint64_t limit = l->busy_poll_ns, spent;
 
-	if (limit == 0 || disk || l->last_wait_ns > 2 * limit)
+	if (limit == 0 || disk || l->last_wait_ns[c] > 2 * limit)
 		return false;
-	if (l->poll_skip > 0) {
-		l->poll_skip--;
+	if (l->poll_skip[c] > 0) {
+		l->poll_skip[c]--;
 		return false;
 	}
 	if (*timeout_ms > 0 && (uint64_t)*timeout_ms * 1000000u < limit)
@@ -790,13 +797,13 @@ busy_poll(struct loop *l, uint64_t start, int *timeout_ms, bool disk)
 		}
 		if (n > 0 || l->ready_head != NULL || l->flushes != NULL) {
 			l->stats.busy_poll_hits++;
-			l->poll_misses = 0;
+			l->poll_misses[c] = 0;
 			return true;
 		}
 	} while ((spent = now_ns() - start) < limit);
-	if (l->poll_misses < POLL_MISS_MAX)
-		l->poll_misses++;
-	l->poll_skip = (1u << l->poll_misses) - 1;
+	if (l->poll_misses[c] < POLL_MISS_MAX)
+		l->poll_misses[c]++;
+	l->poll_skip[c] = (1u << l->poll_misses[c]) - 1;
 	if (*timeout_ms > 0) {
 		uint64_t ms = spent / 1000000u;
 
@@ -809,6 +816,7 @@ int
 loop_run_once(struct loop *l, int timeout_ms)
 {
 	uint64_t start = 0;
+	unsigned c = 0;
 	bool disk;
 	int ret = 0;
 
@@ -817,14 +825,17 @@ loop_run_once(struct loop *l, int timeout_ms)
 	run_flushes(l);
 	timeout_ms = wait_ms(l, timeout_ms);
 	disk = l->raw_in_flight > 0;
-	if (timeout_ms != 0)
+	if (timeout_ms != 0) {
 		start = now_ns();
-	if (timeout_ms == 0 || !busy_poll(l, start, &timeout_ms, disk))
+		if (l->poll_class != NULL)
+			c = l->poll_class(l->poll_class_arg) != 0;
+	}
+	if (timeout_ms == 0 || !busy_poll(l, start, &timeout_ms, disk, c))
 		ret = l->uring ? uring_turn(l, timeout_ms) : epoll_turn(l, timeout_ms);
 	if (ret < 0)
 		return ret;
 	if (start != 0 && !disk)
-		l->last_wait_ns = now_ns() - start;
+		l->last_wait_ns[c] = now_ns() - start;
 	run_timers(l);
 	/* Completions the epoll backend gathered run before returning, so a
 	 * caller waiting for one does not sleep through another turn. */
@@ -836,8 +847,17 @@ void
 loop_set_busy_poll(struct loop *l, uint64_t ns)
 {
 	l->busy_poll_ns = ns;
-	l->last_wait_ns = 0;
-	l->poll_misses = l->poll_skip = 0;
+	for (unsigned c = 0; c < 2; c++) {
+		l->last_wait_ns[c] = 0;
+		l->poll_misses[c] = l->poll_skip[c] = 0;
+	}
+}
+
+void
+loop_set_poll_class(struct loop *l, unsigned (*fn)(void *), void *arg)
+{
+	l->poll_class = fn;
+	l->poll_class_arg = arg;
 }
 
 int

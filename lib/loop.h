@@ -158,6 +158,13 @@ const struct loop_stats *loop_get_stats(struct loop *l);
  * of waking a sleeping thread.
  */
 void loop_set_busy_poll(struct loop *l, uint64_t ns);
+/*
+ * Busy polling judges two classes of waits apart: fn(arg), called before
+ * a turn waits, says which (0 or non-zero; NULL fn: always 0).  For waits
+ * whose next event comes at a different pace, such as a primary waiting
+ * for its peer's acknowledgements rather than for its clients.
+ */
+void loop_set_poll_class(struct loop *l, unsigned (*fn)(void *), void *arg);
 
 int loop_set_nonblock(int fd);
 

@@ -125,7 +125,7 @@ test_standalone(void)
 	CU_ASSERT_EQUAL(c.protocol, PROTO_SYNC);
 	CU_ASSERT_EQUAL(c.io_engine, IOENG_URING);
 	CU_ASSERT_TRUE(c.direct_io);
-	CU_ASSERT_EQUAL(c.busy_poll_us, 50);
+	CU_ASSERT_EQUAL(c.busy_poll_us, 0);
 	CU_ASSERT_FALSE(c.inline_writes);
 	CU_ASSERT_EQUAL(c.block_size, 4096);
 	CU_ASSERT_STRING_EQUAL(c.secret_file, "");

@@ -255,6 +255,15 @@ test_loop_no_uring_env(void)
 	loop_free(l);
 }
 
+static unsigned poll_class_now;	/* what test_poll_class() answers */
+
+static unsigned
+test_poll_class(void *arg)
+{
+	(void)arg;
+	return poll_class_now;
+}
+
 /*
  * Busy polling: off by default; when on, a turn that would sleep first
  * looks for work, and data that arrives meanwhile is received without
@@ -369,6 +378,44 @@ loop_busy_poll_case(bool uring)
 		CU_ASSERT_EQUAL(st->busy_polls, polls + 3);
 		CU_ASSERT_EQUAL(st->busy_poll_hits, hits);
 		c.n = 3;
+	}
+
+	/*
+	 * Classes are judged apart: a miss while waiting in class 1 (here
+	 * for a 2 ms timer) skips the next class-1 poll but not a class-0
+	 * one.
+	 */
+	{
+		struct loop_timer t = { .cb = timer_cb, .data = &c };
+		uint64_t polls, hits;
+
+		loop_set_busy_poll(l, 1000000000);
+		loop_set_poll_class(l, test_poll_class, NULL);
+		polls = st->busy_polls;
+		hits = st->busy_poll_hits;
+		poll_class_now = 1;
+		loop_timer_arm(l, &t, 2);
+		while (c.n == 3)
+			CU_ASSERT_EQUAL(loop_run_once(l, -1), 0);
+		CU_ASSERT_EQUAL(st->busy_polls, polls + 1);
+		CU_ASSERT_EQUAL(st->busy_poll_hits, hits);
+		c.n = 3;
+		poll_class_now = 0;
+		loop_recv(l, &op, sv[0], buf, sizeof(buf));
+		CU_ASSERT_EQUAL(write(sv[1], "h", 1), 1);
+		CU_ASSERT_EQUAL(loop_run_once(l, -1), 0);
+		CU_ASSERT_EQUAL(c.n, 4);
+		CU_ASSERT_EQUAL(st->busy_polls, polls + 2);
+		CU_ASSERT_EQUAL(st->busy_poll_hits, hits + 1);
+		c.n = 3;
+		poll_class_now = 1;
+		loop_timer_arm(l, &t, 2);
+		while (c.n == 3)
+			CU_ASSERT_EQUAL(loop_run_once(l, -1), 0);
+		CU_ASSERT_EQUAL(st->busy_polls, polls + 2);
+		c.n = 3;
+		poll_class_now = 0;
+		loop_set_poll_class(l, NULL, NULL);
 	}
 
 	/* A timer due before the window ends cuts the polling short. */
