@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-2-Clause
 #
-# nbd-clients.sh ENGINE [DIRECT]: real NBD clients against a standalone
-# volume using io engine ENGINE (io_uring | libaio | sync) and direct-io =
-# DIRECT (yes, the default, or no: the page cache), on a loop device (when root)
+# nbd-clients.sh ENGINE [DIRECT [tuned]]: real NBD clients against a
+# standalone volume using io engine ENGINE (io_uring | libaio | sync) and
+# direct-io = DIRECT (yes, the default, or no: the page cache), with
+# "tuned" also inline-writes = yes and busy-poll = 50us (status must show
+# both at work, or busy polling off where the engine is not io_uring; and
+# without "tuned" neither), on a loop device (when root)
 # and on a regular file, over a UNIX socket and TCP:
 #   nbdinfo   size, block sizes, flags, --list, --map (base:allocation)
 #   qemu-io   pattern writes and verified reads, FUA, write-zeroes, discard
@@ -17,6 +20,7 @@ source "$SRCDIR/tests/functions.sh"
 
 ENGINE=${1:?usage: nbd-clients.sh io_uring|libaio|sync [yes|no]}
 DIRECT=${2:-yes}
+TUNED=${3:-}
 requires nbdinfo qemu-io nbdcopy fio python3 cmp truncate
 
 EXPECT_ENGINE=$ENGINE
@@ -145,6 +149,30 @@ assert j["read"]["io_bytes"] > 0, "nothing verified"
 PYEOF
 }
 
+# check_tuning STATUS_JSON: busy polling and inline writes did what the
+# configuration asked for, and nothing without it.
+check_tuning()
+{
+	local js=$1
+	if [ "$TUNED" != tuned ]; then
+		assert_eq "$(jget "$js" loop.busy_poll_us)" 0 "busy-poll off by default"
+		assert_eq "$(jget "$js" loop.busy_polls)" 0 "no busy polls by default"
+		assert_eq "$(jget "$js" loop.inline_writes)" 0 "no inline writes by default"
+	elif [ "$EXPECT_ENGINE" = io_uring ]; then
+		assert_eq "$(jget "$js" loop.busy_poll_us)" 50 "busy_poll_us"
+		assert_ge "$(jget "$js" loop.busy_polls)" 1 "busy polls"
+		# most fio and qemu-io writes are small and not FUA (a write
+		# slower than 1 ms sends the next second's to io_uring)
+		assert_ge "$(jget "$js" loop.inline_writes)" 100 "inline writes"
+	else
+		assert_eq "$(jget "$js" loop.busy_poll_us)" 0 "busy_poll_us without io_uring"
+		assert_eq "$(jget "$js" loop.busy_polls)" 0 "busy polls without io_uring"
+		assert_eq "$(jget "$js" loop.inline_writes)" 0 "inline writes without io_uring"
+		log_has "busy-poll off: it needs io-engine = io_uring" ||
+		    { _show_log "$DAEMON_LOG"; fail "no log line about busy-poll being off"; }
+	fi
+}
+
 # run_backing KIND DISK BS: the whole client suite on one backing.
 run_backing()
 {
@@ -154,6 +182,10 @@ run_backing()
 	port=$(free_port)
 	standalone_conf "$TESTDIR/$kind.conf" "$disk" "$ENGINE" "$bs" "$port"
 	sed -i "/^io-engine = /a direct-io = $DIRECT" "$TESTDIR/$kind.conf"
+	if [ "$TUNED" = tuned ]; then
+		sed -i "/^direct-io = /a inline-writes = yes\nbusy-poll = 50us" \
+		    "$TESTDIR/$kind.conf"
+	fi
 	start_daemon "$TESTDIR/$kind.conf"
 
 	js=$(ctl status --json) || fail "status --json"
@@ -250,6 +282,7 @@ run_backing()
 	assert_ge "$(jget "$js" ops.block_status)" 1 "ops.block_status"
 	assert_eq "$(jget "$js" ops.errors)" 0 "ops.errors"
 	assert_ge "$(jget "$js" clients_total)" 10 "clients_total"
+	check_tuning "$js"
 	for t in $(seq 50); do
 		[ "$(status_field clients)" = 0 ] && break
 		sleep 0.1
