@@ -52,6 +52,12 @@ test_parse_duration(void)
 	CU_ASSERT_EQUAL(v, 3000);
 	CU_ASSERT_EQUAL(parse_duration_ms("3m", &v), -EINVAL);
 	CU_ASSERT_EQUAL(parse_duration_ms("s", &v), -EINVAL);
+	CU_ASSERT_EQUAL(parse_duration_ms("0", &v), 0);
+	CU_ASSERT_EQUAL(v, 0);
+	CU_ASSERT_EQUAL(parse_duration_ms("18446744073709552", &v), -ERANGE);
+	CU_ASSERT_EQUAL(parse_duration_ms("18446744073709552s", &v), -ERANGE);
+	CU_ASSERT_EQUAL(parse_duration_ms("18446744073709551615ms", &v), 0);
+	CU_ASSERT_EQUAL(v, UINT64_MAX);
 
 	CU_ASSERT_EQUAL(parse_duration_us("50us", &v), 0);
 	CU_ASSERT_EQUAL(v, 50);
@@ -360,7 +366,7 @@ loop_busy_poll_case(bool uring)
 
 	/*
 	 * Misses in a row space the polls out: eight turns, each woken
-	 * by a 2 ms timer (the 1 s window is cut to the timer, and misses),
+	 * by a 20 ms timer (the 1 s window is cut to the timer, and misses),
 	 * poll on turns 1, 3 and 7 (after 1, then 3 skipped turns).
 	 */
 	{
@@ -370,7 +376,7 @@ loop_busy_poll_case(bool uring)
 		loop_set_busy_poll(l, 1000000000);	/* 1 s */
 		for (int i = 0; i < 8; i++) {
 			c.n = 3;
-			loop_timer_arm(l, &t, 2);
+			loop_timer_arm(l, &t, 20);
 			while (c.n == 3)
 				CU_ASSERT_EQUAL(loop_run_once(l, -1), 0);
 			CU_ASSERT_EQUAL(c.results[3], 1000);
@@ -382,7 +388,7 @@ loop_busy_poll_case(bool uring)
 
 	/*
 	 * Classes are judged apart: a miss while waiting in class 1 (here
-	 * for a 2 ms timer) skips the next class-1 poll but not a class-0
+	 * for a 20 ms timer) skips the next class-1 poll but not a class-0
 	 * one.
 	 */
 	{
@@ -394,7 +400,7 @@ loop_busy_poll_case(bool uring)
 		polls = st->busy_polls;
 		hits = st->busy_poll_hits;
 		poll_class_now = 1;
-		loop_timer_arm(l, &t, 2);
+		loop_timer_arm(l, &t, 20);
 		while (c.n == 3)
 			CU_ASSERT_EQUAL(loop_run_once(l, -1), 0);
 		CU_ASSERT_EQUAL(st->busy_polls, polls + 1);
@@ -409,7 +415,7 @@ loop_busy_poll_case(bool uring)
 		CU_ASSERT_EQUAL(st->busy_poll_hits, hits + 1);
 		c.n = 3;
 		poll_class_now = 1;
-		loop_timer_arm(l, &t, 2);
+		loop_timer_arm(l, &t, 20);
 		while (c.n == 3)
 			CU_ASSERT_EQUAL(loop_run_once(l, -1), 0);
 		CU_ASSERT_EQUAL(st->busy_polls, polls + 2);
