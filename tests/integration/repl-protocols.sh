@@ -53,4 +53,30 @@ for proto in sync memsync async; do
 	bm beta secondary
 	bm alpha primary
 done
+
+# The page cache on both nodes with the loop-thread writes and busy
+# polling (blkmirror.conf(5)): the same data flows, both loops write
+# inline (beta applies alpha's writes so too) and alpha polls, its waits
+# for beta's acknowledgements judged apart from its waits for fio.
+msg "== protocol sync, direct-io = no, inline-writes = yes, busy-poll = 50us"
+repl_stop alpha
+repl_stop beta
+repl_conf "protocol = sync" "direct-io = no" "inline-writes = yes" \
+    "busy-poll = 50us"
+repl_start alpha
+repl_start beta
+repl_wait_synced 30
+bm alpha primary
+repl_fio alpha --rw=randwrite --bsrange=4k-64k --blockalign=4k --size=64M \
+    --iodepth=16 --verify=crc32c --randseed=$((seed++))
+repl_fio alpha --rw=randwrite --bs=4k --size=8M --iodepth=1 \
+    --verify=crc32c --randseed=$((seed++))
+repl_wait_synced 60
+for n in alpha beta; do
+	assert_eq "$(st $n direct_io)" false "$n's direct_io"
+	assert_eq "$(st $n loop.busy_poll_us)" 50 "$n's busy_poll_us"
+	assert_ge "$(st $n loop.inline_writes)" 100 "$n's inline writes"
+done
+assert_ge "$(st alpha loop.busy_polls)" 1 "alpha's busy polls"
+repl_compare
 msg "PASS"
