@@ -321,26 +321,28 @@ key_io_engine(struct parser *p, const char *key, const char *val)
 	return 0;
 }
 
+/* "no" | "yes" into *out; 0 or the parse error. */
 static int
-key_direct_io(struct parser *p, const char *key, const char *val)
+parse_yes_no(struct parser *p, const char *key, const char *val, bool *out)
 {
 	int i = parse_choice(p, key, val, yes_no_names, ARRAY_SIZE(yes_no_names));
 
 	if (i < 0)
 		return i;
-	p->c->direct_io = i == 1;
+	*out = i == 1;
 	return 0;
+}
+
+static int
+key_direct_io(struct parser *p, const char *key, const char *val)
+{
+	return parse_yes_no(p, key, val, &p->c->direct_io);
 }
 
 static int
 key_inline_writes(struct parser *p, const char *key, const char *val)
 {
-	int i = parse_choice(p, key, val, yes_no_names, ARRAY_SIZE(yes_no_names));
-
-	if (i < 0)
-		return i;
-	p->c->inline_writes = i == 1;
-	return 0;
+	return parse_yes_no(p, key, val, &p->c->inline_writes);
 }
 
 static int
