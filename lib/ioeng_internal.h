@@ -108,6 +108,8 @@ struct ioeng {
 	bool no_zero_range;		/* fallocate ZERO_RANGE unsupported */
 	bool no_fdsync;			/* libaio: IOCB_CMD_FDSYNC refused */
 	bool inline_writes;		/* opts.inline_writes */
+	bool fast_inline;		/* io_uring: no inline write counts
+					 * as slow (tests on a loaded host) */
 	bool slow_inline;		/* io_uring: every inline write counts
 					 * as slow (tests the back-off) */
 	unsigned in_flight;		/* submitted, callback not yet run */

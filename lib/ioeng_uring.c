@@ -96,7 +96,8 @@ inline_write(struct ioeng *e, struct io_req *r, const struct ioprim *p)
 		n = -errno;
 	t1 = now_ns();
 	e->stats.inline_writes++;
-	if (t1 - t0 > IOENG_INLINE_SLOW_NS || e->slow_inline) {
+	if ((t1 - t0 > IOENG_INLINE_SLOW_NS && !e->fast_inline) ||
+	    e->slow_inline) {
 		e->stats.inline_backoffs++;
 		u->inline_resume = t1 + IOENG_INLINE_BACKOFF_NS;
 		log_debug("%s: an inline write took %llu us; writes go to "

@@ -929,7 +929,9 @@ opts_apply(struct ioeng *e, const struct ioeng_opts *o)
  * fallbacks (write + fdatasync for FUA, fdatasync on a thread for libaio,
  * the next write-zeroes stage) on any machine.  "slow_inline" makes
  * every inline buffered write (opts.inline_writes) count as one that
- * blocked, so the back-off after it can be tested.
+ * blocked, so the back-off after it can be tested; "fast_inline" makes
+ * none count (but for slow_inline), so a test on a loaded machine, where
+ * a write can take over a millisecond, still sees every write inline.
  */
 static int
 quirks_apply(struct ioeng *e, const char *list)
@@ -943,6 +945,7 @@ quirks_apply(struct ioeng *e, const char *list)
 		{ "no_punch", offsetof(struct ioeng, no_punch) },
 		{ "no_zero_range", offsetof(struct ioeng, no_zero_range) },
 		{ "slow_inline", offsetof(struct ioeng, slow_inline) },
+		{ "fast_inline", offsetof(struct ioeng, fast_inline) },
 	};
 	char buf[128], *save = NULL, *tok;
 	size_t i;

@@ -192,8 +192,8 @@ void ioeng_fault_release(struct ioeng *e);
  * no_zero_range" (any subset) at ioeng_open() makes the engine act as if
  * RWF_DSYNC, libaio's IOCB_CMD_FDSYNC, or fallocate PUNCH_HOLE / ZERO_RANGE
  * were refused, so the fallbacks run on any machine; "slow_inline" makes
- * each inline buffered write (below) count as one that blocked.  Unknown
- * names make ioeng_open() fail with -EINVAL.
+ * each inline buffered write (below) count as one that blocked and
+ * "fast_inline" none.  Unknown names make ioeng_open() fail with -EINVAL.
  *
  * Inline buffered writes (opts.inline_writes; io_uring engine, buffered
  * fd; off by default): a filesystem without non-blocking buffered writes
