@@ -154,6 +154,10 @@ PYEOF
 check_tuning()
 {
 	local js=$1
+	msg "loop: busy_polls $(jget "$js" loop.busy_polls)" \
+	    "hits $(jget "$js" loop.busy_poll_hits)" \
+	    "inline_writes $(jget "$js" loop.inline_writes)" \
+	    "backoffs $(jget "$js" loop.inline_write_backoffs)"
 	if [ "$TUNED" != tuned ]; then
 		assert_eq "$(jget "$js" loop.busy_poll_us)" 0 "busy-poll off by default"
 		assert_eq "$(jget "$js" loop.busy_polls)" 0 "no busy polls by default"

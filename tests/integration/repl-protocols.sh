@@ -75,7 +75,16 @@ repl_wait_synced 60
 for n in alpha beta; do
 	assert_eq "$(st $n direct_io)" false "$n's direct_io"
 	assert_eq "$(st $n loop.busy_poll_us)" 50 "$n's busy_poll_us"
-	assert_ge "$(st $n loop.inline_writes)" 100 "$n's inline writes"
+	# a write slower than 1 ms (a loaded host) sends the next
+	# second's writes to io_uring: many inline only without that
+	msg "$n: inline_writes $(st $n loop.inline_writes)" \
+	    "backoffs $(st $n loop.inline_write_backoffs)" \
+	    "busy_polls $(st $n loop.busy_polls)"
+	assert_ge "$(st $n loop.inline_writes)" 1 "$n's inline writes"
+	if [ "$(st $n loop.inline_write_backoffs)" = 0 ]; then
+		assert_ge "$(st $n loop.inline_writes)" 100 \
+		    "$n's inline writes without a back-off"
+	fi
 done
 assert_ge "$(st alpha loop.busy_polls)" 1 "alpha's busy polls"
 repl_compare
