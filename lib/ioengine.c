@@ -668,6 +668,7 @@ slot_done(struct offload_job *j)
 
 	s->next_free = e->free_slots;
 	e->free_slots = s;
+	loop_disk_hold(e->l, -1);
 	ioeng_prim_done(e, r, s->res);
 }
 
@@ -695,6 +696,7 @@ ioeng_offload(struct ioeng *e, struct io_req *r, const struct ioprim *p)
 	s->job.fn = slot_run;
 	s->job.done = slot_done;
 	s->job.data = s;
+	loop_disk_hold(e->l, 1);	/* no busy polling while it runs */
 	offload_submit(e->off, &s->job);
 }
 

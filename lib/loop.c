@@ -37,7 +37,8 @@ struct loop {
 	struct loop_flush *flushes;	/* end-of-turn work, in queue order */
 	struct loop_flush **flush_tail;	/* where the next one goes */
 	bool stop;			/* loop_stop() was called */
-	unsigned raw_in_flight;		/* LOOP_OP_RAW (disk) ops in the ring */
+	unsigned raw_in_flight;		/* LOOP_OP_RAW (disk) ops in the ring,
+					 * and loop_disk_hold()'s */
 	uint64_t busy_poll_ns;		/* loop_set_busy_poll(); 0: off */
 	unsigned (*poll_class)(void *);	/* loop_set_poll_class() */
 	void *poll_class_arg;
@@ -754,8 +755,8 @@ epoll_turn(struct loop *l, int timeout_ms)
  * virtual machine whose idle CPUs halt costs tens of microseconds each way.
  * After a long wait (an idle volume, a primary waiting for a slow peer)
  * the loop sleeps at once, so the spinning stops by itself when it stops
- * paying.  Never while disk requests (LOOP_OP_RAW) are in the ring: their
- * completion comes from the device, and a spinning virtual CPU slowed the
+ * paying.  Never while disk requests (LOOP_OP_RAW) are in the ring, or
+ * held outside it (loop_disk_hold()): their completion comes from the device, and a spinning virtual CPU slowed the
  * host's side of the virtual disk (O_DIRECT 4k writes at queue depth 1
  * took 150-170 us instead of 115-120 us when the loop polled for them).
  * A poll that finds nothing makes the next 2^misses - 1 eligible turns
@@ -851,6 +852,12 @@ loop_set_busy_poll(struct loop *l, uint64_t ns)
 		l->last_wait_ns[c] = 0;
 		l->poll_misses[c] = l->poll_skip[c] = 0;
 	}
+}
+
+void
+loop_disk_hold(struct loop *l, int delta)
+{
+	l->raw_in_flight += (unsigned)delta;
 }
 
 void

@@ -154,10 +154,14 @@ const struct loop_stats *loop_get_stats(struct loop *l);
  * Busy polling: a turn that would sleep first looks for work without
  * sleeping for up to ns nanoseconds (0, the default, turns it off), when
  * the last turn that waited found work within twice that; never while
- * LOOP_OP_RAW (disk) ops are in flight.  Trades CPU time for the latency
- * of waking a sleeping thread.
+ * LOOP_OP_RAW (disk) ops are in flight, nor disk work held with
+ * loop_disk_hold() (an offload thread's BLKDISCARD, whose completion comes
+ * through an eventfd).  Trades CPU time for the latency of waking a
+ * sleeping thread.
  */
 void loop_set_busy_poll(struct loop *l, uint64_t ns);
+/* Disk work in flight outside the ring: +1 when it starts, -1 when done. */
+void loop_disk_hold(struct loop *l, int delta);
 /*
  * Busy polling judges two classes of waits apart: fn(arg), called before
  * a turn waits, says which (0 or non-zero; NULL fn: always 0).  For waits

@@ -337,6 +337,18 @@ loop_busy_poll_case(bool uring)
 	CU_ASSERT_EQUAL(st->busy_polls, 3);
 	CU_ASSERT_EQUAL(st->busy_poll_hits, 2);
 
+	/* Disk work held outside the ring (an offload thread's discard):
+	 * no polling until it is released. */
+	loop_disk_hold(l, 1);
+	loop_recv(l, &op, sv[0], buf, sizeof(buf));
+	CU_ASSERT_EQUAL(write(sv[1], "ij", 2), 2);
+	CU_ASSERT_EQUAL(loop_run_once(l, -1), 0);
+	CU_ASSERT_EQUAL(c.n, 4);
+	CU_ASSERT_EQUAL(c.results[3], 2);
+	CU_ASSERT_EQUAL(st->busy_polls, 3);
+	loop_disk_hold(l, -1);
+	c.n = 3;
+
 	if (uring) {
 		/*
 		 * No polling while a disk op (LOOP_OP_RAW; here a 30 ms
