@@ -727,7 +727,8 @@ uring_turn(struct loop *l, int timeout_ms)
 	l->stats.submits++;
 	if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN)
 		return ret;
-	uring_reap(l);
+	if (uring_reap(l) == 0 && ret == -EINTR)
+		return -EINTR;		/* nothing came: loop_run_once waits on */
 	return 0;
 }
 
@@ -740,7 +741,7 @@ epoll_turn(struct loop *l, int timeout_ms)
 	n = epoll_wait(l->epfd, evs, ARRAY_SIZE(evs), timeout_ms);
 	l->stats.submits++;
 	if (n < 0)
-		return errno == EINTR ? 0 : -errno;
+		return -errno;		/* -EINTR: loop_run_once waits on */
 	for (int i = 0; i < n; i++)
 		ep_dispatch(l, evs[i].data.fd, evs[i].events);
 	return 0;
@@ -793,8 +794,11 @@ busy_poll(struct loop *l, uint64_t start, int *timeout_ms, bool disk, unsigned c
 			 * work and posts its completions, without waiting. */
 			if (io_uring_submit_and_get_events(&l->ring) >= 0)
 				n = uring_reap(l);
-		} else if (epoll_turn(l, 0) < 0) {
-			return false;
+		} else {
+			int r = epoll_turn(l, 0);
+
+			if (r < 0 && r != -EINTR)
+				return false;
 		}
 		if (n > 0 || l->ready_head != NULL || l->flushes != NULL) {
 			l->stats.busy_poll_hits++;
@@ -811,6 +815,35 @@ busy_poll(struct loop *l, uint64_t start, int *timeout_ms, bool disk, unsigned c
 		*timeout_ms = ms >= (uint64_t)*timeout_ms ? 0 : *timeout_ms - (int)ms;
 	}
 	return false;
+}
+
+/*
+ * Wait up to timeout_ms for events and dispatch them.  A wait interrupted
+ * with nothing to show for it (EINTR: a stop and continue, a signal
+ * handler) waits out the rest, unless loop_stop() was called meanwhile:
+ * returning early would make an idle turn look like one that found work
+ * at once to busy polling's judgement of the last wait.
+ */
+static int
+wait_turn(struct loop *l, int timeout_ms)
+{
+	uint64_t deadline = timeout_ms > 0 ? now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
+	int ret;
+
+	for (;;) {
+		ret = l->uring ? uring_turn(l, timeout_ms) : epoll_turn(l, timeout_ms);
+		if (ret != -EINTR)
+			return ret;
+		if (l->stop || timeout_ms == 0 || l->ready_head != NULL || l->flushes != NULL)
+			return 0;
+		if (timeout_ms > 0) {
+			uint64_t now = now_ns();
+
+			if (now >= deadline)
+				return 0;
+			timeout_ms = (int)((deadline - now + 999999) / 1000000);
+		}
+	}
 }
 
 int
@@ -832,7 +865,7 @@ loop_run_once(struct loop *l, int timeout_ms)
 			c = l->poll_class(l->poll_class_arg) != 0;
 	}
 	if (timeout_ms == 0 || !busy_poll(l, start, &timeout_ms, disk, c))
-		ret = l->uring ? uring_turn(l, timeout_ms) : epoll_turn(l, timeout_ms);
+		ret = wait_turn(l, timeout_ms);
 	if (ret < 0)
 		return ret;
 	if (start != 0 && !disk)
