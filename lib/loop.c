@@ -757,9 +757,10 @@ epoll_turn(struct loop *l, int timeout_ms)
  * After a long wait (an idle volume, a primary waiting for a slow peer)
  * the loop sleeps at once, so the spinning stops by itself when it stops
  * paying.  Never while disk requests (LOOP_OP_RAW) are in the ring, or
- * held outside it (loop_disk_hold()): their completion comes from the device, and a spinning virtual CPU slowed the
- * host's side of the virtual disk (O_DIRECT 4k writes at queue depth 1
- * took 150-170 us instead of 115-120 us when the loop polled for them).
+ * held outside it (loop_disk_hold()): their completion comes from the
+ * device, and a spinning virtual CPU slowed the host's side of the virtual
+ * disk (O_DIRECT 4k writes at queue depth 1 took 150-170 us instead of
+ * 115-120 us when the loop polled for them).
  * A poll that finds nothing makes the next 2^misses - 1 eligible turns
  * sleep at once (misses in a row, at most POLL_MISS_MAX), so events that
  * keep coming just too late for the window cost a poll now and then, not
