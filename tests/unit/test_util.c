@@ -271,6 +271,25 @@ test_poll_class(void *arg)
 }
 
 /*
+ * Post a receive on sv[0], send data on sv[1], run one turn: the receive
+ * completes in it with data's length, recorded in c's next slot.
+ */
+static void
+recv_one_turn(struct loop *l, struct loop_op *op, const int sv[2], struct ctx *c,
+    const char *data)
+{
+	static char buf[16];
+	ssize_t n = (ssize_t)strlen(data);
+	int slot = c->n;
+
+	loop_recv(l, op, sv[0], buf, sizeof(buf));
+	CU_ASSERT_EQUAL(write(sv[1], data, (size_t)n), n);
+	CU_ASSERT_EQUAL(loop_run_once(l, -1), 0);
+	CU_ASSERT_EQUAL(c->n, slot + 1);
+	CU_ASSERT_EQUAL(c->results[slot], n);
+}
+
+/*
  * Busy polling: off by default; when on, a turn that would sleep first
  * looks for work, and data that arrives meanwhile is received without
  * sleeping (a hit).  After a turn that waited long the next one sleeps at
@@ -322,29 +341,18 @@ loop_busy_poll_case(bool uring)
 	CU_ASSERT_EQUAL(c.results[1], 2);
 	CU_ASSERT_EQUAL(st->busy_polls, 2);
 	/* That wait was short, but the miss before skips one poll... */
-	loop_recv(l, &op, sv[0], buf, sizeof(buf));
-	CU_ASSERT_EQUAL(write(sv[1], "xyz", 3), 3);
-	CU_ASSERT_EQUAL(loop_run_once(l, -1), 0);
-	CU_ASSERT_EQUAL(c.n, 3);
+	recv_one_turn(l, &op, sv, &c, "xyz");
 	CU_ASSERT_EQUAL(st->busy_polls, 2);
 	/* ...and the turn after it polls again. */
 	c.n = 2;			/* reuse the result slot */
-	loop_recv(l, &op, sv[0], buf, sizeof(buf));
-	CU_ASSERT_EQUAL(write(sv[1], "def", 3), 3);
-	CU_ASSERT_EQUAL(loop_run_once(l, -1), 0);
-	CU_ASSERT_EQUAL(c.n, 3);
-	CU_ASSERT_EQUAL(c.results[2], 3);
+	recv_one_turn(l, &op, sv, &c, "def");
 	CU_ASSERT_EQUAL(st->busy_polls, 3);
 	CU_ASSERT_EQUAL(st->busy_poll_hits, 2);
 
 	/* Disk work held outside the ring (an offload thread's discard):
 	 * no polling until it is released. */
 	loop_disk_hold(l, 1);
-	loop_recv(l, &op, sv[0], buf, sizeof(buf));
-	CU_ASSERT_EQUAL(write(sv[1], "ij", 2), 2);
-	CU_ASSERT_EQUAL(loop_run_once(l, -1), 0);
-	CU_ASSERT_EQUAL(c.n, 4);
-	CU_ASSERT_EQUAL(c.results[3], 2);
+	recv_one_turn(l, &op, sv, &c, "ij");
 	CU_ASSERT_EQUAL(st->busy_polls, 3);
 	loop_disk_hold(l, -1);
 	c.n = 3;
