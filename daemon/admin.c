@@ -374,6 +374,7 @@ admin_status(struct daemon *d, struct json_object *o)
 	add_u64(o, "al_evict_waits", d->md->al_evict_waits);
 	add_u64(o, "split_requests", d->split_requests);
 	add_u64(o, "bitmap_flushes", d->md->bm_flushes);
+	add_u64(o, "resync_bitmap_waits", d->md->resync_bits_waits);
 	add_u64(o, "al_flushes", d->md->al_flushes);
 	add_u64(o, "writes_failed_stepped_down", d->md->stale_writes);
 	add_u64(o, "reads_from_peer", p->reads_from_peer);

@@ -75,6 +75,9 @@ struct vol_req {
 	uint64_t seq;			/* volume order of submission */
 	bool is_write;			/* modifies data: takes part in conflicts */
 	bool is_resync;			/* resync/verify I/O: no AL, not replicated */
+	bool bits_first;		/* resync target: starts only once the
+					 * range's bits are on disk (meta.c
+					 * meta_prepare_write) */
 	bool from_peer;			/* a replicated write applied here: never
 					 * shipped back, even if this node is
 					 * promoted while it runs */

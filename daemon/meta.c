@@ -984,6 +984,34 @@ meta_connecting_over(struct daemon *d)
 		loop_timer_arm(d->loop, &m->conn_timer, 0);
 }
 
+/*
+ * A resync target's write (RESYNC_DATA) or checksum read (CSUM_REQUEST):
+ * once it is done the target clears the range's bits and answers, and the
+ * source clears its own.  The target's clear reaches its disk only after a
+ * data flush (bm_kick), but that protects the range only if its bits were
+ * on the target's disk to begin with: the bits the merge of the source's
+ * bitmap (or a full sync) set are written block by block after the merge,
+ * and a crash that loses the resynced data from a volatile cache (the page
+ * cache, the disk's) before its block was written would leave the range
+ * marked on neither node.  So the range waits for its bitmap block, as
+ * DRBD writes out the bitmap before its resync begins.
+ */
+static void
+resync_bits_first(struct daemon *d, struct vol_req *vr)
+{
+	struct meta *m = d->md;
+
+	if (!m->detached && !md_bitmap_range_durable(&m->bm, vr->io.offset, vr->io.len)) {
+		m->resync_bits_waits++;
+		vr->pnext = m->bm_waiting;
+		m->bm_waiting = vr;
+		m->bm_want = md_bitmap_block_of(&m->bm, vr->io.offset);
+		bm_kick(d);
+		return;
+	}
+	vol_start(d, vr);
+}
+
 void
 meta_prepare_write(struct daemon *d, struct vol_req *vr)
 {
@@ -991,6 +1019,10 @@ meta_prepare_write(struct daemon *d, struct vol_req *vr)
 
 	if (m == NULL || vr->io.len == 0) {
 		vol_start(d, vr);
+		return;
+	}
+	if (vr->is_resync) {
+		resync_bits_first(d, vr);
 		return;
 	}
 	/* A client write that waited here (behind another write, the activity

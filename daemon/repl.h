@@ -90,6 +90,8 @@ struct meta {
 	uint32_t bm_gen;		/* its change counter */
 	struct vol_req *bm_waiting;	/* writes waiting for durable bits */
 	uint64_t bm_writes;		/* bitmap blocks written (stats) */
+	uint64_t resync_bits_waits;	/* resync target ranges that waited for
+					 * their bitmap block (stats) */
 	uint64_t al_writes;		/* AL transactions written (stats) */
 	uint64_t al_evict_waits;	/* AL transactions that waited for the
 					 * bitmap of an extent they evict */

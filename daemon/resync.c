@@ -5,7 +5,7 @@
  * On a sync decision both nodes send their dirty bitmap (BITMAP chunks on
  * the data socket) and OR in the other's; a full sync sets every bit first.
  * The source then walks its bitmap and, for each run of set bits (at most
- * RESYNC_CHUNK bytes):
+ * RESYNC_CHUNK bytes, or one granule when bitmap-granularity is larger):
  *   - reads the range locally through the volume as a conflict holder (a
  *     client write to the range waits until the target confirmed it, and a
  *     resync read waits for client writes in flight, so resync data can
@@ -14,7 +14,10 @@
  *   - csums = xxh3: sends CSUM_REQUEST with its digest; the target compares
  *     with its own and answers CSUM_SAME, or RESYNC_REQUEST, which the source
  *     answers with the data it still holds.
- * Bits are cleared on both sides as ranges complete.  Throughput: a fixed
+ * Bits are cleared on both sides as ranges complete; the target writes or
+ * compares a range only once its bits are on its disk (meta.c
+ * resync_bits_first), so that a crash of the target never loses a range
+ * both sides cleared.  Throughput: a fixed
  * resync-rate, or (0) a window of RESYNC_INFLIGHT bytes that shrinks to
  * RESYNC_INFLIGHT_BUSY while clients have I/O in flight.
  *
@@ -596,7 +599,11 @@ resync_kick(struct peer *p)
 		if (end == MD_BM_NONE)
 			end = bm->nbits;
 		off = md_bitmap_offset_of(bm, bit);
-		len = MIN(md_bitmap_offset_of(bm, end) - off, (uint64_t)RESYNC_CHUNK);
+		/* At least one granule: a settled range clears only the
+		 * granules it covers whole (bitmap-granularity may exceed
+		 * RESYNC_CHUNK). */
+		len = MIN(md_bitmap_offset_of(bm, end) - off,
+		    MAX((uint64_t)RESYNC_CHUNK, (uint64_t)bm->granularity));
 		len = MIN(len, d->size - off);
 		rs->pos = md_bitmap_bit_of(bm, off + len - 1) + 1;
 		if (rsreq_start(p, off, len, false) < 0)
@@ -779,6 +786,7 @@ tgt_start(struct peer *p, uint16_t type, uint64_t off, uint64_t len, uint64_t di
 	 * not have yet: the granule is marked, and the next resync ships it. */
 	t->vr.is_write = !(type == REPL_MSG_VERIFY_REQUEST && d->role == ROLE_PRIMARY);
 	t->vr.is_resync = true;
+	t->vr.bits_first = type != REPL_MSG_VERIFY_REQUEST;
 	if (diskfail_detached(d)) {
 		/* No I/O on a detached disk: the range stays marked (resync)
 		 * or differs (verify) on the source. */

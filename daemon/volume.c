@@ -164,7 +164,7 @@ try_start(struct daemon *d, struct vol_req *vr)
 			wait_behind(container_of(o, struct vol_req, wnode), vr);
 			return;
 		}
-		if (vr->is_resync)
+		if (vr->is_resync && !vr->bits_first)
 			vol_start(d, vr);
 		else
 			meta_prepare_write(d, vr);

@@ -2,15 +2,15 @@
 # SPDX-License-Identifier: BSD-2-Clause
 #
 # External metadata (meta-disk = PATH) with a bitmap granularity and an
-# activity-log size other than the defaults (bitmap-granularity = 64K,
-# al-extents = 67).
+# activity-log size other than the defaults (bitmap-granularity = 1M, the
+# largest, larger than one resync request; al-extents = 67).
 #  1. create-md writes the metadata into its own file (created, sized to
 #     fit) and refuses to overwrite it without --force; dump-md shows the
 #     layout; the whole data disk is exported (nothing reserved at its end).
 #  2. Initial full sync; a fio verify workload replicated.
 #  3. The secondary is stopped, the primary writes alone: the bitmap counts
-#     64 KiB granules (a 4 KiB write marks 64 KiB) and the resync ships
-#     exactly those granules.
+#     1 MiB granules (a 4 KiB write marks 1 MiB) and the resync ships
+#     exactly those granules, each as a whole.
 #  4. The primary dies under writes: its activity log (in the external
 #     file) brings back the extents it had active, and only those (4 MiB
 #     each) are resynced.
@@ -20,7 +20,7 @@ source "$SRCDIR/tests/functions.sh"
 source "$SRCDIR/tests/repl-functions.sh"
 requires fio qemu-io
 
-M=$((1 << 20)) K=1024
+M=$((1 << 20))
 
 # compare_disks: both whole disks identical (external metadata: the data
 # area is the whole disk).
@@ -32,7 +32,7 @@ compare_disks()
 	msg "$out"
 }
 
-repl_setup 64M "bitmap-granularity = 64K" "al-extents = 67"
+repl_setup 64M "bitmap-granularity = 1M" "al-extents = 67"
 disk_bytes=$(blockdev --getsize64 "$DISK_alpha")
 for n in alpha beta; do
 	sed -i "/^\[node $n\]\$/a meta-disk = $TESTDIR/$n.md" "$CONF"
@@ -49,7 +49,7 @@ out=$("$BLKMIRRORCTL" -c "$CONF" -n alpha create-md 2>&1) &&
 assert_match "$out" "exist|--force" "create-md over existing external metadata"
 repl_create_md alpha --force
 dump=$("$BLKMIRRORCTL" -c "$CONF" -n alpha dump-md) || fail "dump-md alpha failed"
-for want in "meta-disk: external" "data-bytes: $disk_bytes" "bitmap-granularity: 65536" \
+for want in "meta-disk: external" "data-bytes: $disk_bytes" "bitmap-granularity: 1048576" \
     "al-extents: 67"; do
 	grep -qx "$want" <<<"$dump" || fail "dump-md has no '$want': $dump"
 done
@@ -67,7 +67,7 @@ repl_fio alpha --rw=randwrite --bs=4k --size=32M --iodepth=16 --verify=crc32c --
 repl_wait_synced 30
 compare_disks
 
-msg "== 3. writing alone: 64 KiB granules"
+msg "== 3. writing alone: 1 MiB granules"
 # A FLUSH first: fio's last writes, acknowledged but not yet flushed by
 # beta, would be marked too when the link goes (docs/replication.md).
 qemu_io alpha -c flush
@@ -75,11 +75,11 @@ repl_stop beta
 # Four 4 KiB writes in four distinct granules, two 4 KiB writes in one more.
 qemu_io alpha -c 'write -P 0x71 1M 4k' -c 'write -P 0x72 3M 4k' -c 'write -P 0x73 5M 4k' \
     -c 'write -P 0x74 7M 4k' -c 'write -P 0x75 9M 4k' -c 'write -P 0x76 9220k 4k'
-assert_eq "$(st alpha out_of_sync_bytes)" $((5 * 64 * K)) "alpha's out_of_sync_bytes"
+assert_eq "$(st alpha out_of_sync_bytes)" $((5 * M)) "alpha's out_of_sync_bytes"
 shipped0=$(st alpha resync_bytes_shipped)
 repl_start beta
 repl_wait_synced 30
-assert_eq "$(($(st alpha resync_bytes_shipped) - shipped0))" $((5 * 64 * K)) \
+assert_eq "$(($(st alpha resync_bytes_shipped) - shipped0))" $((5 * M)) \
     "bytes resynced (five granules)"
 compare_disks
 
