@@ -119,8 +119,15 @@ nbd_conn_maybe_free(struct nbd_conn *c)
 void
 nbd_conn_close(struct nbd_conn *c, const char *why)
 {
-	if (c->state == NC_CLOSING)
+	if (c->state == NC_CLOSING) {
+		/* Closing already (NBD_CMD_DISC, a bad request), and declared
+		 * dead since: its send stuck while others wait for memory
+		 * (stuck_check).  Cut it as below, or its buffers stay held
+		 * until the client reads. */
+		if (c->dead && (c->rx_busy || c->tx_busy))
+			shutdown(c->fd, SHUT_RDWR);
 		return;
+	}
 	if (why != NULL)
 		nbd_conn_log_closed(c, why, "");
 	c->state = NC_CLOSING;

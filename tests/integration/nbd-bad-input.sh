@@ -10,7 +10,8 @@
 # checked through the control socket and /proc); while such clients hold
 # every buffer, a new client's 4 KiB requests are answered at once, and
 # the hoarders are shut down once their sends stay stuck while others wait
-# for memory.  At the end the daemon
+# for memory, also those that already sent NBD_CMD_DISC (closing, their
+# replies still unread).  At the end the daemon
 # must still answer status, have counted the rejected requests, and shut
 # down cleanly.
 

@@ -1200,6 +1200,49 @@ def case_starved_pool(args, lw):
           % st["nbd_requests_cached"])
 
 
+def case_closing_hoarders(args, lw):
+    """Four clients each send two 32 MiB READs and NBD_CMD_DISC, then read
+    nothing: each connection is closing (it takes no more requests) with
+    its 64 MiB of replies stuck in its send, and together they hold the
+    256 MiB allowed outside the pool.  A new client's 32 MiB READ waits for
+    memory; with --stuck-limit S the closing connections are shut down
+    within S + 5 s (their buffers freed although their clients keep the
+    sockets open) and the READ is answered."""
+    if not args.stuck_limit:
+        print("     closing-hoarders: needs --stuck-limit", flush=True)
+        return
+    wait_clients(args, 0, "before the closing hoarders")
+    hoard = []
+    try:
+        for _ in range(4):
+            h = greedy_client(args, 2)
+            h.request(CMD_DISC, 0, 0)
+            del h.pending[h.next_cookie - 1]
+            hoard.append(h)
+        time.sleep(1.0)
+        c = Conn(args).connect_export()
+        try:
+            ln = min(MAX_PAYLOAD, c.size)
+            ln -= ln % c.min_block
+            c.sock.settimeout(args.stuck_limit + 10)
+            try:
+                err, data = c.read(0, ln)
+            except socket.timeout:
+                raise CaseFailed("a %d-byte READ waiting for the memory that "
+                                 "closing connections hold got no answer within "
+                                 "%d s" % (ln, args.stuck_limit + 10))
+            check(err == 0 and len(data) == ln, "READ beside the closing "
+                  "hoarders: error %d, %d bytes" % (err, len(data or b"")))
+            lw.expect("closing hoarders cut", r"replies not read for \d+ s")
+            wait_clients(args, 1, "closing hoarders shut down", timeout=5)
+        finally:
+            c.close()
+    finally:
+        for h in hoard:
+            h.reset()
+    wait_clients(args, 0, "after the closing hoarders", timeout=20)
+
+
 def case_dead_while_stuck(args, lw):
     """A connection that dies (bad magic) while its replies are stuck in a
     send (the client reads nothing) is let go at once, with its buffers,
@@ -1279,6 +1322,7 @@ CASES = [
     ("greedy-reads", case_greedy_reads),
     ("hoarded-writes", case_hoarded_writes),
     ("starved-pool", case_starved_pool),
+    ("closing-hoarders", case_closing_hoarders),
     ("dead-while-stuck", case_dead_while_stuck),
     ("many-idle", case_many_idle),
 ]
