@@ -413,8 +413,16 @@ state_received(struct peer *p, const struct repl_state *st)
 		state_demote(d, NULL, 0);
 	}
 	if (st->role == REPL_ROLE_PRIMARY && d->role == ROLE_PRIMARY) {
-		if (st->epoch < d->epoch)
+		if (st->epoch < d->epoch) {
+			/* It steps down when it sees ours, and says so in its
+			 * next STATE: that one is the first to decide on, as
+			 * on any connect.  (Taken as a later one, this node
+			 * would stay "connecting" -- no decision, its client
+			 * writes parked -- and take the peer's BITMAP, once
+			 * it chose to be our sync target, as unexpected.) */
+			p->state_received = false;
 			return;
+		}
 		p->want_connect = false;
 		peer_link_down(p, REPL_DISC_STATE_CONFLICT,
 		    "both nodes are primary: refusing to connect (demote one with "
