@@ -1058,9 +1058,15 @@ meta_prepare_write(struct daemon *d, struct vol_req *vr)
 		al_kick(d);
 		return;
 	}
-	/* A new generation when the peer is gone (not when merely ahead). */
+	/* A new generation when the peer is gone (not when merely ahead) --
+	 * or going: while peer_link_down() closes the sockets (data is NULL
+	 * already, rs not yet RS_OFF), the async frames it still sends
+	 * complete writes, which release the writes waiting behind them, and
+	 * the writes congestion parked are prepared again; none of them may
+	 * complete before the new generation is on disk. */
 	if (!peer_connected(d) && d->role == ROLE_PRIMARY &&
-	    (d->link == NULL || d->link->rs == RS_OFF) && !rotate_generation(d, vr))
+	    (d->link == NULL || d->link->rs == RS_OFF || d->link->data == NULL) &&
+	    !rotate_generation(d, vr))
 		return;
 	if (!peer_connected(d)) {
 		/* Degraded: the bits of the range are durable before the data. */
