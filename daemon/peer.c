@@ -88,6 +88,18 @@ peer_connected(struct daemon *d)
 	    p->rs == RS_PAUSED_SYNC_TARGET;
 }
 
+/*
+ * Is the link up, and the one of generation link_gen (p->connects when
+ * something came that must be answered on its own link only)?  p->data
+ * alone does not say: a new link's data connection is set while its meta
+ * connection is still in the handshake, before link_up() counts it.
+ */
+bool
+peer_link_is(const struct peer *p, uint64_t link_gen)
+{
+	return p->data != NULL && p->rs != RS_OFF && link_gen == p->connects;
+}
+
 /* ---- socket lifecycle ------------------------------------------------------------ */
 
 static void sock_rx_post(struct peer_sock *s);

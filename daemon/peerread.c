@@ -251,7 +251,7 @@ sread_done(struct vol_req *vr, int res)
 	struct peer_frame *f;
 	int n;
 
-	if (p->data == NULL || sr->link_gen != p->connects) {
+	if (!peer_link_is(p, sr->link_gen)) {
 		bufpool_put(&vr->d->pool, &sr->data);
 		free(sr);
 		return;		/* the link went: the requester failed the read */

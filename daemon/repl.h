@@ -358,6 +358,7 @@ void vol_peer_done(struct daemon *d, struct vol_req *vr, int res);
 int peer_start(struct daemon *d);
 void peer_stop(struct daemon *d);
 bool peer_connected(struct daemon *d);
+bool peer_link_is(const struct peer *p, uint64_t link_gen);
 void peer_send(struct peer_sock *s, struct peer_frame *f);
 struct peer_frame *peer_frame_new(void);
 void peer_link_down(struct peer *p, uint32_t reason, const char *why);

@@ -865,7 +865,7 @@ apply_done(struct vol_req *vr, int res)
 
 	/* Sequence numbers restart with each link: an acknowledgement of a
 	 * write of an earlier link would name a write of this one. */
-	bool same_link = p->data != NULL && a->link_gen == p->connects;
+	bool same_link = peer_link_is(p, a->link_gen);
 
 	if (vr->io.opcode == IO_FLUSH) {
 		if (same_link)

@@ -735,7 +735,7 @@ tgt_done(struct vol_req *vr, int res)
 {
 	struct tgt *t = vr->owner;
 
-	if (t->p->data != NULL && t->link_gen == t->p->connects)
+	if (peer_link_is(t->p, t->link_gen))
 		tgt_reply(t, res);
 	bufpool_put(&vr->d->pool, &t->data);
 	free(t);
