@@ -27,10 +27,17 @@
 						 * a connection holding no
 						 * buffer (progress) */
 #define NBD_RESERVE_REQ_MAX	(1u << 20)
-#define NBD_SEND_STUCK_S	30		/* a send that moves no byte this
-						 * long while requests wait for
-						 * memory: the connection is shut */
+#define NBD_SEND_STUCK_S	30		/* a send that moves no byte (or a
+						 * WRITE payload that gets none)
+						 * this long while requests wait
+						 * for memory: the connection is
+						 * shut */
 #define NBD_STUCK_CHECK_MS	1000		/* how often that is checked */
+#define NBD_KEEPIDLE_S		60		/* TCP keepalive: first probe after
+						 * this much silence, */
+#define NBD_KEEPINTVL_S		10		/* then one every this many s; */
+#define NBD_KEEPCNT		6		/* so many unanswered: the client
+						 * host is gone */
 #define NBD_REQ_CACHE_MAX	1024		/* request structs kept for reuse
 						 * when requests end; more are
 						 * freed */
@@ -151,6 +158,9 @@ struct nbd_conn {
 					 * last moved bytes (stuck_check) */
 	int tx_outq;			/* its socket's SIOCOUTQ then (-1: not
 					 * sampled yet) */
+	uint64_t rx_progress_ns;	/* when the WRITE payload being received
+					 * (rx_req) started or last got bytes
+					 * (stuck_check) */
 	struct iovec iov[NBD_TX_BATCH * 2];	/* the batch's vector */
 	const uint8_t *hs_out;		/* handshake bytes being sent */
 

@@ -424,6 +424,25 @@ nbd_conn_rx_post(struct nbd_conn *c)
 	loop_recv(d->loop, &c->rx_op, c->fd, c->rx + c->rx_len, NBD_RX_BUF - c->rx_len);
 }
 
+/*
+ * A TCP client: no Nagle delay on replies, and keepalive probes, so that a
+ * client whose host died (its connection idle, or in the middle of a WRITE
+ * payload) is noticed after NBD_KEEPIDLE_S + NBD_KEEPCNT x NBD_KEEPINTVL_S
+ * seconds (2 minutes) and its buffers are freed -- and a primary is not
+ * kept from being demoted by a client that no longer exists.
+ */
+static void
+tcp_options(int fd)
+{
+	int one = 1, idle = NBD_KEEPIDLE_S, intvl = NBD_KEEPINTVL_S, cnt = NBD_KEEPCNT;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
 /* ---- accept ----------------------------------------------------------------- */
 
 static void
@@ -432,7 +451,6 @@ conn_new(struct daemon *d, int fd)
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct nbd_conn *c;
-	int one = 1;
 
 	if (d->n_conns >= NBD_MAX_CONNS || d->stopping) {
 		log_warn("nbd: refusing connection: %s", d->stopping ?
@@ -452,11 +470,12 @@ conn_new(struct daemon *d, int fd)
 	c->id = ++d->conns_total;
 	c->tx_flush.cb = nbd_tx_flush;
 	c->tx_flush.data = c;
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family != AF_UNIX)
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family != AF_UNIX) {
 		sockaddr_str(&ss, c->peer, sizeof(c->peer));
-	else
+		tcp_options(fd);
+	} else {
 		snprintf(c->peer, sizeof(c->peer), "unix#%" PRIu64, c->id);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
 	c->next = d->conns;
 	if (d->conns != NULL)
 		d->conns->prev = c;

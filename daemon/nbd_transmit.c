@@ -69,8 +69,10 @@ static uint8_t unwind_buf[NBD_RX_BUF];	/* scratch for spec_unwind() */
  *     is served at once (64 such clients hoarding 1 MiB each, or 16384
  *     hoarding 4 KiB, would fill it: then the next point);
  *   - while any request waits for memory, a send that moves no byte for
- *     NBD_SEND_STUCK_S (a client that reads nothing) gets its connection
- *     shut down (stuck_check): its buffers are freed as its send fails.
+ *     NBD_SEND_STUCK_S (a client that reads nothing, also one closing
+ *     after NBD_CMD_DISC), or a WRITE payload that gets none (a client that
+ *     sent a header and stopped), gets its connection shut down
+ *     (stuck_check): its buffers are freed as its send or receive fails.
  * Replication buffers (peer.c, resync.c) are bounded by their own windows
  * and do not count here.
  */
@@ -680,6 +682,7 @@ spec_adopt(struct nbd_conn *c, struct nbd_req *q, struct nbd_spec *s)
 		return true;
 	}
 	c->rx_req = q;		/* the rest comes straight into q->data */
+	c->rx_progress_ns = now_ns();
 	return false;
 }
 
@@ -761,10 +764,20 @@ send_stuck(struct nbd_conn *c, uint64_t now)
 	return now - c->tx_progress_ns >= stuck_limit_ns();
 }
 
+/* Whether the WRITE payload c receives (its buffer held) got no byte for
+ * the limit: a client that sent a header and stopped, or whose host died. */
+static bool
+payload_stuck(const struct nbd_conn *c, uint64_t now)
+{
+	return c->rx_req != NULL && !c->dead && c->state == NC_TRANSMIT &&
+	    now - c->rx_progress_ns >= stuck_limit_ns();
+}
+
 /*
  * Every NBD_STUCK_CHECK_MS while some connection waits for memory: shut
- * down the connections whose send is stuck (their requests' buffers are
- * released as the send fails).  Stops once nobody waits.
+ * down the connections whose send is stuck, or whose WRITE payload stopped
+ * coming (their requests' buffers are released as the send or the receive
+ * fails).  Stops once nobody waits.
  */
 static void
 stuck_check(struct loop_timer *t)
@@ -779,7 +792,17 @@ stuck_check(struct loop_timer *t)
 	if (!waiting)
 		return;
 	for (c = d->conns; c != NULL; c = next) {
-		next = c->next;		/* nothing is freed here: the send is busy */
+		next = c->next;		/* nothing is freed here: a send or
+					 * receive is busy */
+		if (payload_stuck(c, now)) {
+			log_notice("nbd: %s: no byte of a WRITE payload (%" PRIu32 " of %" PRIu32
+			    " bytes received) for %" PRIu64 " s while other requests wait for "
+			    "memory; closing", c->peer, c->rx_req->got, c->rx_req->r.length,
+			    (uint64_t)(stuck_limit_ns() / 1000000000ull));
+			c->dead = true;
+			nbd_conn_close(c, "WRITE payload stalled");
+			continue;
+		}
 		if (!send_stuck(c, now))
 			continue;
 		log_notice("nbd: %s: replies not read for %" PRIu64 " s while other "
@@ -889,6 +912,7 @@ start_request(struct nbd_conn *c, struct nbd_req *q)
 		return true;
 	}
 	c->rx_req = q;
+	c->rx_progress_ns = now_ns();
 	return false;
 }
 
@@ -1010,6 +1034,7 @@ nbd_transmit_payload(struct nbd_conn *c, int res)
 	}
 	q->got += (uint32_t)res;
 	if (q->got < q->r.length) {
+		c->rx_progress_ns = now_ns();
 		nbd_conn_rx_post(c);
 		return;
 	}

@@ -76,4 +76,16 @@ assert_eq "$(jget "$js" clients)" 0 "clients connected after the test"
 assert_ge "$(jget "$js" clients_total)" 900 "clients_total"
 assert_ge "$(jget "$js" ops.rejected)" 20 "requests rejected by validation"
 
+# A TCP client gets keepalive probes (a client host that dies is noticed
+# in 2 minutes): the accepted socket has the keepalive timer, at 60 s.
+exec {tcpfd}<>"/dev/tcp/${TCP%:*}/${TCP##*:}" || fail "cannot connect to $TCP"
+out=
+for i in $(seq 20); do
+	out=$(ss -tnoH state established "( sport = :${TCP##*:} )")
+	[ -n "$out" ] && break
+	sleep 0.1
+done
+exec {tcpfd}>&-
+assert_match "$out" "timer:\(keepalive,(59|60|1min)" "the server side of a TCP connection (ss -o)"
+
 stop_daemon

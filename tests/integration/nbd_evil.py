@@ -1243,6 +1243,52 @@ def case_closing_hoarders(args, lw):
     wait_clients(args, 0, "after the closing hoarders", timeout=20)
 
 
+def case_stalled_payloads(args, lw):
+    """Eight clients each send the header of a 32 MiB WRITE and 4 KiB of its
+    payload, then nothing more while keeping their sockets open (a client
+    that stopped, or whose host died): the buffers waiting for those
+    payloads hold the 256 MiB allowed outside the pool.  A new client's
+    32 MiB READ waits for memory; with --stuck-limit S stalled connections
+    are shut down within S + 5 s (as many as it takes) and the READ is
+    answered."""
+    if not args.stuck_limit:
+        print("     stalled-payloads: needs --stuck-limit", flush=True)
+        return
+    wait_clients(args, 0, "before the stalled payloads")
+    stalled = []
+    try:
+        for i in range(8):
+            h = Conn(args).connect_export()
+            ln = min(MAX_PAYLOAD, h.size)
+            ln -= ln % h.min_block
+            h.sock.sendall(struct.pack(">IHHQQI", REQUEST_MAGIC, 0, CMD_WRITE,
+                                       h.next_cookie, 0, ln) + bytes(4096))
+            stalled.append(h)
+            time.sleep(0.2)
+        c = Conn(args).connect_export()
+        try:
+            ln = min(MAX_PAYLOAD, c.size)
+            ln -= ln % c.min_block
+            c.sock.settimeout(args.stuck_limit + 10)
+            try:
+                err, data = c.read(0, ln)
+            except socket.timeout:
+                raise CaseFailed("a %d-byte READ waiting for the memory that "
+                                 "stalled WRITE payloads hold got no answer "
+                                 "within %d s" % (ln, args.stuck_limit + 10))
+            check(err == 0 and len(data) == ln, "READ beside the stalled "
+                  "payloads: error %d, %d bytes" % (err, len(data or b"")))
+            lw.expect("stalled payloads cut", r"no byte of a WRITE payload")
+            # As many as it took to free the memory (checked once a second).
+            wait_clients(args, 8, "a stalled payload shut down", timeout=5)
+        finally:
+            c.close()
+    finally:
+        for h in stalled:
+            h.reset()
+    wait_clients(args, 0, "after the stalled payloads", timeout=20)
+
+
 def case_dead_while_stuck(args, lw):
     """A connection that dies (bad magic) while its replies are stuck in a
     send (the client reads nothing) is let go at once, with its buffers,
@@ -1323,6 +1369,7 @@ CASES = [
     ("hoarded-writes", case_hoarded_writes),
     ("starved-pool", case_starved_pool),
     ("closing-hoarders", case_closing_hoarders),
+    ("stalled-payloads", case_stalled_payloads),
     ("dead-while-stuck", case_dead_while_stuck),
     ("many-idle", case_many_idle),
 ]
