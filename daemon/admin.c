@@ -144,9 +144,18 @@ static int
 cmd_connect(struct daemon *d, struct json_object *args, char *err, size_t errlen)
 {
 	int ret = need_link(d, err, errlen);
+	bool discard = arg_bool(args, "discard_my_data");
 
+	if (ret == 0 && discard && d->link->rs != RS_OFF) {
+		/* Kept until the next UUID decision, the flag would throw
+		 * this node's data away at a split brain days later. */
+		snprintf(err, errlen, "connected already (replication %s): --discard-my-data "
+		    "is for the connect after a split brain; 'disconnect' first",
+		    repl_state_name(d->link->rs));
+		return -EISCONN;
+	}
 	if (ret == 0)
-		peer_connect_cmd(d, arg_bool(args, "discard_my_data"));
+		peer_connect_cmd(d, discard);
 	return ret;
 }
 
@@ -189,6 +198,13 @@ cmd_invalidate(struct daemon *d, struct json_object *args, char *err, size_t err
 	if (d->role == ROLE_PRIMARY) {
 		snprintf(err, errlen, "this node is primary: demote it before invalidating its data");
 		return -EBUSY;
+	}
+	if (d->link->peer_state.disk != REPL_DISK_UPTODATE) {
+		/* Else this disk would end "uptodate" with the peer's
+		 * inconsistent data (and could be promoted without --force). */
+		snprintf(err, errlen, "the peer's disk is %s, not uptodate: it has no good "
+		    "data to fetch", repl_disk_name(d->link->peer_state.disk));
+		return -EPERM;
 	}
 	resync_begin(d->link, MD_SYNC_TARGET_FULL);
 	return 0;

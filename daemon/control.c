@@ -456,6 +456,7 @@ status_result(const struct daemon *d)
 	add_u64(o, "clients_total", d->conns_total);
 	add_u64(o, "nbd_requests_cached", d->req_cached);
 	add_u64(o, "uptime_s", now > d->started_ns ? (now - d->started_ns) / 1000000000u : 0);
+	add_u64(o, "pid", (uint64_t)getpid());
 	json_object_object_add(o, "listeners", status_listeners(d));
 	json_object_object_add(o, "ops", status_ops(&d->ops));
 	json_object_object_add(o, "loop", status_loop(d));

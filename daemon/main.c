@@ -14,8 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 
 #include "config-build.h"
@@ -215,6 +217,17 @@ disk_open(struct daemon *d)
 	ret = ioeng_open(d->loop, d->self->disk, &o, &d->eng);
 	if (ret < 0)
 		die_errno(EX_NOINPUT, ret, "cannot open disk %s", d->self->disk);
+	/* One daemon per disk, and no create-md under it: taken before the
+	 * metadata is read or written (a second start of a resource would
+	 * otherwise rewrite the live daemon's superblock before it found
+	 * the control socket taken). */
+	if (flock(ioeng_fd(d->eng), LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EWOULDBLOCK)
+			die(EX_UNAVAILABLE, "disk %s is in use by another blkmirrord (or "
+			    "blkmirrorctl create-md)", d->self->disk);
+		log_errno(LOG_WARNING, -errno, "disk %s: cannot lock it against a second "
+		    "blkmirrord", d->self->disk);
+	}
 	d->block_size = d->conf.block_size;
 	d->size = ioeng_size(d->eng) / d->block_size * d->block_size;
 	if (d->size == 0)
@@ -262,20 +275,51 @@ load_config(struct daemon *d, const char *path, const char *node)
 	d->peer = conf_peer(&d->conf, node);
 }
 
-/* Become a daemon: fork, new session, stdio to /dev/null, log to syslog. */
+static int ready_fd = -1;	/* daemonize(): tells the parent we are ready */
+
+/*
+ * Become a daemon: fork and start a new session.  The starting command
+ * (the parent) returns only once the daemon is ready (0), or with the
+ * daemon's exit status if start-up failed; until then the daemon logs to
+ * the starting command's standard error, so that a start-up error is seen
+ * where it was asked for (daemon_ready() then detaches the standard
+ * streams and logs to syslog).
+ */
 static void
 daemonize(void)
 {
-	pid_t pid = fork();
-	int fd;
+	int fds[2], status;
+	pid_t pid;
+	char b;
 
-	if (pid < 0)
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		die_errno(EX_OSERR, -errno, "pipe");
+	if ((pid = fork()) < 0)
 		die_errno(EX_OSERR, -errno, "fork");
-	if (pid > 0)
-		_exit(0);
+	if (pid > 0) {
+		close(fds[1]);
+		if (read(fds[0], &b, 1) == 1)
+			_exit(0);
+		/* No ready byte: the daemon exited during start-up. */
+		if (waitpid(pid, &status, 0) == pid && WIFEXITED(status))
+			_exit(WEXITSTATUS(status) != 0 ? WEXITSTATUS(status) : EX_SOFTWARE);
+		_exit(EX_SOFTWARE);
+	}
+	close(fds[0]);
+	ready_fd = fds[1];
 	setsid();
 	if (chdir("/") < 0)
 		die_errno(EX_OSERR, -errno, "chdir /");
+}
+
+/* Started: a daemonized process lets its starting command return. */
+static void
+daemon_ready(void)
+{
+	int fd;
+
+	if (ready_fd < 0)
+		return;
 	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (fd >= 0) {
 		dup2(fd, 0);
@@ -285,6 +329,10 @@ daemonize(void)
 			close(fd);
 	}
 	log_init(LOG_TO_SYSLOG, log_get_level());
+	if (write(ready_fd, "", 1) != 1)
+		log_errno(LOG_WARNING, -errno, "cannot tell the starting command that we are ready");
+	close(ready_fd);
+	ready_fd = -1;
 }
 
 /* Busy polling's class of a wait: 1 while the peer owes acknowledgements
@@ -409,6 +457,7 @@ main(int argc, char **argv)
 	    role_name(d->role), disk_state_name(d->disk), d->size);
 	log_notice("ready: %s %s, %" PRIu64 " bytes", role_name(d->role),
 	    disk_state_name(d->disk), d->size);
+	daemon_ready();
 
 	ret = loop_run(d->loop);
 	if (ret < 0)

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/file.h>
 
 #include "log.h"
 #include "repl.h"
@@ -70,6 +71,12 @@ open_meta(struct daemon *d, struct meta *m)
 	if (md_path == NULL) {
 		m->eng = d->eng;
 		return 0;
+	}
+	/* As the disk (main.c disk_open): one daemon per meta-disk. */
+	if (flock(m->plain_fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
+		log_err("meta-disk %s is in use by another blkmirrord (or blkmirrorctl "
+		    "create-md)", md_path);
+		return -EBUSY;
 	}
 	ret = ioeng_open(d->loop, md_path, &o, &m->eng);
 	m->own_eng = ret == 0;

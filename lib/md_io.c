@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <linux/fs.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -256,7 +257,8 @@ zero_region(int fd, uint64_t off, uint64_t len)
 	return r;
 }
 
-/* Open path for create-md: O_EXCL on block devices (refuse if in use). */
+/* Open path for create-md: O_EXCL on block devices, and the lock a running
+ * blkmirrord holds on its disk and meta-disk (-EBUSY if in use). */
 static int
 open_rw(const char *path, bool create)
 {
@@ -268,7 +270,13 @@ open_rw(const char *path, bool create)
 	else if (create)
 		flags |= O_CREAT;
 	fd = open(path, flags, 0600);
-	return fd < 0 ? -errno : fd;
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
+		close(fd);
+		return -EBUSY;
+	}
+	return fd;
 }
 
 /* The superblock of fresh metadata. */

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,7 +153,7 @@ parse_sockaddr(const char *s, struct sockaddr_storage *ss, unsigned *sslen)
 	host[hend - hstart] = '\0';
 	errno = 0;
 	port = strtoul(colon + 1, &end, 10);
-	if (colon[1] == '\0' || *end != '\0' || errno != 0 || port > 65535)
+	if (!isdigit((unsigned char)colon[1]) || *end != '\0' || errno != 0 || port > 65535)
 		return -EINVAL;
 	if (s[0] == '[') {
 		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;

@@ -11,7 +11,10 @@
 #   - status (table and --json), events lines are JSON, down exits 0 and
 #     removes the sockets, SIGTERM exits 0;
 #   - a second daemon (another config) on the same control socket is
-#     refused and the first one keeps working.
+#     refused and the first one keeps working;
+#   - without -f the starting command returns once the daemon is ready
+#     (its control socket answers at once), or with the daemon's exit
+#     status and its error on stderr when start-up fails.
 
 source "$SRCDIR/tests/functions.sh"
 requires python3 nbdinfo timeout
@@ -226,4 +229,37 @@ fi
 start_daemon "$TESTDIR/r0.conf"
 stop_daemon
 [ -e "$CTL_SOCK" ] && fail "control socket left after SIGTERM"
+# ---- without -f: detached, the starting command waits for it ----
+bgconf()
+{
+	{
+		echo "[resource]"
+		echo "name = bg"
+		echo "[node alpha]"
+		echo "disk = $1"
+		echo "nbd-listen = unix:$TESTDIR/bg.nbd.sock"
+		echo "control = $TESTDIR/bg.ctl.sock"
+	} | write_conf "$TESTDIR/bg.conf"
+}
+bgconf "$TESTDIR/nosuch.img"
+timeout 20 "$BLKMIRRORD" -c "$TESTDIR/bg.conf" -n alpha >"$TESTDIR/bg.out" 2>"$TESTDIR/bg.err"
+assert_eq "$?" 66 "status of a detached start whose disk is missing"
+assert_match "$(cat "$TESTDIR/bg.err")" "cannot open disk $TESTDIR/nosuch.img" \
+    "stderr of a detached start whose disk is missing"
+[ -e "$TESTDIR/bg.ctl.sock" ] && fail "the failed detached start left its control socket"
+make_disk "$TESTDIR/bg.img" 16M
+bgconf "$TESTDIR/bg.img"
+timeout 20 "$BLKMIRRORD" -c "$TESTDIR/bg.conf" -n alpha >"$TESTDIR/bg.out" 2>"$TESTDIR/bg.err" ||
+    fail "detached start: status $? ($(cat "$TESTDIR/bg.err"))"
+js=$("$BLKMIRRORCTL" -s "$TESTDIR/bg.ctl.sock" status --json) ||
+    fail "the detached daemon's control socket does not answer right after the start"
+bgpid=$(jget "$js" pid)
+cleanup_kill "$bgpid"
+assert_eq "$(jget "$js" resource)" bg "the detached daemon's resource"
+"$BLKMIRRORCTL" -s "$TESTDIR/bg.ctl.sock" down || fail "down of the detached daemon"
+for i in $(seq 100); do
+	kill -0 "$bgpid" 2>/dev/null || break
+	sleep 0.1
+done
+kill -0 "$bgpid" 2>/dev/null && fail "the detached daemon ($bgpid) did not exit after down"
 msg "PASS"

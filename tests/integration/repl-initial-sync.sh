@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-2-Clause
 #
-# Initial full sync: two fresh nodes (both inconsistent, both secondary);
+# Initial full sync: two fresh nodes (both inconsistent, both secondary;
+# neither can be promoted without --force nor invalidated from the other;
+# a second daemon or create-md on a running node's disk is refused);
 # 'primary --force' on alpha makes it uptodate and the source of a full
 # sync to beta, whose disk ends identical to alpha's.  Then the other way
 # to start: two zeroed disks, 'new-current-uuid --clear-bitmap' skips the
@@ -28,6 +30,23 @@ assert_eq "$(st beta role)/$(st beta disk)" "secondary/inconsistent" "fresh beta
 # Neither node may be promoted without --force: no disk is uptodate.
 out=$(bm_fails alpha primary)
 msg "primary without --force refused: $out"
+# Nor can one node fetch everything from the other (invalidate): neither
+# has good data, and the target would end "uptodate" with the peer's.
+out=$(bm_fails beta invalidate)
+assert_match "$out" "the peer's disk is inconsistent, not uptodate" \
+    "invalidate from an inconsistent peer"
+# A second daemon for alpha's disk is refused before it reads or writes the
+# metadata (it used to rewrite the live daemon's superblock before it found
+# the control socket taken), and so is create-md --force.
+if out=$(timeout 20 "$BLKMIRRORD" -c "$CONF" -n alpha -f 2>&1); then
+	fail "a second daemon for alpha's disk started: $out"
+fi
+assert_match "$out" "disk $DISK_alpha is in use by another blkmirrord" "a second daemon for alpha"
+grep -q "metadata:" <<<"$out" && fail "the second daemon went on to the metadata: $out"
+if out=$("$BLKMIRRORCTL" -c "$CONF" -n alpha create-md --force 2>&1); then
+	fail "create-md --force under the running daemon succeeded: $out"
+fi
+assert_match "$out" "is in use" "create-md --force under the running daemon"
 # A raw request whose force is not the boolean true forces nothing (json-c
 # would take the string "false" as true), nor does a misspelt key.
 for args in '{"force":"false"}' '{"force":1}' '{"froce":true}'; do
@@ -99,6 +118,11 @@ assert_eq "$(st alpha uuids.volume)" "$(st beta uuids.volume)" "volume uuids aft
 grep -q '"resync-done"' "$TESTDIR/events.alpha" || fail "no resync-done event on alpha"
 grep -q '"resync-start"' "$TESTDIR/events.beta" || fail "no resync-start event on beta"
 repl_compare
+# --discard-my-data is for the connect after a split brain: refused on a
+# link that is up (kept, it would discard beta's data at a later one).
+out=$(bm_fails beta connect --discard-my-data)
+assert_match "$out" "connected already \(replication established\)" \
+    "connect --discard-my-data while connected"
 
 # Mirrored from now on: a write on alpha is on beta's disk.
 repl_fio alpha --rw=randwrite --bs=4k --size=16M --iodepth=8 --verify=crc32c \
