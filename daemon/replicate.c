@@ -728,10 +728,14 @@ on_ack(struct peer *p, uint16_t type, uint64_t seq, uint32_t status)
 	} else if (vr->io.opcode != IO_FLUSH && type == REPL_MSG_WRITE_ACK &&
 	    !vr->local_lost && !vr->local_failed &&
 	    (p->rs == RS_SYNC_SOURCE || p->rs == RS_PAUSED_SYNC_SOURCE ||
-	    p->rs == RS_SYNC_TARGET || p->rs == RS_PAUSED_SYNC_TARGET)) {
+	    p->rs == RS_SYNC_TARGET || p->rs == RS_PAUSED_SYNC_TARGET) &&
+	    (d->disk == DISK_UPTODATE || (vr->local_done && vr->local_res >= 0))) {
 		/* Sync source, or a promoted sync target: the peer wrote what we
-		 * wrote, so the blocks the write covers whole are in sync. */
-		/* The peer now holds this data: the region is in sync. */
+		 * wrote, so the blocks the write covers whole are in sync.  On
+		 * a promoted target only once its own write is done too: the
+		 * clear sends its reads of those blocks to the local disk
+		 * (peerread.c), which until then holds the stale data (the
+		 * bits stay if the ack came first; the resync ships them). */
 		meta_clear_oos(d, vr->io.offset, vr->io.len);
 		resync_cleared(p);
 	}

@@ -485,7 +485,9 @@ window(struct peer *p)
 	if (d->conf.resync_rate > 0) {
 		/* From the last start or resume: a pause is not caught up. */
 		uint64_t el = (now_ns() - rs->limit_base_ns) / 1000000 + 1;
-		uint64_t allowed = d->conf.resync_rate * el / 1000;
+		uint64_t rate = d->conf.resync_rate;	/* bytes/s; no overflow for
+							 * any rate over years */
+		uint64_t allowed = rate / 1000 * el + rate % 1000 * el / 1000;
 		uint64_t used = rate_done(rs) - rs->limit_base_bytes + rs->inflight_bytes;
 
 		return allowed > used ? MIN(allowed - used + rs->inflight_bytes,

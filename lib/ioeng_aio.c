@@ -180,6 +180,9 @@ aio_flush(struct ioeng *e)
 		ret = io_submit(a->ctx, (long)a->nbatch, a->batch);
 		if (ret > 0) {
 			a->submitted += (unsigned)ret;
+			/* Disk work in the kernel, its completion comes by
+			 * the eventfd: no busy polling meanwhile. */
+			loop_disk_hold(e->l, ret);
 			a->nbatch -= (unsigned)ret;
 			memmove(a->batch, a->batch + ret, a->nbatch * sizeof(*a->batch));
 			continue;
@@ -232,6 +235,7 @@ aio_poll_cb(struct loop_op *op, int res)
 			log_errno(LOG_ERR, n, "%s: io_getevents", e->path);
 		for (int i = 0; i < n; i++) {
 			a->submitted--;
+			loop_disk_hold(e->l, -1);
 			aio_done(e, a->events[i].obj, (int)(long)a->events[i].res);
 		}
 	} while (n > 0 || n == -EINTR);

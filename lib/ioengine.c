@@ -1031,7 +1031,7 @@ ioeng_open(struct loop *l, const char *path, const struct ioeng_opts *opts,
 	if (ret == 0)
 		ret = open_backing(e, path, opts);
 	if (ret == 0)
-		ret = engine_init(e, choose_kind(l, opts->kind, opts->direct));
+		ret = engine_init(e, choose_kind(l, opts->kind, e->direct));
 	if (ret < 0) {
 		ioeng_free(e);
 		return ret;

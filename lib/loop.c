@@ -701,7 +701,10 @@ uring_reap(struct loop *l)
 		struct loop_op *op = io_uring_cqe_get_data(cqe);
 
 		n++;
-		if (op != NULL)
+		/* Kernels before 5.11 (no IORING_FEAT_EXT_ARG): liburing's
+		 * timed wait posts a timeout of its own, with this tag, and
+		 * drops its completion only when it comes first. */
+		if (op != NULL && cqe->user_data != LIBURING_UDATA_TIMEOUT)
 			uring_complete(l, op, cqe->res);
 	}
 	io_uring_cq_advance(&l->ring, n);
