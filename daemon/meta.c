@@ -991,6 +991,22 @@ meta_connecting_over(struct daemon *d)
 		loop_timer_arm(d->loop, &m->conn_timer, 0);
 }
 
+/* Are bits of vr's range set in memory only?  Then vr waits for their
+ * bitmap block (bm_done retries it) and true. */
+static bool
+bits_pending(struct daemon *d, struct vol_req *vr)
+{
+	struct meta *m = d->md;
+
+	if (md_bitmap_range_durable(&m->bm, vr->io.offset, vr->io.len))
+		return false;
+	vr->pnext = m->bm_waiting;
+	m->bm_waiting = vr;
+	m->bm_want = md_bitmap_block_of(&m->bm, vr->io.offset);
+	bm_kick(d);
+	return true;
+}
+
 /*
  * A resync target's write (RESYNC_DATA) or checksum read (CSUM_REQUEST):
  * once it is done the target clears the range's bits and answers, and the
@@ -1008,12 +1024,8 @@ resync_bits_first(struct daemon *d, struct vol_req *vr)
 {
 	struct meta *m = d->md;
 
-	if (!m->detached && !md_bitmap_range_durable(&m->bm, vr->io.offset, vr->io.len)) {
+	if (!m->detached && bits_pending(d, vr)) {
 		m->resync_bits_waits++;
-		vr->pnext = m->bm_waiting;
-		m->bm_waiting = vr;
-		m->bm_want = md_bitmap_block_of(&m->bm, vr->io.offset);
-		bm_kick(d);
 		return;
 	}
 	vol_start(d, vr);
@@ -1080,13 +1092,8 @@ meta_prepare_write(struct daemon *d, struct vol_req *vr)
 		log_debug("bitmap: set %" PRIu64 "+%" PRIu64 " (not replicated)",
 		    vr->io.offset, vr->io.len);
 		md_bitmap_set_range(&m->bm, vr->io.offset, vr->io.len);
-		if (!md_bitmap_range_durable(&m->bm, vr->io.offset, vr->io.len)) {
-			vr->pnext = m->bm_waiting;
-			m->bm_waiting = vr;
-			m->bm_want = md_bitmap_block_of(&m->bm, vr->io.offset);
-			bm_kick(d);
+		if (bits_pending(d, vr))
 			return;
-		}
 	}
 	vol_start(d, vr);
 }

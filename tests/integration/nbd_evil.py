@@ -1200,6 +1200,30 @@ def case_starved_pool(args, lw):
           % st["nbd_requests_cached"])
 
 
+def read_beside_holders(args, lw, what, cut_line, most):
+    """The holders (clients holding every buffer outside the pool, made by
+    the caller) are in place: a new client's 32 MiB READ waits for memory,
+    is answered within --stuck-limit + 10 s (holders shut down: cut_line in
+    the log), and afterwards the daemon holds at most `most` connections."""
+    c = Conn(args).connect_export()
+    try:
+        ln = min(MAX_PAYLOAD, c.size)
+        ln -= ln % c.min_block
+        c.sock.settimeout(args.stuck_limit + 10)
+        try:
+            err, data = c.read(0, ln)
+        except socket.timeout:
+            raise CaseFailed("a %d-byte READ waiting for the memory that %s hold "
+                             "got no answer within %d s"
+                             % (ln, what, args.stuck_limit + 10))
+        check(err == 0 and len(data) == ln, "READ beside the %s: error %d, "
+              "%d bytes" % (what, err, len(data or b"")))
+        lw.expect(what + " cut", cut_line)
+        wait_clients(args, most, what + " shut down", timeout=5)
+    finally:
+        c.close()
+
+
 def case_closing_hoarders(args, lw):
     """Four clients each send two 32 MiB READs and NBD_CMD_DISC, then read
     nothing: each connection is closing (it takes no more requests) with
@@ -1220,23 +1244,8 @@ def case_closing_hoarders(args, lw):
             del h.pending[h.next_cookie - 1]
             hoard.append(h)
         time.sleep(1.0)
-        c = Conn(args).connect_export()
-        try:
-            ln = min(MAX_PAYLOAD, c.size)
-            ln -= ln % c.min_block
-            c.sock.settimeout(args.stuck_limit + 10)
-            try:
-                err, data = c.read(0, ln)
-            except socket.timeout:
-                raise CaseFailed("a %d-byte READ waiting for the memory that "
-                                 "closing connections hold got no answer within "
-                                 "%d s" % (ln, args.stuck_limit + 10))
-            check(err == 0 and len(data) == ln, "READ beside the closing "
-                  "hoarders: error %d, %d bytes" % (err, len(data or b"")))
-            lw.expect("closing hoarders cut", r"replies not read for \d+ s")
-            wait_clients(args, 1, "closing hoarders shut down", timeout=5)
-        finally:
-            c.close()
+        read_beside_holders(args, lw, "closing hoarders",
+                            r"replies not read for \d+ s", 1)
     finally:
         for h in hoard:
             h.reset()
@@ -1249,15 +1258,15 @@ def case_stalled_payloads(args, lw):
     that stopped, or whose host died): the buffers waiting for those
     payloads hold the 256 MiB allowed outside the pool.  A new client's
     32 MiB READ waits for memory; with --stuck-limit S stalled connections
-    are shut down within S + 5 s (as many as it takes) and the READ is
-    answered."""
+    are shut down within S + 5 s (as many as it takes: at most 8 of the 9
+    connections stay) and the READ is answered."""
     if not args.stuck_limit:
         print("     stalled-payloads: needs --stuck-limit", flush=True)
         return
     wait_clients(args, 0, "before the stalled payloads")
     stalled = []
     try:
-        for i in range(8):
+        for _ in range(8):
             h = Conn(args).connect_export()
             ln = min(MAX_PAYLOAD, h.size)
             ln -= ln % h.min_block
@@ -1265,24 +1274,8 @@ def case_stalled_payloads(args, lw):
                                        h.next_cookie, 0, ln) + bytes(4096))
             stalled.append(h)
             time.sleep(0.2)
-        c = Conn(args).connect_export()
-        try:
-            ln = min(MAX_PAYLOAD, c.size)
-            ln -= ln % c.min_block
-            c.sock.settimeout(args.stuck_limit + 10)
-            try:
-                err, data = c.read(0, ln)
-            except socket.timeout:
-                raise CaseFailed("a %d-byte READ waiting for the memory that "
-                                 "stalled WRITE payloads hold got no answer "
-                                 "within %d s" % (ln, args.stuck_limit + 10))
-            check(err == 0 and len(data) == ln, "READ beside the stalled "
-                  "payloads: error %d, %d bytes" % (err, len(data or b"")))
-            lw.expect("stalled payloads cut", r"no byte of a WRITE payload")
-            # As many as it took to free the memory (checked once a second).
-            wait_clients(args, 8, "a stalled payload shut down", timeout=5)
-        finally:
-            c.close()
+        read_beside_holders(args, lw, "stalled payloads",
+                            r"no byte of a WRITE payload", 8)
     finally:
         for h in stalled:
             h.reset()
