@@ -78,6 +78,7 @@ struct vol_req {
 	bool bits_first;		/* resync target: starts only once the
 					 * range's bits are on disk (meta.c
 					 * meta_prepare_write) */
+	bool bits_waited;		/* it waited for them (counted once) */
 	bool from_peer;			/* a replicated write applied here: never
 					 * shipped back, even if this node is
 					 * promoted while it runs */

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
@@ -221,13 +220,12 @@ disk_open(struct daemon *d)
 	 * metadata is read or written (a second start of a resource would
 	 * otherwise rewrite the live daemon's superblock before it found
 	 * the control socket taken). */
-	if (flock(ioeng_fd(d->eng), LOCK_EX | LOCK_NB) < 0) {
-		if (errno == EWOULDBLOCK)
-			die(EX_UNAVAILABLE, "disk %s is in use by another blkmirrord (or "
-			    "blkmirrorctl create-md)", d->self->disk);
-		log_errno(LOG_WARNING, -errno, "disk %s: cannot lock it against a second "
+	if ((ret = lock_exclusive(ioeng_fd(d->eng))) == -EWOULDBLOCK)
+		die(EX_UNAVAILABLE, "disk %s is in use by another blkmirrord (or "
+		    "blkmirrorctl create-md)", d->self->disk);
+	else if (ret < 0)
+		log_errno(LOG_WARNING, ret, "disk %s: cannot lock it against a second "
 		    "blkmirrord", d->self->disk);
-	}
 	d->block_size = d->conf.block_size;
 	d->size = ioeng_size(d->eng) / d->block_size * d->block_size;
 	if (d->size == 0)

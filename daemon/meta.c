@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/file.h>
 
 #include "log.h"
 #include "repl.h"
@@ -73,7 +72,7 @@ open_meta(struct daemon *d, struct meta *m)
 		return 0;
 	}
 	/* As the disk (main.c disk_open): one daemon per meta-disk. */
-	if (flock(m->plain_fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
+	if (lock_exclusive(m->plain_fd) == -EWOULDBLOCK) {
 		log_err("meta-disk %s is in use by another blkmirrord (or blkmirrorctl "
 		    "create-md)", md_path);
 		return -EBUSY;
@@ -1024,11 +1023,46 @@ resync_bits_first(struct daemon *d, struct vol_req *vr)
 {
 	struct meta *m = d->md;
 
-	if (!m->detached && bits_pending(d, vr)) {
-		m->resync_bits_waits++;
+	if (m->detached || d->stopping) {
+		/* No resync I/O on a detached disk (resync.c tgt_start), nor
+		 * once the daemon stops (nothing would wait for it). */
+		vol_fail(d, vr, m->detached ? -EIO : -ESHUTDOWN);
+		return;
+	}
+	if (bits_pending(d, vr)) {
+		if (!vr->bits_waited)
+			m->resync_bits_waits++;
+		vr->bits_waited = true;
 		return;
 	}
 	vol_start(d, vr);
+}
+
+/* The resync stopped (link down, a detach, the daemon stopping): its
+ * ranges that wait for their bitmap block end with res (their answers
+ * are dropped, or ignored by the source). */
+void
+meta_drop_resync_waiters(struct daemon *d, int res)
+{
+	struct meta *m = d->md;
+	struct vol_req **pp, *vr, *drop = NULL;
+
+	if (m == NULL)
+		return;
+	for (pp = &m->bm_waiting; (vr = *pp) != NULL;) {
+		if (vr->is_resync) {
+			*pp = vr->pnext;
+			vr->pnext = drop;
+			drop = vr;
+		} else {
+			pp = &vr->pnext;
+		}
+	}
+	while ((vr = drop) != NULL) {
+		drop = vr->pnext;
+		vr->pnext = NULL;
+		vol_fail(d, vr, res);
+	}
 }
 
 void

@@ -87,7 +87,7 @@ struct meta {
 	bool sb_flush;			/* the next superblock write flushes first */
 	uint64_t bm_flushes;		/* such flushes (stats) */
 	uint64_t bm_blk;		/* block being written */
-	uint32_t bm_gen;		/* its change counter */
+	uint64_t bm_gen;		/* its change counters */
 	struct vol_req *bm_waiting;	/* writes waiting for durable bits */
 	uint64_t bm_writes;		/* bitmap blocks written (stats) */
 	uint64_t resync_bits_waits;	/* resync target ranges that waited for
@@ -323,6 +323,7 @@ void meta_write_done(struct daemon *d, struct vol_req *vr);
 void meta_set_oos(struct daemon *d, uint64_t off, uint64_t len);
 void meta_clear_oos(struct daemon *d, uint64_t off, uint64_t len);
 void meta_flush_bitmap(struct daemon *d);
+void meta_drop_resync_waiters(struct daemon *d, int res);
 uint64_t meta_oos_bytes(struct daemon *d);
 /* The disk is detached: mark the superblock (full sync pending), stop AL
  * and bitmap writes, let the writes waiting for them go on. */

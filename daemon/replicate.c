@@ -734,8 +734,10 @@ on_ack(struct peer *p, uint16_t type, uint64_t seq, uint32_t status)
 		 * wrote, so the blocks the write covers whole are in sync.  On
 		 * a promoted target only once its own write is done too: the
 		 * clear sends its reads of those blocks to the local disk
-		 * (peerread.c), which until then holds the stale data (the
-		 * bits stay if the ack came first; the resync ships them). */
+		 * (peerread.c), which until then holds the stale data.  If
+		 * the ack came first the bits stay: the source cleared its
+		 * own, so resync_target_finish() runs another round for
+		 * them. */
 		meta_clear_oos(d, vr->io.offset, vr->io.len);
 		resync_cleared(p);
 	}

@@ -1116,6 +1116,8 @@ resync_stop(struct peer *p)
 	rs->inflight_bytes = 0;
 	if (p->data == NULL)
 		rs->verify_orphans = 0;	/* the link is gone: no late replies */
+	/* A target's ranges waiting for their bitmap block go. */
+	meta_drop_resync_waiters(p->d, -ECANCELED);
 	/* Ranges in flight keep their bits; release their holds.  A read
 	 * still running is not shipped when it completes. */
 	while (rs_inflight.root != NULL) {

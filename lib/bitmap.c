@@ -44,6 +44,8 @@ mark_word(struct md_bitmap *bm, uint64_t w, bool is_set)
 	blk_set(bm->blk_dirty, blk);
 	blk_set(is_set ? bm->blk_setpend : bm->blk_clrpend, blk);
 	bm->blk_gen[blk]++;
+	if (is_set)
+		bm->blk_setgen[blk]++;
 }
 
 /* Mask of bits [lo, hi) of one word, 0 <= lo < hi <= 64. */
@@ -98,8 +100,9 @@ md_bitmap_init(struct md_bitmap *bm, uint64_t data_bytes,
 	bm->blk_setpend = calloc(bwords, sizeof(uint64_t));
 	bm->blk_clrpend = calloc(bwords, sizeof(uint64_t));
 	bm->blk_gen = calloc(bm->nblocks, sizeof(uint32_t));
+	bm->blk_setgen = calloc(bm->nblocks, sizeof(uint32_t));
 	if (bm->words == NULL || bm->blk_dirty == NULL || bm->blk_setpend == NULL ||
-	    bm->blk_clrpend == NULL || bm->blk_gen == NULL) {
+	    bm->blk_clrpend == NULL || bm->blk_gen == NULL || bm->blk_setgen == NULL) {
 		md_bitmap_free(bm);
 		return -ENOMEM;
 	}
@@ -115,6 +118,7 @@ md_bitmap_free(struct md_bitmap *bm)
 	free(bm->blk_setpend);
 	free(bm->blk_clrpend);
 	free(bm->blk_gen);
+	free(bm->blk_setgen);
 	memset(bm, 0, sizeof(*bm));
 }
 
@@ -373,7 +377,7 @@ md_bitmap_next_dirty_block(const struct md_bitmap *bm, uint64_t from)
 
 void
 md_bitmap_encode_block(const struct md_bitmap *bm, uint64_t blk, void *buf,
-    uint32_t *gen)
+    uint64_t *gen)
 {
 	const uint64_t *src = bm->words + blk * MD_BM_WORDS_PER_BLOCK;
 	uint8_t *p = buf;
@@ -381,17 +385,23 @@ md_bitmap_encode_block(const struct md_bitmap *bm, uint64_t blk, void *buf,
 
 	for (i = 0; i < MD_BM_WORDS_PER_BLOCK; i++)
 		put_be64(p + i * 8, src[i]);
-	*gen = bm->blk_gen[blk];
+	*gen = (uint64_t)bm->blk_setgen[blk] << 32 | bm->blk_gen[blk];
 }
 
 void
-md_bitmap_block_written(struct md_bitmap *bm, uint64_t blk, uint32_t gen)
+md_bitmap_block_written(struct md_bitmap *bm, uint64_t blk, uint64_t gen)
 {
 
-	if (blk >= bm->nblocks || bm->blk_gen[blk] != gen)
+	if (blk >= bm->nblocks)
+		return;
+	/* Only clears since the encode: every bit set now was set then, and
+	 * is on disk (a replicated write or a resync range clearing bits
+	 * meanwhile must not keep the block's sets pending for ever). */
+	if (bm->blk_setgen[blk] == (uint32_t)(gen >> 32))
+		blk_clear(bm->blk_setpend, blk);
+	if (bm->blk_gen[blk] != (uint32_t)gen)
 		return;
 	blk_clear(bm->blk_dirty, blk);
-	blk_clear(bm->blk_setpend, blk);
 	blk_clear(bm->blk_clrpend, blk);
 }
 

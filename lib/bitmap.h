@@ -55,6 +55,7 @@ struct md_bitmap {
 	uint64_t *blk_setpend;	/* bit per block: has sets not yet durable */
 	uint64_t *blk_clrpend;	/* bit per block: has clears not yet durable */
 	uint32_t *blk_gen;	/* per block: change counter */
+	uint32_t *blk_setgen;	/* per block: counter of sets only */
 };
 
 /* What one transfer chunk covered (filled by md_bitmap_rle_decode). */
@@ -139,13 +140,15 @@ bool md_bitmap_block_has_clears(const struct md_bitmap *bm, uint64_t blk);
 
 /*
  * Encode block blk (< nblocks) into buf (MD_BLOCK_SIZE bytes) and return its
- * change counter in *gen.  After the write is durable call
+ * change counters in *gen.  After the write is durable call
  * md_bitmap_block_written(bm, blk, gen): the block becomes clean unless it
- * changed again in between.
+ * changed again in between; its sets are durable unless bits were set again
+ * in between (clears since leave it dirty, but do not make the ranges of
+ * its set bits wait: md_bitmap_range_durable).
  */
 void md_bitmap_encode_block(const struct md_bitmap *bm, uint64_t blk,
-    void *buf, uint32_t *gen);
-void md_bitmap_block_written(struct md_bitmap *bm, uint64_t blk, uint32_t gen);
+    void *buf, uint64_t *gen);
+void md_bitmap_block_written(struct md_bitmap *bm, uint64_t blk, uint64_t gen);
 
 /*
  * Load block blk from its on-disk form (attach).  Replaces the block's bits;

@@ -11,7 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <linux/fs.h>
-#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -208,7 +207,7 @@ md_write_bitmap(const struct md_loc *loc, const struct md_layout *l,
 {
 	uint8_t buf[MD_BLOCK_SIZE];
 	uint64_t blk, *done, n = 0, i;
-	uint32_t *gens;
+	uint64_t *gens;
 	int r = 0;
 
 	done = malloc(bm->nblocks * sizeof(*done));
@@ -272,7 +271,7 @@ open_rw(const char *path, bool create)
 	fd = open(path, flags, 0600);
 	if (fd < 0)
 		return -errno;
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
+	if (lock_exclusive(fd) == -EWOULDBLOCK) {
 		close(fd);
 		return -EBUSY;
 	}

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -244,4 +245,20 @@ read_full(int fd, void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+int
+lock_exclusive(int fd)
+{
+	struct timespec pause = { .tv_nsec = 50000000 };
+
+	for (unsigned waited = 0;; waited += 50) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			return -errno;
+		if (waited >= LOCK_WAIT_MS)
+			return -EWOULDBLOCK;
+		nanosleep(&pause, NULL);
+	}
 }

@@ -46,6 +46,14 @@ int parse_sockaddr(const char *s, struct sockaddr_storage *ss, unsigned *sslen);
 /* Format a socket address for log lines. */
 const char *sockaddr_str(const struct sockaddr_storage *ss, char *buf, size_t len);
 
+/*
+ * flock(LOCK_EX) on fd without blocking for long: -EWOULDBLOCK if someone
+ * else still holds a lock after LOCK_WAIT_MS (udev takes a shared lock on
+ * a whole block device, loop devices too, for a moment after it changed).
+ */
+#define LOCK_WAIT_MS	5000
+int lock_exclusive(int fd);
+
 /* write(2)/read(2) everything, retrying EINTR and short transfers; 0 or -errno. */
 int write_full(int fd, const void *buf, size_t len);
 int read_full(int fd, void *buf, size_t len);

@@ -80,9 +80,10 @@ assert_ge "$(jget "$js" ops.rejected)" 20 "requests rejected by validation"
 # in 2 minutes): the accepted socket has the keepalive timer, at 60 s.
 exec {tcpfd}<>"/dev/tcp/${TCP%:*}/${TCP##*:}" || fail "cannot connect to $TCP"
 out=
-for i in $(seq 20); do
+for i in $(seq 50); do
+	# (listed before the daemon accepted it, without the timer yet)
 	out=$(ss -tnoH state established "( sport = :${TCP##*:} )")
-	[ -n "$out" ] && break
+	grep -q keepalive <<<"$out" && break
 	sleep 0.1
 done
 exec {tcpfd}>&-

@@ -154,7 +154,7 @@ test_blocks_durability(void)
 	struct md_bitmap bm;
 	uint8_t buf[MD_BLOCK_SIZE];
 	uint64_t off2 = 32768ull * 4096;	/* first byte covered by block 1 */
-	uint32_t gen, gen2;
+	uint64_t gen, gen2;
 
 	CU_ASSERT_FATAL(md_bitmap_init(&bm, 1024 * MiB, 4096) == 0);
 	CU_ASSERT_EQUAL(bm.nblocks, 8);
@@ -192,6 +192,30 @@ test_blocks_durability(void)
 	md_bitmap_clear_bits(&bm, 32768 + 1, 1);	/* after the encode */
 	md_bitmap_block_written(&bm, 1, gen);
 	CU_ASSERT_TRUE(md_bitmap_block_has_clears(&bm, 1));
+	CU_ASSERT_TRUE(md_bitmap_block_dirty(&bm, 1));
+	/* Sets pending, then only clears while the block is written: the
+	 * sets are durable (the block stays dirty for the clears). */
+	md_bitmap_set_bits(&bm, 32768 + 9, 1);
+	CU_ASSERT_FALSE(md_bitmap_range_durable(&bm, off2 + 9 * 4096, 1));
+	md_bitmap_encode_block(&bm, 1, buf, &gen);
+	md_bitmap_clear_bits(&bm, 32768 + 9 + 1, 1);	/* not set: no change */
+	md_bitmap_set_bits(&bm, 32768 + 11, 1);
+	md_bitmap_encode_block(&bm, 1, buf, &gen);
+	md_bitmap_clear_bits(&bm, 32768 + 11, 1);	/* a clear after the encode */
+	md_bitmap_block_written(&bm, 1, gen);
+	CU_ASSERT_TRUE(md_bitmap_range_durable(&bm, off2 + 9 * 4096, 1));
+	CU_ASSERT_TRUE(md_bitmap_block_dirty(&bm, 1));
+	CU_ASSERT_TRUE(md_bitmap_block_has_clears(&bm, 1));
+	/* A set after the encode keeps the sets pending. */
+	md_bitmap_encode_block(&bm, 1, buf, &gen);
+	md_bitmap_set_bits(&bm, 32768 + 13, 1);
+	md_bitmap_block_written(&bm, 1, gen);
+	CU_ASSERT_FALSE(md_bitmap_range_durable(&bm, off2 + 13 * 4096, 1));
+	md_bitmap_encode_block(&bm, 1, buf, &gen);
+	md_bitmap_block_written(&bm, 1, gen);
+	CU_ASSERT_TRUE(md_bitmap_range_durable(&bm, off2 + 13 * 4096, 1));
+	md_bitmap_clear_bits(&bm, 32768 + 9, 1);
+	md_bitmap_clear_bits(&bm, 32768 + 13, 1);
 	md_bitmap_encode_block(&bm, 1, buf, &gen);
 	md_bitmap_block_written(&bm, 1, gen);
 	CU_ASSERT_FALSE(md_bitmap_block_has_clears(&bm, 1));
@@ -206,7 +230,7 @@ test_block_codec(void)
 {
 	struct md_bitmap a, b;
 	uint8_t buf[MD_BLOCK_SIZE];
-	uint32_t gen;
+	uint64_t gen;
 	uint64_t blk;
 
 	CU_ASSERT_FATAL(md_bitmap_init(&a, 200 * MiB + 12288, 4096) == 0);
