@@ -196,6 +196,12 @@ ev2_pid=$!
 cleanup_fn quiet_kill "$ev2_pid"
 sleep 0.5
 pid_alive "$ev_pid" || fail "events exited early: $(cat "$TESTDIR/events.err")"
+# SIGINT once its handler is in place (SigCgt has bit 1), not before.
+for i in $(seq 100); do
+	cgt=$(awk '/^SigCgt:/ { print $2 }' "/proc/$ev2_pid/status" 2>/dev/null)
+	[ -n "$cgt" ] && (( 0x$cgt & 2 )) && break
+	sleep 0.1
+done
 kill -INT "$ev2_pid"
 wait "$ev2_pid"
 assert_eq $? 0 "events after SIGINT ($(cat "$TESTDIR/events2.err"))"

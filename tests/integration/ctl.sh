@@ -254,12 +254,18 @@ timeout 20 "$BLKMIRRORD" -c "$TESTDIR/bg.conf" -n alpha >"$TESTDIR/bg.out" 2>"$T
 js=$("$BLKMIRRORCTL" -s "$TESTDIR/bg.ctl.sock" status --json) ||
     fail "the detached daemon's control socket does not answer right after the start"
 bgpid=$(jget "$js" pid)
-cleanup_kill "$bgpid"
+# Not our child (it detached): killed at the end only if still blkmirrord.
+_kill_bg()
+{
+	grep -qa blkmirrord "/proc/$1/cmdline" 2>/dev/null && kill "$1" 2>/dev/null
+	return 0
+}
+cleanup_fn _kill_bg "$bgpid"
 assert_eq "$(jget "$js" resource)" bg "the detached daemon's resource"
 "$BLKMIRRORCTL" -s "$TESTDIR/bg.ctl.sock" down || fail "down of the detached daemon"
 for i in $(seq 100); do
-	kill -0 "$bgpid" 2>/dev/null || break
+	pid_alive "$bgpid" || break
 	sleep 0.1
 done
-kill -0 "$bgpid" 2>/dev/null && fail "the detached daemon ($bgpid) did not exit after down"
+pid_alive "$bgpid" && fail "the detached daemon ($bgpid) did not exit after down"
 msg "PASS"

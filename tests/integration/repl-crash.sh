@@ -27,7 +27,7 @@ size=$(st alpha size_bytes)
 
 msg "== secondary killed"
 repl_fio_bg alpha --rw=randwrite --bs=4k --offset=32M --size=8M --iodepth=8 \
-    --time_based --runtime=8 --rate_iops=400 --randseed=3
+    --time_based --runtime=14 --rate_iops=400 --randseed=3
 sleep 2
 repl_kill beta
 repl_wait1 alpha 15 's["connection"] != "connected" and s["role"] == "primary"' \
@@ -110,7 +110,7 @@ msg "== async: extents of writes the peer has not written stay in the activity l
 # would lose that write on beta for good.)
 repl_stop alpha
 repl_stop beta
-repl_conf "protocol = async" "al-extents = 7" "timeout = 20s"
+repl_conf "protocol = async" "al-extents = 7" "timeout = 40s"
 repl_create_md alpha --force
 repl_create_md beta --force
 repl_start alpha
@@ -127,14 +127,14 @@ repl_partition
 	done
 ) &
 writer=$!
-for _ in $(seq 50); do
+for _ in $(seq 150); do
 	[ "$(wc -l <"$TESTDIR/async-done" 2>/dev/null || echo 0)" -ge 7 ] && break
 	sleep 0.1
 done
 sleep 1
 done_n=$(wc -l <"$TESTDIR/async-done")
 assert_eq "$done_n" 7 "async writes completed with 7 AL slots held by the lag"
-assert_eq "$(st alpha connection)" connected "alpha's link (timeout 20 s) before the crash"
+assert_eq "$(st alpha connection)" connected "alpha's link (timeout 40 s) before the crash"
 repl_kill alpha
 wait "$writer" 2>/dev/null
 repl_heal

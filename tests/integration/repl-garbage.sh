@@ -128,7 +128,7 @@ repl_stop beta
 repl_wait1 alpha 10 's["replication"] == "off"' "alpha sees beta gone"
 sleep 1.5	# alpha's first attempt has failed and taken its next interval
 repl_start beta
-repl_wait_connected 4
+repl_wait_connected 7
 _oneway_del
 repl_wait_synced 30
 repl_compare

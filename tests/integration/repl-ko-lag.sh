@@ -236,7 +236,9 @@ repl_stop alpha
 repl_stop beta
 
 msg "== 7. a demotion settles once the peer confirmed the writes"
-start_pair async
+# ko-count 30: beta's stalled disk must not take the link down (after
+# timeout x ko-count) while the checks below run on a slow machine.
+KO_COUNT=30 start_pair async
 repl_fault beta "write:*:stall"
 qemu_io alpha -c 'write -P 0x77 48M 256k'
 assert_ge "$(st alpha lag_bytes)" 4096 "alpha's lag with beta's disk stalled"
@@ -262,7 +264,7 @@ repl_stop alpha
 repl_stop beta
 
 msg "== 7b. the link drops while a demotion waits"
-start_pair async
+KO_COUNT=30 start_pair async
 repl_fault beta "write:*:stall"
 qemu_io alpha -c 'write -P 0x78 52M 256k'
 assert_ge "$(st alpha lag_bytes)" 4096 "alpha's lag with beta's disk stalled"

@@ -22,9 +22,10 @@ size=$(st alpha size_bytes)
 shipped0=$(st alpha resync_bytes_shipped)
 assert_eq "$shipped0" "$size" "initial full sync"
 
-# 10 s of rate-limited 4 KiB random writes over 8 MiB at offset 16 MiB.
+# 16 s of rate-limited 4 KiB random writes over 8 MiB at offset 16 MiB
+# (still running when the checks of the degraded writes below are done).
 repl_fio_bg alpha --rw=randwrite --bs=4k --offset=16M --size=8M --iodepth=4 \
-    --time_based --runtime=10 --rate_iops=300 --randseed=5
+    --time_based --runtime=16 --rate_iops=300 --randseed=5
 sleep 2
 repl_partition
 t0=$(date +%s)

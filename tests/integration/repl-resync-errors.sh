@@ -71,9 +71,9 @@ repl_log_has alpha "next pass in 2 s" || fail "the delay did not grow"
 # wrote the same data): the source then ends the resync at once instead of
 # waiting for its next pass.
 bm alpha primary
-repl_wait1 alpha 20 's["resync"]["next_pass_in_ms"] > 4000' "a wait of more than 4 s"
+repl_wait1 alpha 20 's["resync"]["next_pass_in_ms"] > 7000' "a wait of more than 7 s"
 qemu_io alpha -c 'write -P 0x55 24M 1M'
-repl_wait_synced 3
+repl_wait_synced 5
 assert_eq "$(st alpha replication)" established "alpha after the write"
 repl_compare
 bm alpha secondary

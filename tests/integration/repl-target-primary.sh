@@ -131,7 +131,7 @@ repl_compare
 
 msg "== 3. promote a running sync target under a verified workload"
 bm beta secondary
-beta_primary_alone "resync-rate = 1M"
+beta_primary_alone "resync-rate = 512K"
 # Scattered 4 KiB blocks written on beta while alpha is away.
 repl_fio beta --rw=randwrite --bs=4k --offset=32M --size=16M --io_size=6M --randseed=9
 oos=$(st beta out_of_sync_bytes)
@@ -166,7 +166,7 @@ assert_eq "$(st alpha role)/$(st beta role)" "primary/secondary" "roles at the e
 repl_compare
 
 msg "== 4. resync data older than a write of the promoted target is refused"
-# beta holds every resync range it read for 3 s before shipping it, so a
+# beta holds every resync range it read for 8 s before shipping it, so a
 # write on alpha lands on a range whose (older) resync data is on its way.
 # Without the rule, that data would overwrite the write on alpha only.
 # (A timeout well above the hold: alpha's write waits for it on beta.)
@@ -175,7 +175,7 @@ beta_primary_alone "timeout = 15s"
 qemu_io beta -c 'write -P 0x66 40M 4k'
 bm beta secondary
 repl_stop beta
-repl_start beta BLKMIRROR_TEST_RESYNC_HOLD_MS=3000
+repl_start beta BLKMIRROR_TEST_RESYNC_HOLD_MS=8000
 bm beta pause-sync
 repl_wait 20 'a["replication"] == "paused-sync-target" and b["replication"] == "paused-sync-source"' \
     "a paused resync beta -> alpha"

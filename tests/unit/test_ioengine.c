@@ -258,7 +258,7 @@ loop_detach(const char *dev, int hold)
 	CU_ASSERT_EQUAL(system(cmd), 0);
 	close(hold);
 	snprintf(sys, sizeof(sys), "/sys/block/%s/loop/backing_file", dev + 5);
-	for (int i = 0; i < 100 && access(sys, F_OK) == 0; i++)
+	for (int i = 0; i < 1000 && access(sys, F_OK) == 0; i++)	/* 10 s */
 		usleep(10000);
 	CU_ASSERT_NOT_EQUAL(access(sys, F_OK), 0);
 }
