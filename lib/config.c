@@ -898,6 +898,25 @@ conf_handler(void *user, const char *section, const char *key, const char *val)
 
 /* ---- whole file ---- */
 
+/*
+ * Two nodes on one host (tests, a demo) with data ports one apart: one's
+ * meta port (port + 1) is the other's data port, and the second daemon to
+ * start could not listen.
+ */
+static bool
+ports_overlap(const struct conf_addr *a, const struct conf_addr *b)
+{
+	const struct sockaddr_in *a4 = (const void *)&a->ss, *b4 = (const void *)&b->ss;
+	const struct sockaddr_in6 *a6 = (const void *)&a->ss, *b6 = (const void *)&b->ss;
+	unsigned pa = addr_port(&a->ss), pb = addr_port(&b->ss);
+
+	if (a->ss.ss_family != b->ss.ss_family || (pa + 1 != pb && pb + 1 != pa))
+		return false;
+	if (a->ss.ss_family == AF_INET)
+		return a4->sin_addr.s_addr == b4->sin_addr.s_addr;
+	return memcmp(&a6->sin6_addr, &b6->sin6_addr, sizeof(a6->sin6_addr)) == 0;
+}
+
 /* The checks that need the whole file, and defaults that depend on it. */
 static int
 conf_finish(struct parser *p)
@@ -953,6 +972,14 @@ conf_finish(struct parser *p)
 		return conf_error(p, p->seen[2][K_ADDRESS], "address",
 		    "same as [node %s] (line %u); each node needs its own "
 		    "address", c->nodes[0].name, p->seen[1][K_ADDRESS]);
+	if (c->n_nodes == 2 && ports_overlap(&c->nodes[0].address,
+	    &c->nodes[1].address))
+		return conf_error(p, p->seen[2][K_ADDRESS], "address",
+		    "port %u is [node %s]'s meta port or its data port is this "
+		    "node's meta port (line %u); on one host the two nodes' "
+		    "ports must be at least 2 apart", addr_port(
+		    &c->nodes[1].address.ss), c->nodes[0].name,
+		    p->seen[1][K_ADDRESS]);
 	return 0;
 }
 
