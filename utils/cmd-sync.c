@@ -4,7 +4,8 @@
  *
  *   resync [--wait SECONDS]      ship the regions marked out of sync
  *   invalidate [--wait SECONDS]  discard this node's data, fetch it all
- *   verify [--no-wait]           compare both disks, mark the differences
+ *   verify [--no-wait | --wait SECONDS]
+ *                                compare both disks, mark the differences
  *   pause-sync, resume-sync      hold and release a running resync
  *   new-current-uuid --clear-bitmap   declare two fresh disks identical
  *
@@ -12,7 +13,8 @@
  * when the resource is connected with nothing out of sync.  verify waits
  * for the end of the comparison unless --no-wait: it subscribes to the
  * events on a connection of its own before it asks for the verify, so the
- * "verify-done" event cannot be missed.  The result comes from a status
+ * "verify-done" event cannot be missed; --wait bounds that wait (the
+ * verify goes on in the daemon after a time-out).  The result comes from a status
  * asked for on a new connection: the daemon closes a plain client that
  * stays idle (30 s), and a verify takes longer.
  */
@@ -135,10 +137,11 @@ verify_state(struct ctl_event *ev)
 	    reason != NULL ? ": " : "", reason != NULL ? reason : "");
 }
 
-/* Read events from ev until the verify ended. */
+/* Read events from ev until the verify ended, for at most wait_s (0: no bound). */
 static int
-verify_wait(struct cmd_ctx *ctx, struct ctl_conn *ev)
+verify_wait(struct cmd_ctx *ctx, struct ctl_conn *ev, unsigned long wait_s)
 {
+	uint64_t deadline = now_ns() + (uint64_t)wait_s * 1000000000ull;
 	/*
 	 * Events before our verify-start are older than the request: a
 	 * verify-stopped is an earlier verify's, a state event tells of a
@@ -151,11 +154,19 @@ verify_wait(struct cmd_ctx *ctx, struct ctl_conn *ev)
 		struct ctl_event e;
 		bool again = false, done;
 		char *line;
-		long n = ctl_recv_line(ev, &line, -1);
+		uint64_t now = now_ns();
+		long n = ctl_recv_line(ev, &line, wait_s == 0 ? -1 :
+		    now >= deadline ? 0 : (int)MIN((deadline - now) / 1000000 + 1,
+		    (uint64_t)INT32_MAX));
 		int ret = 0;
 
 		if (n == -EINTR)
 			continue;
+		if (n == -ETIMEDOUT)
+			return cmd_fail(EX_TEMPFAIL, "verify: gave up after %lu s: the "
+			    "verify %s in the daemon ('blkmirrorctl status' shows its "
+			    "progress and result)", wait_s, started ? "still runs" :
+			    "has not started yet");
 		if (n == -ECONNRESET)
 			return cmd_fail(EX_UNAVAILABLE, "verify: the daemon went away before the "
 			    "verify finished");
@@ -187,11 +198,18 @@ verify_wait(struct cmd_ctx *ctx, struct ctl_conn *ev)
 static int
 verify_exec(struct cmd_ctx *ctx, int argc, char **argv)
 {
-	struct cmd_opt opts[] = { { .name = "--no-wait" } };
+	struct cmd_opt opts[] = { { .name = "--no-wait" },
+	    { .name = "--wait", .has_value = true } };
+	unsigned long wait_s = 0;
 	struct ctl_conn ev;
 	int ret = cmd_parse_opts(&cmd_verify_entry, argc, argv, opts, ARRAY_SIZE(opts));
 
 	if (ret >= 0)
+		return ret;
+	if (opts[0].set && opts[1].set)
+		return cmd_fail(EX_USAGE, "verify: --no-wait and --wait exclude each other");
+	if (opts[1].set && (ret = cmd_opt_uint(&cmd_verify_entry, &opts[1],
+	    CMD_WAIT_MAX_S, &wait_s)) >= 0)
 		return ret;
 	if (opts[0].set)
 		return cmd_admin_simple(ctx, "verify", NULL);
@@ -199,7 +217,7 @@ verify_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if ((ret = cmd_admin_open(ctx, &ev, "events", NULL)) != 0)
 		return ret;
 	if ((ret = cmd_admin_simple(ctx, "verify", NULL)) == 0)
-		ret = verify_wait(ctx, &ev);
+		ret = verify_wait(ctx, &ev, wait_s);
 	ctl_close(&ev);
 	return ret;
 }
@@ -254,7 +272,7 @@ const struct cmd_entry cmd_invalidate_entry = {
 
 const struct cmd_entry cmd_verify_entry = {
 	.name = "verify",
-	.usage = "[--no-wait]",
+	.usage = "[--no-wait | --wait SECONDS]",
 	.help = "compare both disks, mark differences out of sync (waits for the end)",
 	.exec = verify_exec,
 };

@@ -39,7 +39,7 @@ declare -A usage=(
 	[disconnect]=''
 	[resync]='[--wait SECONDS]'
 	[invalidate]='[--wait SECONDS]'
-	[verify]='[--no-wait]'
+	[verify]='[--no-wait | --wait SECONDS]'
 	[pause-sync]=''
 	[resume-sync]=''
 	[new-current-uuid]='--clear-bitmap'
@@ -49,7 +49,7 @@ invocations=(
 	"secondary" "secondary --wait 1"
 	"connect" "connect --discard-my-data" "disconnect"
 	"resync" "resync --wait 1" "invalidate" "invalidate --wait=1"
-	"verify" "verify --no-wait" "pause-sync" "resume-sync"
+	"verify" "verify --no-wait" "verify --wait 1" "pause-sync" "resume-sync"
 	"new-current-uuid --clear-bitmap"
 )
 
@@ -138,7 +138,8 @@ done
 bad=(
 	"secondary --force|unknown argument '--force'"
 	"disconnect --discard-my-data|unknown argument '--discard-my-data'"
-	"verify --wait 5|unknown argument '--wait'"
+	"verify --wait 5 --no-wait|--no-wait and --wait exclude each other"
+	"verify --wait 0|--wait wants a number from 1 to 604800, not '0'"
 	"pause-sync now|unknown argument 'now'"
 	"primary --forced|unknown argument '--forced'"
 	"primary --wait|--wait needs a value"
@@ -283,6 +284,17 @@ assert_err $? 69 "^blkmirrorctl: verify: the daemon went away before the verify 
 fake verify-overflow
 fctl verify
 assert_err $? 75 "^blkmirrorctl: verify: lost track of the verify: the daemon ended the event subscription \(events lost from here on: this subscriber fell more than 1048576 bytes behind\); 'blkmirrorctl status' shows whether it still runs$"
+
+# --wait bounds the wait for a verify that does not end; it goes on.
+fake verify-slow
+start=$(date +%s%N)
+fctl verify --wait 1
+rc=$?
+ms=$((($(date +%s%N) - start) / 1000000))
+assert_err $rc 75 "^blkmirrorctl: verify: gave up after 1 s: the verify still runs in the daemon \('blkmirrorctl status' shows its progress and result\)$"
+assert_ge "$ms" 1000 "verify --wait 1: ms before giving up"
+[ "$ms" -lt 5000 ] || fail "verify --wait 1 took $ms ms"
+assert_eq "$(requests | cut -d' ' -f2 | tr '\n' ' ')" "events verify " "verify --wait: requests"
 
 # events: an overflow is printed, then reported with EX_TEMPFAIL (not the
 # exit 0 of a daemon that went away).

@@ -24,6 +24,7 @@ Scenarios:
                     an earlier change) before verify-start, then as "verify"
   verify-overflow   after verify, the subscription ends with an "overflow"
                     event (the subscriber fell behind), then closes
+  verify-slow       verify-start, then nothing: the verify never ends
   events-overflow   a subscription gets two state events, then "overflow",
                     then the connection is closed
   resync-wait       sync-source for three status requests, then in sync
