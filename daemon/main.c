@@ -387,8 +387,8 @@ setup_replicated(struct daemon *d)
 {
 	int ret;
 
-	if ((ret = meta_attach(d)) < 0)
-		exit(EX_CONFIG);
+	if ((ret = meta_attach(d)) < 0)	/* logged */
+		exit(ret == -EBUSY ? EX_UNAVAILABLE : EX_CONFIG);
 	d->size = d->md->layout.data_bytes / d->block_size * d->block_size;
 	d->role = ROLE_SECONDARY;
 	d->disk = (enum disk_state)d->md->sb.disk_state;

@@ -101,7 +101,9 @@ meta_attach(struct daemon *d)
 	m->conn_timer.cb = conn_release;
 	m->conn_timer.data = d;
 	if ((ret = open_meta(d, m)) < 0) {
-		log_errno(LOG_ERR, ret, "metadata: cannot open %s", d->self->meta_disk);
+		if (ret != -EBUSY)	/* open_meta said why */
+			log_errno(LOG_ERR, ret, "metadata: cannot open %s",
+			    d->self->meta_disk);
 		return ret;
 	}
 	ret = md_read(&m->loc, &m->sb, &m->slot, &m->layout, &m->bm, &rec, &ext);

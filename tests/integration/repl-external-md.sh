@@ -58,6 +58,15 @@ repl_start alpha
 repl_start beta
 repl_wait_connected 20
 assert_eq "$(st alpha size_bytes)" "$disk_bytes" "exported size (the whole disk)"
+# A second daemon on another disk but alpha's meta-disk is refused (exit
+# 69) before it reads or writes that metadata.
+sed "s|^disk = $DISK_alpha\$|disk = $TESTDIR/other.img|" "$CONF" >"$TESTDIR/other.conf"
+grep -q "^disk = $TESTDIR/other.img\$" "$TESTDIR/other.conf" || fail "no other disk in other.conf"
+truncate -s "$disk_bytes" "$TESTDIR/other.img"
+timeout 20 "$BLKMIRRORD" -c "$TESTDIR/other.conf" -n alpha -f >"$TESTDIR/other.out" 2>&1
+assert_eq "$?" 69 "exit status of a second daemon on alpha's meta-disk ($(cat "$TESTDIR/other.out"))"
+assert_match "$(cat "$TESTDIR/other.out")" "meta-disk $TESTDIR/alpha.md is in use by another blkmirrord" \
+    "a second daemon on alpha's meta-disk"
 bm alpha primary --force
 repl_wait_synced 60
 compare_disks
