@@ -52,6 +52,7 @@ peer_frame_new(void)
 	f->free_payload = false;
 	f->sent = NULL;
 	f->ctx = NULL;
+	f->seq = 0;
 	f->next = NULL;
 	return f;
 }
@@ -260,6 +261,8 @@ sock_tx_kick(struct peer_sock *s)
 			s->iov[k].iov_base = f->payload;
 			s->iov[k++].iov_len = f->payload_len;
 		}
+		if (f->seq != 0 && s == s->p->data)
+			s->p->tx_seq = f->seq;	/* frames go out in seq order */
 		f->next = NULL;
 		*tail = f;
 		tail = &f->next;
@@ -502,7 +505,7 @@ link_up(struct peer *p)
 	adopt_volume(p);
 	p->connects++;
 	p->state_sent = p->state_received = false;
-	p->send_seq = 0;
+	p->send_seq = p->tx_seq = 0;
 	p->apply_seq = 0;
 	p->data->last_rx_ns = p->meta->last_rx_ns = p->up_ns = now_ns();
 	state_set(p->d, "connected", -1, -1, CONN_CONNECTED, RS_CONNECTING, NULL);

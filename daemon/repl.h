@@ -134,6 +134,8 @@ struct peer_frame {
 	void (*sent)(struct peer_frame *f, int res);	/* after the send, or on
 					 * link loss (res < 0); NULL: nothing */
 	void *ctx;			/* sent()'s context */
+	uint64_t seq;			/* a replicated write's or FLUSH's seq
+					 * (0: any other frame) */
 	struct peer_frame *next;	/* queue link */
 };
 
@@ -276,6 +278,8 @@ struct peer {
 	bool have_early_state;		/* early_state is set */
 	enum link_state rs;		/* replication state */
 	uint64_t send_seq;		/* last seq sent (primary) */
+	uint64_t tx_seq;		/* last seq handed to a sendmsg: an ack
+					 * for a later one is a lie */
 	/* primary: writes waiting for the peer, in seq order */
 	struct vol_req *pend_head, *pend_tail;
 	unsigned n_pend;

@@ -295,6 +295,7 @@ ship_own_flush(struct peer *p)
 	uf.own_seq = p->send_seq;
 	uf.own_ns = now_ns();
 	uf_flush_shipped(p->send_seq);
+	f->seq = p->send_seq;
 	peer_send(p->data, f);
 }
 
@@ -382,6 +383,15 @@ pend_remove(struct peer *p, struct vol_req *vr)
 			p->n_pend--;
 			if (vr->peer_only_copy)
 				p->n_peer_only--;
+			/* An async frame still queued or in a sendmsg must not
+			 * complete vr a second time (async_sent). */
+			if (vr->repl_ctx != NULL) {
+				struct peer_frame *f = vr->repl_ctx;
+
+				f->sent = NULL;
+				f->ctx = NULL;
+				vr->repl_ctx = NULL;
+			}
 			return;
 		}
 	}
@@ -637,6 +647,7 @@ repl_ship(struct daemon *d, struct vol_req *vr)
 		return false;
 	}
 	p->send_seq++;
+	f->seq = vr->peer_seq;
 	if (vr->io.opcode == IO_FLUSH)
 		uf_flush_shipped(vr->peer_seq);
 	else
@@ -667,6 +678,18 @@ repl_ship(struct daemon *d, struct vol_req *vr)
 	return true;
 }
 
+/* The peer acknowledged vr with the wrong kind of ack. */
+static void
+ack_mismatch(struct peer *p, uint16_t type, const struct vol_req *vr)
+{
+	char why[160];
+
+	snprintf(why, sizeof(why), "peer sent %s for sequence number %" PRIu64
+	    ", a %s", repl_type_name(type), vr->peer_seq,
+	    vr->io.opcode == IO_FLUSH ? "FLUSH" : "write");
+	peer_link_down(p, REPL_DISC_PROTOCOL, why);
+}
+
 /* An acknowledgement from the peer for sequence number seq. */
 static void
 on_ack(struct peer *p, uint16_t type, uint64_t seq, uint32_t status)
@@ -674,14 +697,26 @@ on_ack(struct peer *p, uint16_t type, uint64_t seq, uint32_t status)
 	struct daemon *d = p->d;
 	struct vol_req *vr = NULL;
 
-	if (seq == 0 || seq > p->send_seq) {
-		char why[128];
+	/*
+	 * Only for a frame already handed to the kernel: one still queued
+	 * cannot have been received, and completing its request would free
+	 * the buffer the queued frame sends from.
+	 */
+	if (seq == 0 || seq > p->tx_seq) {
+		char why[160];
 
 		snprintf(why, sizeof(why), "peer sent %s for sequence number %" PRIu64
-		    ", never sent (last %" PRIu64 ")", repl_type_name(type), seq, p->send_seq);
+		    ", never sent (last sent %" PRIu64 ", last queued %" PRIu64 ")",
+		    repl_type_name(type), seq, p->tx_seq, p->send_seq);
 		peer_link_down(p, REPL_DISC_PROTOCOL, why);
 		return;
 	}
+	if (type == REPL_MSG_FLUSH_ACK && (vr = pend_find(p, seq)) != NULL &&
+	    vr->io.opcode != IO_FLUSH) {
+		ack_mismatch(p, type, vr);
+		return;
+	}
+	vr = NULL;
 	if (type == REPL_MSG_FLUSH_ACK && seq == uf.own_seq)
 		uf.own_seq = 0;
 	if (type == REPL_MSG_FLUSH_ACK && status == 0)
@@ -705,6 +740,10 @@ on_ack(struct peer *p, uint16_t type, uint64_t seq, uint32_t status)
 		vr = pend_find(p, seq);
 	if (vr == NULL)
 		return;		/* already completed (link loss raced) */
+	if (type != REPL_MSG_FLUSH_ACK && vr->io.opcode == IO_FLUSH) {
+		ack_mismatch(p, type, vr);
+		return;
+	}
 	if (type == REPL_MSG_RECV_ACK && vr->peer_only_copy)
 		return;		/* it waits for WRITE_ACK */
 	if (status != 0 && vr->io.opcode == IO_FLUSH) {
@@ -1057,6 +1096,18 @@ repl_handle(struct peer *p, struct peer_sock *s, const struct repl_hdr *h,
 	case REPL_MSG_TRIM:
 	case REPL_MSG_WRITE_ZEROES:
 	case REPL_MSG_FLUSH:
+		/* Only from a peer whose STATE on this link said primary (a
+		 * primary ships nothing before it has ours, and its STATE
+		 * comes first on data). */
+		if (!p->state_received || p->peer_state.role != REPL_ROLE_PRIMARY) {
+			char why[128];
+
+			snprintf(why, sizeof(why), "peer sent %s but is not primary%s",
+			    repl_type_name(h->type), p->state_received ? "" :
+			    " (no STATE yet on this link)");
+			peer_link_down(p, REPL_DISC_PROTOCOL, why);
+			return;
+		}
 		apply(p, h, m, payload);
 		return;
 	case REPL_MSG_RECV_ACK:

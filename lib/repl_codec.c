@@ -879,7 +879,7 @@ repl_write_ack_decode(const void *buf, size_t len, struct repl_write_ack *out)
 	m.seq = get_be64(p);
 	m.status = get_be32(p + 8);
 	m.flags = get_be32(p + 12);
-	if ((m.flags & ~REPL_WACK_F_KNOWN) != 0)
+	if ((m.flags & ~REPL_WACK_F_KNOWN) != 0 || m.status > REPL_STATUS_MAX)
 		return -EINVAL;
 	*out = m;
 	return 0;
@@ -911,7 +911,7 @@ repl_flush_ack_decode(const void *buf, size_t len, struct repl_flush_ack *out)
 
 	if (len != REPL_FLUSH_ACK_LEN)
 		return -EBADMSG;
-	if (get_be32(p + 12) != 0)
+	if (get_be32(p + 12) != 0 || get_be32(p + 8) > REPL_STATUS_MAX)
 		return -EINVAL;
 	out->seq = get_be64(p);
 	out->status = get_be32(p + 8);
@@ -1042,6 +1042,8 @@ repl_resync_data_decode(const void *buf, size_t len, struct repl_resync_data *ou
 		return -EBADMSG;
 	if ((rc = range_decode(buf, &m.offset, &m.length, &m.status)) < 0)
 		return rc;
+	if (m.status > REPL_STATUS_MAX)
+		return -EINVAL;
 	if (len - REPL_RESYNC_DATA_LEN != (m.status == 0 ? m.length : 0))
 		return -EBADMSG;
 	m.applied_seq = get_be64((const uint8_t *)buf + 16);
@@ -1129,6 +1131,8 @@ repl_read_reply_decode(const void *buf, size_t len, struct repl_read_reply *out)
 		return -EBADMSG;
 	if ((rc = read_decode(buf, &m.id, &m.offset, &m.length, &m.status)) < 0)
 		return rc;
+	if (m.status > REPL_STATUS_MAX)
+		return -EINVAL;
 	if (len - REPL_READ_REPLY_LEN != (m.status == 0 ? m.length : 0))
 		return -EBADMSG;
 	*out = m;
@@ -1155,6 +1159,8 @@ repl_resync_ack_decode(const void *buf, size_t len, struct repl_resync_ack *out)
 		return -EBADMSG;
 	if ((rc = range_decode(buf, &m.offset, &m.length, &m.status)) < 0)
 		return rc;
+	if (m.status > REPL_STATUS_MAX)
+		return -EINVAL;
 	*out = m;
 	return 0;
 }
@@ -1271,6 +1277,8 @@ repl_verify_reply_decode(const void *buf, size_t len, struct repl_verify_reply *
 		return -EBADMSG;
 	if ((rc = range_decode(p, &m.offset, &m.length, &m.status)) < 0)
 		return rc;
+	if (m.status > REPL_STATUS_MAX)
+		return -EINVAL;
 	m.digest = get_be64(p + 16);
 	m.flags = get_be32(p + 24);
 	if ((m.flags & ~REPL_VERIFY_F_KNOWN) != 0 || get_be32(p + 28) != 0)

@@ -63,6 +63,7 @@
 /* ---- limits ---- */
 #define REPL_MAX_DATA		(32u << 20)	/* largest DATA / RESYNC_DATA payload and range */
 #define REPL_MAX_PAYLOAD	(REPL_MAX_DATA + 4096u)	/* largest body of any frame */
+#define REPL_STATUS_MAX		4095u	/* largest errno in an ack's or reply's status */
 #define REPL_BITMAP_MAX_CHUNK	(1u << 20)	/* largest encoded bitmap chunk */
 #define REPL_NAME_LEN		64	/* resource / node name field, NUL included */
 #define REPL_TEXT_MAX		256	/* REJECT / DISCONNECT text, NUL included */

@@ -613,6 +613,42 @@ put_range(uint8_t *b, uint64_t off, uint32_t len, uint32_t word)
 	put_be32(b + 12, word);
 }
 
+/* An ack's or reply's status is an errno: 1..REPL_STATUS_MAX, or 0. */
+static void
+test_status_bounds(void)
+{
+	static const uint32_t bad[] = { REPL_STATUS_MAX + 1, 0x80000000u, UINT32_MAX };
+	uint8_t b[64] = { 0 };
+	struct repl_write_ack wa;
+	struct repl_flush_ack fa;
+	struct repl_resync_data rd;
+	struct repl_resync_ack rk;
+	struct repl_read_reply rr;
+	struct repl_verify_reply vr;
+	unsigned i;
+
+	for (i = 0; i < ARRAY_SIZE(bad) + 1; i++) {
+		uint32_t st = i < ARRAY_SIZE(bad) ? bad[i] : REPL_STATUS_MAX;
+		int want = i < ARRAY_SIZE(bad) ? -EINVAL : 0;
+
+		memset(b, 0, sizeof(b));
+		put_be64(b, 9);
+		put_be32(b + 8, st);
+		CU_ASSERT_EQUAL(repl_write_ack_decode(b, REPL_WRITE_ACK_LEN, &wa), want);
+		CU_ASSERT_EQUAL(repl_flush_ack_decode(b, REPL_FLUSH_ACK_LEN, &fa), want);
+		put_range(b, 4096, 4096, st);
+		CU_ASSERT_EQUAL(repl_resync_data_decode(b, REPL_RESYNC_DATA_LEN, &rd), want);
+		CU_ASSERT_EQUAL(repl_resync_ack_decode(b, REPL_RESYNC_ACK_LEN, &rk), want);
+		CU_ASSERT_EQUAL(repl_verify_reply_decode(b, REPL_VERIFY_REPLY_LEN, &vr), want);
+		memset(b, 0, sizeof(b));
+		put_be64(b, 3);
+		put_be64(b + 8, 4096);
+		put_be32(b + 16, 4096);
+		put_be32(b + 20, st);
+		CU_ASSERT_EQUAL(repl_read_reply_decode(b, REPL_READ_REPLY_LEN, &rr), want);
+	}
+}
+
 /* READ_REQUEST / READ_REPLY: round trip, trailing data, every refusal. */
 static void
 test_peer_read(void)
@@ -1008,6 +1044,7 @@ main(void)
 	CU_add_test(s, "state_rejects", test_state_rejects);
 	CU_add_test(s, "write_rejects", test_write_rejects);
 	CU_add_test(s, "range_rejects", test_range_rejects);
+	CU_add_test(s, "status_bounds", test_status_bounds);
 	CU_add_test(s, "peer_read", test_peer_read);
 	CU_add_test(s, "encoder_refusals", test_encoder_refusals);
 	CU_add_test(s, "handshake_version", test_handshake_version);
