@@ -77,7 +77,17 @@ msg()
 fail()
 {
 	msg "FAIL: $*"
+	_fail_mark
 	exit 1
+}
+
+# Record a failure where the test's exit code cannot: a fail inside $(...)
+# or a pipeline ends only that subshell, and the caller would go on with an
+# empty value.  _run_cleanups fails the test when the mark exists.
+_fail_mark()
+{
+	[ -n "${TESTDIR:-}" ] && [ -d "$TESTDIR" ] && : >>"$TESTDIR/.failed"
+	return 0
 }
 
 # assert_eq GOT WANT WHAT: fail unless the two strings are equal.
@@ -99,9 +109,26 @@ assert_ge()
 # assert_match TEXT REGEX WHAT: fail unless TEXT matches the extended REGEX.
 assert_match()
 {
+	# grep takes each line of a pattern as a pattern of its own, and an
+	# empty one matches everything.
+	case $2 in
+	*$'\n'*) fail "$3: assert_match pattern /$2/ has a newline (use ^ and \$)" ;;
+	esac
 	if ! grep -Eq -- "$2" <<<"$1"; then
 		fail "$3: '$1' does not match /$2/"
 	fi
+}
+
+# assert_refused RC WANT TEXT WHAT: a command that must fail did, with exit
+# status WANT and no sanitizer report in its output TEXT (under ASan an
+# error report also ends in a non-zero status, which must not pass for the
+# refusal).
+assert_refused()
+{
+	if grep -Eq 'Sanitizer|runtime error:' <<<"$3"; then
+		fail "$4: sanitizer report: $3"
+	fi
+	assert_eq "$1" "$2" "$4: exit status ($3)"
 }
 
 # ---- skipping ----
@@ -155,6 +182,10 @@ _run_cleanups()
 		eval "${_cleanup_cmds[$i]}"
 	done
 	if [ "$rc" -eq 0 ] && [ "$_test_failed" -ne 0 ]; then
+		rc=1
+	fi
+	if [ "$rc" -ne 1 ] && [ -e "$TESTDIR/.failed" ]; then
+		msg "a check failed in a subshell (see FAIL above); the test fails"
 		rc=1
 	fi
 	if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then

@@ -90,6 +90,7 @@ fail()
 {
 	msg "FAIL: $*"
 	repl_show_logs
+	_fail_mark
 	exit 1
 }
 

@@ -73,14 +73,14 @@ assert_eq "$(status_field clients_total)" 1 "clients_total"
 
 # ---- the human table shows the same state ----
 table=$(ctl status) || fail "status failed"
-assert_match "$table" $'resource +r0\n' "table resource"
-assert_match "$table" $'role +primary\n' "table role"
-assert_match "$table" $'disk +uptodate\n' "table disk"
-assert_match "$table" $'connection +standalone\n' "table connection"
+assert_match "$table" '^resource +r0$' "table resource"
+assert_match "$table" '^role +primary$' "table role"
+assert_match "$table" '^disk +uptodate$' "table disk"
+assert_match "$table" '^connection +standalone$' "table connection"
 if [ "$(status_field direct_io)" = true ]; then mode="O_DIRECT"; else mode="page cache"; fi
-assert_match "$table" "io engine +$engine \\($mode\\)"$'\n' "table io engine"
-assert_match "$table" 'size +64\.0 MiB \(67108864 bytes\)' "table size"
-assert_match "$table" $'\nwrite +2 +1114112\n' "table write counters"
+assert_match "$table" "^io engine +$engine \\($mode\\)\$" "table io engine"
+assert_match "$table" '^size +64\.0 MiB \(67108864 bytes\)$' "table size"
+assert_match "$table" '^write +2 +1114112$' "table write counters"
 assert_match "$table" "control unix:$CTL_SOCK" "table listeners"
 
 # ---- -c FILE [-n NODE] finds the same socket ----

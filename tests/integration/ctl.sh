@@ -19,17 +19,24 @@
 source "$SRCDIR/tests/functions.sh"
 requires python3 nbdinfo timeout
 
-# run_bad CONF REGEX WHAT: the daemon must refuse CONF within 10 s with a
-# non-zero status and a stderr line matching REGEX.
+# run_bad CONF REGEX WHAT [RC]: the daemon must refuse CONF within 10 s with
+# exit status RC (default 78, EX_CONFIG), a stderr line matching REGEX and
+# no sanitizer report.
 run_bad()
 {
-	local conf=$1 re=$2 what=$3 rc
+	local conf=$1 re=$2 what=$3 want=${4:-78} rc
 	timeout 10 "$BLKMIRRORD" -c "$conf" -n alpha -f \
 	    >"$TESTDIR/bad.out" 2>"$TESTDIR/bad.err"
 	rc=$?
 	[ "$rc" -ne 124 ] || fail "$what: the daemon did not exit (hangs)"
 	[ "$rc" -ne 0 ] || fail "$what: the daemon accepted it"
 	[ "$rc" -lt 128 ] || fail "$what: the daemon died of signal $((rc - 128))"
+	if grep -Eq 'Sanitizer|runtime error:' "$TESTDIR/bad.err"; then
+		cat "$TESTDIR/bad.err" >&2
+		fail "$what: sanitizer report"
+	fi
+	[ "$rc" -eq "$want" ] ||
+	    { cat "$TESTDIR/bad.err" >&2; fail "$what: exit status $rc, expected $want"; }
 	if ! grep -Eq -- "$re" "$TESTDIR/bad.err"; then
 		cat "$TESTDIR/bad.err" >&2
 		fail "$what: no stderr line matching /$re/"
@@ -142,7 +149,7 @@ nbd-listen = unix:@T@/bad.nbd.sock
 control = @T@/bad.ctl.sock
 EOF
 run_bad "$B" "$TESTDIR/no/such/disk.img.*(No such file|not found|does not exist)" \
-    "missing disk path"
+    "missing disk path" 66
 
 bad_conf <<'EOF'
 [resource]
@@ -173,8 +180,8 @@ assert_eq "$(jget "$js" size_bytes)" $((32 << 20)) "size_bytes"
 assert_eq "$(stat -c %a "$CTL_SOCK")" 600 "control socket mode"
 table=$(ctl status) || fail "status"
 [ "${table:0:1}" != "{" ] || fail "status without --json printed JSON"
-for w in r0 alpha primary sync; do
-	assert_match "$table" "\\b$w\\b" "status table"
+for row in "resource +r0" "node +alpha" "role +primary" "io engine +sync( |$)"; do
+	assert_match "$table" "^$row" "status table"
 done
 
 # events: a subscriber stays, every line it prints is a JSON event
@@ -192,8 +199,7 @@ sed -e "s|$TESTDIR/disk.img|$TESTDIR/disk2.img|" \
 timeout 10 "$BLKMIRRORD" -c "$TESTDIR/second.conf" -n alpha -f \
     >"$TESTDIR/second.log" 2>&1
 rc=$?
-[ "$rc" -ne 0 ] && [ "$rc" -lt 124 ] ||
-    { cat "$TESTDIR/second.log" >&2; fail "second daemon: status $rc"; }
+assert_refused "$rc" 69 "$(cat "$TESTDIR/second.log")" "second daemon on the same control socket"
 grep -Eqi "$CTL_SOCK|in use|already|running" "$TESTDIR/second.log" ||
     { cat "$TESTDIR/second.log" >&2; fail "second daemon: no clear error"; }
 [ -e "$TESTDIR/second.nbd.sock" ] && fail "second daemon left its NBD socket"

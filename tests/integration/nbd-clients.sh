@@ -60,7 +60,7 @@ map_type()
 {
 	local js
 	js=$(timeout 60 nbdinfo --map --json "$1") || fail "nbdinfo --map $1 failed"
-	python3 - "$js" "$2" "$SIZE" <<'PYEOF'
+	python3 - "$js" "$2" "$SIZE" <<'PYEOF' || fail "nbdinfo --map $1: the extents do not tile the export"
 import json, sys
 m = json.loads(sys.argv[1])
 off, size = int(sys.argv[2]), int(sys.argv[3])
@@ -228,7 +228,7 @@ run_backing()
 
 	if [ "$kind" = file ]; then
 		msg "nbdinfo --map: a fresh sparse file is one hole"
-		t=$(map_type "$NBD_URI" 0)
+		t=$(map_type "$NBD_URI" 0) || fail "map of the sparse file"
 		assert_eq $((t & 1)) 1 "hole bit at offset 0 of a sparse file"
 	fi
 

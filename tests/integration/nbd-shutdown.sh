@@ -50,6 +50,10 @@ for loop in io_uring epoll; do
 	driven=
 	log_has "shutting down: SIGTERM" || fail "no shutdown line in the log"
 	log_has "refused with NBD_ESHUTDOWN" || fail "no ESHUTDOWN summary line"
+	if [ "$loop" = epoll ]; then
+		log_has "io_uring unavailable; event loop uses epoll" ||
+		    fail "the epoll run did not run the epoll loop"
+	fi
 	unset BLKMIRROR_NO_IO_URING
 done
 msg "PASS"

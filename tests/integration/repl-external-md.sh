@@ -64,7 +64,7 @@ sed "s|^disk = $DISK_alpha\$|disk = $TESTDIR/other.img|" "$CONF" >"$TESTDIR/othe
 grep -q "^disk = $TESTDIR/other.img\$" "$TESTDIR/other.conf" || fail "no other disk in other.conf"
 truncate -s "$disk_bytes" "$TESTDIR/other.img"
 timeout 20 "$BLKMIRRORD" -c "$TESTDIR/other.conf" -n alpha -f >"$TESTDIR/other.out" 2>&1
-assert_eq "$?" 69 "exit status of a second daemon on alpha's meta-disk ($(cat "$TESTDIR/other.out"))"
+assert_refused $? 69 "$(cat "$TESTDIR/other.out")" "a second daemon on alpha's meta-disk"
 assert_match "$(cat "$TESTDIR/other.out")" "meta-disk $TESTDIR/alpha.md is in use by another blkmirrord" \
     "a second daemon on alpha's meta-disk"
 bm alpha primary --force

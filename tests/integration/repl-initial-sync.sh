@@ -29,7 +29,8 @@ assert_eq "$(st alpha role)/$(st alpha disk)" "secondary/inconsistent" "fresh al
 assert_eq "$(st beta role)/$(st beta disk)" "secondary/inconsistent" "fresh beta"
 # Neither node may be promoted without --force: no disk is uptodate.
 out=$(bm_fails alpha primary)
-msg "primary without --force refused: $out"
+assert_match "$out" "the local disk is inconsistent, not uptodate \(use --force" \
+    "primary without --force"
 # Nor can one node fetch everything from the other (invalidate): neither
 # has good data, and the target would end "uptodate" with the peer's.
 out=$(bm_fails beta invalidate)
@@ -38,9 +39,8 @@ assert_match "$out" "the peer's disk is inconsistent, not uptodate" \
 # A second daemon for alpha's disk is refused before it reads or writes the
 # metadata (it used to rewrite the live daemon's superblock before it found
 # the control socket taken), and so is create-md --force.
-if out=$(timeout 20 "$BLKMIRRORD" -c "$CONF" -n alpha -f 2>&1); then
-	fail "a second daemon for alpha's disk started: $out"
-fi
+out=$(timeout 20 "$BLKMIRRORD" -c "$CONF" -n alpha -f 2>&1)
+assert_refused $? 69 "$out" "a second daemon for alpha's disk"
 assert_match "$out" "disk $DISK_alpha is in use by another blkmirrord" "a second daemon for alpha"
 grep -q "metadata:" <<<"$out" && fail "the second daemon went on to the metadata: $out"
 if out=$("$BLKMIRRORCTL" -c "$CONF" -n alpha create-md --force 2>&1); then

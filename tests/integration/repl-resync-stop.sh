@@ -47,6 +47,10 @@ target_detaches()
 	repl_start alpha "$@"
 	repl_start beta
 	repl_wait_connected 20
+	if [ "$*" = BLKMIRROR_NO_IO_URING=1 ]; then
+		repl_log_has alpha "io_uring unavailable; event loop uses epoll" ||
+		    fail "alpha does not run the epoll loop"
+	fi
 	bm alpha primary --force
 	repl_wait_synced 60
 	qemu_io alpha -c 'write -P 0x21 0 64k'

@@ -67,8 +67,8 @@ done
 out=$("$BLKMIRRORCTL" -c "$CONF" -n beta dump-md 2>&1) && fail "dump-md of damaged metadata succeeded"
 assert_match "$out" "both superblock slots on .* are damaged" "dump-md's refusal"
 assert_match "$out" "slot-a: invalid: checksum mismatch" "dump-md's slot a"
-out=$(timeout 30 ip netns exec "$NS_beta" "$BLKMIRRORD" -c "$CONF" -n beta -f 2>&1) &&
-    fail "blkmirrord started on damaged metadata"
+out=$(timeout 30 ip netns exec "$NS_beta" "$BLKMIRRORD" -c "$CONF" -n beta -f 2>&1)
+assert_refused $? 78 "$out" "blkmirrord on damaged metadata"
 assert_match "$out" "both superblock slots on .* are damaged" "blkmirrord's refusal"
 out=$("$BLKMIRRORCTL" -c "$CONF" -n beta create-md 2>&1) && fail "create-md overwrote damaged metadata"
 assert_match "$out" "superblock slots are both damaged .*--force overwrites it" "create-md's refusal"

@@ -8,6 +8,7 @@
 #include "bitmap.h"
 #include "util.h"
 #include "test_rng.h"
+#include "cu_run.h"
 
 #define MiB (1ull << 20)
 
@@ -491,8 +492,7 @@ main(void)
 	CU_add_test(s, "rle_roundtrip", test_rle_roundtrip);
 	CU_add_test(s, "rle_malicious", test_rle_malicious);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	int failed = (int)CU_get_number_of_failures();
+	int failed = cu_run();
 	CU_cleanup_registry();
 	return failed ? 1 : 0;
 }

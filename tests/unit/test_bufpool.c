@@ -5,6 +5,7 @@
 #include <CUnit/Basic.h>
 
 #include "bufpool.h"
+#include "cu_run.h"
 
 static const size_t sizes[BUFPOOL_CLASSES] = { 4096, 65536, 1 << 20 };
 static const unsigned counts[BUFPOOL_CLASSES] = { 2, 1, 1 };
@@ -113,8 +114,7 @@ main(void)
 	CU_add_test(s, "fallback_size", test_fallback_size);
 	CU_add_test(s, "spill", test_spill);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	int failed = (int)CU_get_number_of_failures();
+	int failed = cu_run();
 	CU_cleanup_registry();
 	return failed ? 1 : 0;
 }

@@ -20,6 +20,7 @@
 #include "ctl_proto.h"
 #include "internal.h"
 #include "util.h"
+#include "cu_run.h"
 
 /* Bytes of events emitted in one loop turn by run_burst: above control.c's
  * queue bound (1 MiB), below that plus what a socket takes at once. */
@@ -866,9 +867,8 @@ main(void)
 	ADD(run_socket_file);
 	ADD(run_stop_busy);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
 	{
-		unsigned failed = CU_get_number_of_failures();
+		int failed = cu_run();
 
 		CU_cleanup_registry();
 		return failed == 0 ? 0 : 1;

@@ -13,6 +13,7 @@
 
 #include "ctl_proto.h"
 #include "util.h"
+#include "cu_run.h"
 
 /* Decode a NUL-terminated line; returns the decoder's result. */
 static int
@@ -318,9 +319,8 @@ main(void)
 	CU_add_test(s, "connect errors", test_connect_errors);
 	CU_add_test(s, "connect timeout", test_connect_timeout);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
 	{
-		unsigned failed = CU_get_number_of_failures();
+		int failed = cu_run();
 
 		CU_cleanup_registry();
 		return failed == 0 ? 0 : 1;

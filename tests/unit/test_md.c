@@ -15,6 +15,7 @@
 #include "md.h"
 #include "util.h"
 #include "test_rng.h"
+#include "cu_run.h"
 
 #define KiB (1ull << 10)
 #define MiB (1ull << 20)
@@ -817,8 +818,7 @@ main(void)
 	CU_add_test(s, "io_external_dump", test_io_external_dump);
 	CU_add_test(s, "io_errors", test_io_errors);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	int failed = (int)CU_get_number_of_failures();
+	int failed = cu_run();
 	CU_cleanup_registry();
 	return failed ? 1 : 0;
 }

@@ -6,6 +6,7 @@
 
 #include "nbd_proto.h"
 #include "util.h"
+#include "cu_run.h"
 
 #define MiB (1ull << 20)
 
@@ -473,8 +474,7 @@ main(void)
 	CU_add_test(s, "names", test_names);
 	CU_add_test(s, "encoders", test_encoders);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	int failed = (int)CU_get_number_of_failures();
+	int failed = cu_run();
 	CU_cleanup_registry();
 	return failed ? 1 : 0;
 }

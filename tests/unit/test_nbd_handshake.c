@@ -11,6 +11,7 @@
 
 #include "daemon/nbd_handshake.h"
 #include "util.h"
+#include "cu_run.h"
 
 #define EXPORT_SIZE	(64ull << 20)
 #define EXPORT_TFLAGS	(NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | \
@@ -1088,8 +1089,7 @@ main(void)
 	CU_add_test(s, "bad_client_flags", test_bad_client_flags);
 	CU_add_test(s, "bytes_after_go", test_bytes_after_go);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	int failed = (int)CU_get_number_of_failures();
+	int failed = cu_run();
 	CU_cleanup_registry();
 	return failed ? 1 : 0;
 }

@@ -8,6 +8,7 @@
 #include "rangeidx.h"
 #include "util.h"
 #include "test_rng.h"
+#include "cu_run.h"
 
 #define POOL 512
 
@@ -291,8 +292,7 @@ main(void)
 	CU_add_test(s, "balance", test_balance);
 	CU_add_test(s, "random_against_scan", test_random_against_scan);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	int failed = (int)CU_get_number_of_failures();
+	int failed = cu_run();
 	CU_cleanup_registry();
 	return failed ? 1 : 0;
 }

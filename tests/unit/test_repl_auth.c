@@ -15,6 +15,7 @@
 #include <CUnit/Basic.h>
 
 #include "repl_auth.h"
+#include "cu_run.h"
 
 static char tmpdir[64];
 
@@ -304,8 +305,7 @@ main(void)
 	CU_add_test(s, "secret_file", test_secret_file);
 	CU_add_test(s, "arbitration", test_arbitration);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	int failed = (int)(CU_get_number_of_failures() + CU_get_number_of_suites_failed());
+	int failed = cu_run();
 	CU_cleanup_registry();
 	return failed ? 1 : 0;
 }

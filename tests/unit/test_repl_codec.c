@@ -14,6 +14,7 @@
 #include "bitmap.h"
 #include "repl_proto.h"
 #include "util.h"
+#include "cu_run.h"
 
 static const struct repl_tx TX = { .version = REPL_PROTO_VERSION, .epoch = 0x1122334455667788ull };
 static uint8_t buf[REPL_HDR_LEN + REPL_BITMAP_MAX_LEN];
@@ -1055,8 +1056,7 @@ main(void)
 	CU_add_test(s, "names", test_names);
 	CU_add_test(s, "digest", test_digest);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	int failed = (int)CU_get_number_of_failures();
+	int failed = cu_run();
 	CU_cleanup_registry();
 	return failed ? 1 : 0;
 }

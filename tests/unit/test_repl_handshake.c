@@ -11,6 +11,7 @@
 
 #include "repl_handshake.h"
 #include "util.h"
+#include "cu_run.h"
 
 static struct repl_secret sec_a, sec_b;
 
@@ -340,8 +341,7 @@ main(void)
 	CU_add_test(s, "bad_input", test_bad_input);
 	CU_add_test(s, "trailing_bytes", test_trailing_bytes);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	int failed = (int)CU_get_number_of_failures();
+	int failed = cu_run();
 	CU_cleanup_registry();
 	return failed ? 1 : 0;
 }

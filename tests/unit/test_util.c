@@ -15,6 +15,7 @@
 
 #include "loop.h"
 #include "util.h"
+#include "cu_run.h"
 
 static void
 test_parse_size(void)
@@ -565,8 +566,7 @@ main(void)
 	CU_add_test(s, "loop_connect_uring", test_loop_connect_uring);
 	CU_add_test(s, "loop_connect_epoll", test_loop_connect_epoll);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	int failed = (int)CU_get_number_of_failures();
+	int failed = cu_run();
 	CU_cleanup_registry();
 	return failed ? 1 : 0;
 }

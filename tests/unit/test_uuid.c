@@ -10,6 +10,7 @@
 
 #include "uuid_decide.h"
 #include "util.h"
+#include "cu_run.h"
 
 /* Generation UUIDs used in the scenarios. */
 #define G1 0x1000000000000001ull
@@ -352,8 +353,7 @@ main(void)
 	CU_add_test(s, "ops", test_ops);
 	CU_add_test(s, "volume_check", test_volume_check);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	int failed = (int)CU_get_number_of_failures();
+	int failed = cu_run();
 	CU_cleanup_registry();
 	return failed ? 1 : 0;
 }

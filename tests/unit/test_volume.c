@@ -15,6 +15,7 @@
 
 #include "repl.h"
 #include "util.h"
+#include "cu_run.h"
 
 #define MAXREQ 256
 
@@ -331,8 +332,7 @@ main(void)
 	CU_add_test(s, "random_model", test_random_model);
 	CU_add_test(s, "unsupported_shipped", test_unsupported_shipped);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	int failed = (int)CU_get_number_of_failures();
+	int failed = cu_run();
 	CU_cleanup_registry();
 	return failed ? 1 : 0;
 }
