@@ -236,6 +236,7 @@ reply_sent(struct peer_frame *f, int res)
 	struct sread *sr = f->ctx;
 
 	(void)res;
+	sr->p->serving_read_bytes -= sr->vr.io.len;
 	bufpool_put(&sr->vr.d->pool, &sr->data);
 	free(sr);
 }
@@ -252,6 +253,7 @@ sread_done(struct vol_req *vr, int res)
 	int n;
 
 	if (!peer_link_is(p, sr->link_gen)) {
+		p->serving_read_bytes -= vr->io.len;
 		bufpool_put(&vr->d->pool, &sr->data);
 		free(sr);
 		return;		/* the link went: the requester failed the read */
@@ -287,6 +289,14 @@ on_request(struct peer *p, const struct repl_read_request *m)
 		    "the peer asked this primary for reads (two primaries)");
 		return;
 	}
+	if (p->serving_read_bytes + m->length > PEER_READS_MAX) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "the peer has more than %u MiB of reads in flight",
+		    PEER_READS_MAX >> 20);
+		peer_link_down(p, REPL_DISC_PROTOCOL, why);
+		return;
+	}
 	if ((sr = calloc(1, sizeof(*sr))) == NULL ||
 	    bufpool_get(&d->pool, m->length, &sr->data) < 0) {
 		free(sr);
@@ -294,6 +304,7 @@ on_request(struct peer *p, const struct repl_read_request *m)
 		return;
 	}
 	p->reads_for_peer++;
+	p->serving_read_bytes += m->length;
 	sr->p = p;
 	sr->id = m->id;
 	sr->link_gen = p->connects;

@@ -25,6 +25,16 @@ struct json_object;
 #define RESYNC_INFLIGHT		(8u << 20)	/* resync bytes in flight (no rate set) */
 #define RESYNC_INFLIGHT_BUSY	(1u << 20)	/* ... while clients have I/O in flight */
 #define RESYNC_RETRY_MAX_S	60		/* longest delay between passes over failed ranges */
+/*
+ * What the peer may make this node hold for it at once; more is a protocol
+ * error (a buggy or hostile peer must not run us out of memory).  A resync
+ * or verify source keeps at most RESYNC_INFLIGHT bytes (plus one range) in
+ * flight; a primary sync target reads from us at most what its NBD clients
+ * may have in flight (NBD_FALLBACK_MAX + NBD_FALLBACK_RESERVE).
+ */
+#define PEER_TGT_MAX		(64u << 20)	/* resync data, csum and verify ranges */
+#define PEER_READS_MAX		(384u << 20)	/* READ_REQUESTs being served */
+#define PEER_TXQ_MAX		65536		/* frames queued on one socket */
 
 /* A callback waiting for metadata to be durable. */
 struct meta_wait {
@@ -309,6 +319,9 @@ struct peer {
 	uint64_t reads_from_peer;	/* client reads the peer served */
 	uint64_t read_bytes_from_peer;	/* their bytes */
 	uint64_t reads_for_peer;	/* READ_REQUESTs this node served */
+	uint64_t tgt_bytes;		/* resync/verify ranges being worked on for
+					 * the peer (PEER_TGT_MAX) */
+	uint64_t serving_read_bytes;	/* READ_REQUESTs being served (PEER_READS_MAX) */
 	uint64_t io_refused_no_data;	/* I/O failed: no good data reachable */
 	char leaving_why[REPL_TEXT_MAX];	/* peer_leave's reason */
 };

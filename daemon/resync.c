@@ -739,6 +739,7 @@ tgt_done(struct vol_req *vr, int res)
 
 	if (peer_link_is(t->p, t->link_gen))
 		tgt_reply(t, res);
+	t->p->tgt_bytes -= vr->io.len;
 	bufpool_put(&vr->d->pool, &t->data);
 	free(t);
 }
@@ -753,6 +754,14 @@ tgt_start(struct peer *p, uint16_t type, uint64_t off, uint64_t len, uint64_t di
 
 	if (repl_check_range(off, len, d->size, d->block_size) < 0) {
 		peer_link_down(p, REPL_DISC_PROTOCOL, "resync range outside the volume");
+		return;
+	}
+	if (p->tgt_bytes + len > PEER_TGT_MAX) {
+		char why[160];
+
+		snprintf(why, sizeof(why), "%s: the peer has more than %u MiB of resync "
+		    "or verify ranges in flight", repl_type_name(type), PEER_TGT_MAX >> 20);
+		peer_link_down(p, REPL_DISC_PROTOCOL, why);
 		return;
 	}
 	if ((t = calloc(1, sizeof(*t))) == NULL) {
@@ -771,6 +780,7 @@ tgt_start(struct peer *p, uint16_t type, uint64_t off, uint64_t len, uint64_t di
 		peer_link_down(p, REPL_DISC_PROTOCOL, "out of memory");
 		return;
 	}
+	p->tgt_bytes += len;
 	t->vr.d = d;
 	t->vr.owner = t;
 	t->vr.done = tgt_done;
