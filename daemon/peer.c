@@ -834,6 +834,24 @@ dispatch(struct peer_sock *s, const uint8_t *body, size_t len)
 		    repl_type_name(h->type), strerror(-ret));
 		return;
 	}
+	/* Each type on its own connection (the ordering rules rest on it),
+	 * in the version the handshake negotiated. */
+	if (!repl_type_is_handshake(h->type) && !(repl_type_conns(h->type) & s->kind)) {
+		sock_fail(s, REPL_DISC_PROTOCOL, "%s on the %s connection",
+		    repl_type_name(h->type), s->kind == REPL_CONN_DATA ? "data" : "meta");
+		return;
+	}
+	if (!repl_type_is_handshake(h->type) && h->version != s->hs.version) {
+		sock_fail(s, REPL_DISC_PROTOCOL, "%s in protocol version %u, %u was negotiated",
+		    repl_type_name(h->type), h->version, s->hs.version);
+		return;
+	}
+	if (h->type == REPL_MSG_STATE && (m.state.epoch != h->epoch ||
+	    m.state.epoch > UINT64_MAX / 2)) {
+		sock_fail(s, REPL_DISC_PROTOCOL, "STATE with epoch %" PRIu64 " (frame epoch %"
+		    PRIu64 ")", m.state.epoch, h->epoch);
+		return;
+	}
 	switch (h->type) {
 	case REPL_MSG_HELLO:
 	case REPL_MSG_AUTH_CHALLENGE:

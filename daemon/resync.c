@@ -108,8 +108,8 @@ on_bitmap(struct peer *p, const struct repl_bitmap *b, const uint8_t *body, size
 	struct md_bm_chunk info;
 	int ret;
 
-	if (!p->rs_state.active || b->total_bits != m->bm.nbits ||
-	    b->granularity != m->bm.granularity) {
+	if (!p->rs_state.active || p->rs_state.bitmap_received ||
+	    b->total_bits != m->bm.nbits || b->granularity != m->bm.granularity) {
 		peer_link_down(p, REPL_DISC_PROTOCOL, "unexpected or mismatched BITMAP");
 		return;
 	}
@@ -625,7 +625,9 @@ range_settled(struct peer *p, uint64_t off, uint64_t len, uint32_t status, bool 
 
 	if ((q == NULL || q->verify) && rs->stopped)
 		return;		/* answer to a range of a stopped resync */
-	if (q == NULL || q->verify) {
+	/* Only for a range whose request went out (CSUM_SAME: a digest, not
+	 * the data) -- else its bits would clear before anything was sent. */
+	if (q == NULL || q->verify || !q->req_sent || (same && q->data_sent)) {
 		peer_link_down(p, REPL_DISC_PROTOCOL, "acknowledgement for a range not in flight");
 		return;
 	}
@@ -1079,7 +1081,9 @@ resync_handle(struct peer *p, const struct repl_hdr *h, const union repl_msg *m,
 		q = rsreq_find(m->resync_request.offset, m->resync_request.length);
 		if (q == NULL && (p->rs_state.stopped || !p->rs_state.active))
 			return;		/* a range of a stopped resync: released */
-		if (q == NULL || q->verify || q->data_sent) {
+		/* Only after our CSUM_REQUEST for it: before, its read may
+		 * still be filling the buffer the data would go from. */
+		if (q == NULL || q->verify || q->data_sent || !q->req_sent) {
 			peer_link_down(p, REPL_DISC_PROTOCOL, "RESYNC_REQUEST for a range not in flight");
 			return;
 		}

@@ -462,13 +462,35 @@ state_received(struct peer *p, const struct repl_state *st)
 		return;
 	}
 	if ((st->flags & REPL_STATE_F_CLEAR_BITMAP) && !first) {
-		adopt_cleared(p);
+		/* Only as new-current-uuid gives it: two fresh disks, the link
+		 * established and idle. */
+		if (p->rs == RS_ESTABLISHED && !p->rs_state.active)
+			adopt_cleared(p);
+		else
+			log_warn("connect: the peer cleared its bitmap while replication is %s; "
+			    "ignored", repl_state_name(p->rs));
 		return;
 	}
 	/* The peer started a resync (resync, invalidate): mirror it. */
 	if (!first && p->rs == RS_ESTABLISHED && !p->rs_state.active &&
 	    (st->repl == REPL_RS_SYNC_SOURCE || st->repl == REPL_RS_SYNC_TARGET ||
 	    st->repl == REPL_RS_PAUSED_SYNC_SOURCE || st->repl == REPL_RS_PAUSED_SYNC_TARGET)) {
+		bool peer_source = st->repl == REPL_RS_SYNC_SOURCE ||
+		    st->repl == REPL_RS_PAUSED_SYNC_SOURCE;
+		const char *why = NULL;
+
+		/* The same rules as a decision here would apply: a source has
+		 * good data, and nothing overwrites what a primary serves. */
+		if (peer_source && st->disk != REPL_DISK_UPTODATE)
+			why = "the peer announced a resync from its disk, which is not uptodate";
+		else if (peer_source && d->role == ROLE_PRIMARY && d->disk == DISK_UPTODATE)
+			why = "the peer announced a resync into this uptodate primary";
+		else if (!peer_source && d->disk != DISK_UPTODATE)
+			why = "the peer announced a resync from this disk, which is not uptodate";
+		if (why != NULL) {
+			peer_link_down(p, REPL_DISC_STATE_CONFLICT, why);
+			return;
+		}
 		verify_abandon(p, "the peer started a resync");
 		resync_begin(p, st->repl == REPL_RS_SYNC_SOURCE ||
 		    st->repl == REPL_RS_PAUSED_SYNC_SOURCE ? MD_SYNC_TARGET_BITMAP :

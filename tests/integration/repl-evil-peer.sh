@@ -14,7 +14,10 @@
 #  4. with small socket buffers on alpha: a WRITE_ACK for a write whose
 #     frame still waits in alpha's send queue behind a 1 MiB one (taken,
 #     it would free the buffer the queued frame is sent from);
-#  5. alpha secondary: DATA before any STATE (it must not reach the disk).
+#  5. alpha secondary: DATA before any STATE (it must not reach the disk);
+#  0. before all that, while alpha is in sync: a STATE announcing a resync
+#     from the peer into alpha, an uptodate primary; a STATE whose epoch
+#     is not its frame's; a WRITE_ACK on the data connection.
 # Then the real beta connects, the writes made meanwhile are resynced and
 # the disks end identical.
 
@@ -40,6 +43,18 @@ evil()
 repl_up 64M
 repl_stop beta
 repl_wait1 alpha 20 's["connection"] != "connected"' "beta gone"
+
+msg "== 0. a resync claimed into the primary, a bad epoch, an ack on data"
+evil source-claim
+assert_match "$out" "^disconnect: [0-9]+ the peer announced a resync into this uptodate primary$" \
+    "alpha's DISCONNECT"
+assert_eq "$(st alpha disk)/$(st alpha out_of_sync_bytes)" uptodate/0 "alpha after the claim"
+evil state-epoch
+assert_match "$out" "^disconnect: [0-9]+ STATE with epoch [0-9]+ \(frame epoch [0-9]+\)$" \
+    "alpha's DISCONNECT"
+evil ack-on-data
+assert_match "$out" "^disconnect: [0-9]+ REPL_MSG_WRITE_ACK on the data connection$" \
+    "alpha's DISCONNECT"
 
 msg "== 1. FLUSH_ACK for a write"
 evil flush-ack-for-write

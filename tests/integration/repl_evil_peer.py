@@ -23,6 +23,10 @@ never comes).  Then it breaks the protocol as SCENARIO says:
                        a second client's 4 KiB WRITE waits in the
                        daemon's queue; WRITE_ACK for that second one
   data-no-state        (the daemon is secondary) DATA before any STATE
+  source-claim         (the daemon is an uptodate primary, in sync) a
+                       second STATE announcing a resync from us into it
+  state-epoch          a STATE whose epoch is not its frame's
+  ack-on-data          WRITE_ACK on the data connection
 
 It prints what happened: "disconnect: REASON TEXT" when the daemon sent
 DISCONNECT, "closed" when it closed without one, and for the scenarios
@@ -80,6 +84,7 @@ class Peer:
         self.nonce = struct.unpack(">Q", os.urandom(8))[0]
         self.epoch = 0
         self.hello = None
+        self.state = None
         self.down = threading.Event()
         self.result = "no disconnect"
         self.lock = threading.Lock()
@@ -156,16 +161,20 @@ class Peer:
             if f.type == want:
                 return f
 
-    def answer_state(self):
-        """Read the daemon's STATE; answer as a secondary of its generation."""
-        st = self.data_until(STATE).body
+    def answer_state(self, repl=0, epoch_skew=0):
+        """Read the daemon's STATE; answer as a secondary of its generation
+        (repl: the replication state we claim; epoch_skew: added to the
+        epoch inside the STATE, not to the frame's)."""
+        st = self.state or self.data_until(STATE).body
+        self.state = st
         (_role, _disk, _repl, _flags, _mdf, _r, epoch, cur, bm) = struct.unpack(
             ">IIIIIIQQQ", st[:48])
         hist = st[48:80]
         # A peer that missed what the daemon wrote alone holds the
         # daemon's bitmap UUID as its current one (rule 70), else the same
         # generation (rule 44).
-        mine = struct.pack(">IIIIIIQQQ", 0, 4, 0, 0, 0x3, 0, epoch, bm or cur, 0)
+        mine = struct.pack(">IIIIIIQQQ", 0, 4, repl, 0, 0x3, 0, epoch + epoch_skew,
+                           bm or cur, 0)
         self.data.sendall(self.frame(STATE, mine + hist + struct.pack(">Q", 0)))
 
     def wait_linked(self, limit=20.0):
@@ -189,7 +198,9 @@ def main():
     p.meta = p.handshake(CONN_META)
     threading.Thread(target=p.meta_loop, daemon=True).start()
     clients = []
-    if sc == "data-no-state":
+    if sc == "state-epoch":
+        p.answer_state(epoch_skew=5)
+    elif sc == "data-no-state":
         time.sleep(0.5)
         p.data.sendall(p.frame(DATA, struct.pack(">QQII", 1, 0, 4096, 0) +
                                b"\x66" * 4096))
@@ -205,6 +216,10 @@ def main():
                 p.send_meta(FLUSH_ACK, struct.pack(">QII", seq, 0, 0))
             else:
                 p.send_meta(WRITE_ACK, struct.pack(">QII", seq, 0x80000000, 0))
+        elif sc == "source-claim":
+            p.answer_state(repl=2)
+        elif sc == "ack-on-data":
+            p.data.sendall(p.frame(WRITE_ACK, struct.pack(">QII", 1, 0, 0)))
         elif sc == "verify-flood":
             reqs = b"".join(p.frame(VERIFY_REQUEST, struct.pack(
                 ">QIIQ", (i % 8) << 22, 4 << 20, 0, 0)) for i in range(17))
