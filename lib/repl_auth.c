@@ -67,7 +67,7 @@ secret_stat(int fd, const char *path, char *err, size_t errlen)
 int
 repl_secret_load(const char *path, struct repl_secret *out, char *err, size_t errlen)
 {
-	uint8_t buf[REPL_SECRET_MAX + 1];
+	uint8_t buf[REPL_SECRET_MAX + 2];	/* the limit, a newline, one more */
 	ssize_t n;
 	int fd, rc;
 
@@ -86,13 +86,13 @@ repl_secret_load(const char *path, struct repl_secret *out, char *err, size_t er
 		snprintf(err, errlen, "secret-file %s: %s", path, strerror((int)-n));
 		return (int)n;
 	}
+	if (n > 0 && buf[n - 1] == '\n')
+		n--;		/* one trailing newline is not part of the secret */
 	if (n > REPL_SECRET_MAX) {
 		OPENSSL_cleanse(buf, sizeof(buf));
 		snprintf(err, errlen, "secret-file %s: longer than %d bytes", path, REPL_SECRET_MAX);
 		return -EFBIG;
 	}
-	if (n > 0 && buf[n - 1] == '\n')
-		n--;
 	if (n == 0) {
 		snprintf(err, errlen, "secret-file %s: empty", path);
 		return -EINVAL;

@@ -13,8 +13,10 @@
  *   data  (default port 7789): DATA, TRIM, WRITE_ZEROES, FLUSH, BITMAP and
  *         the resync/verify requests and data, so client writes and resync
  *         writes stay in one ordered stream;
- *   meta  (default port 7790): acks, PING/PING_ACK, STATE, PROMOTE_NOTICE,
- *         so acks and heartbeats never wait behind megabytes of data.
+ *   meta  (default port 7790): acks, PING/PING_ACK, PROMOTE_NOTICE, so acks
+ *         and heartbeats never wait behind megabytes of data.  STATE goes
+ *         on data once the link is up (ordered with BITMAP and the
+ *         resync), and is accepted on either.
  * repl_type_conns() tells which connection a type may travel on.
  *
  * Every frame = a 32-byte header + a body of `length` bytes:
@@ -31,7 +33,7 @@
  *
  * Version history (message types are never renumbered; a type, once
  * published, keeps its number and layout within a version):
- *   1  first version: header above, message types 1..26; STATE flag
+ *   1  first version: header above, message types 1..28; STATE flag
  *      CLEAR_BITMAP (new-current-uuid --clear-bitmap) added before release.
  *
  * Compatibility rule: the header layout and the bodies of HELLO, REJECT,

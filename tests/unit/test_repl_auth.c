@@ -192,6 +192,12 @@ test_secret_file(void)
 	CU_ASSERT_EQUAL(s.len, REPL_SECRET_MAX);
 	CU_ASSERT_EQUAL(repl_secret_load(secret_file("j", big, sizeof(big), 0600), &s, err,
 	    sizeof(err)), -EFBIG);
+	/* the limit plus its trailing newline (echo > file) is fine */
+	big[REPL_SECRET_MAX] = '\n';
+	CU_ASSERT_EQUAL(repl_secret_load(secret_file("k", big, sizeof(big), 0600), &s, err,
+	    sizeof(err)), 0);
+	CU_ASSERT_EQUAL(s.len, REPL_SECRET_MAX);
+	big[REPL_SECRET_MAX] = 'k';
 	/* missing file, directory */
 	snprintf(path, sizeof(path), "%s/missing", tmpdir);
 	CU_ASSERT_EQUAL(repl_secret_load(path, &s, err, sizeof(err)), -ENOENT);
