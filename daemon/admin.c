@@ -396,6 +396,8 @@ admin_status(struct daemon *d, struct json_object *o)
 	add_u64(o, "reads_from_peer", p->reads_from_peer);
 	add_u64(o, "read_bytes_from_peer", p->read_bytes_from_peer);
 	add_u64(o, "reads_for_peer", p->reads_for_peer);
+	add_u64(o, "applying_bytes", p->apply_bytes);
+	add_u64(o, "apply_holds", p->apply_holds);
 	add_u64(o, "io_refused_no_data", p->io_refused_no_data);
 	add_u64(o, "detaches", d->detaches);
 	add_u64(o, "handshake_timeouts", p->hs_timeouts);

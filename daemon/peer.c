@@ -1038,6 +1038,15 @@ sock_rx_post(struct peer_sock *s)
 {
 	if (s->rx_busy || s->phase == SP_CLOSING)
 		return;
+	/* Between frames: the peer's writes waiting for our disk hold too
+	 * much memory; stop reading and let TCP push back on the peer. */
+	if (s->big_len == 0 && s == s->p->data && s->p->apply_bytes >= PEER_APPLY_MAX) {
+		if (!s->rx_held)
+			s->p->apply_holds++;
+		s->rx_held = true;
+		return;
+	}
+	s->rx_held = false;
 	s->rx_op.cb = sock_rx_done;
 	s->rx_op.data = s;
 	s->rx_busy = true;
@@ -1055,6 +1064,15 @@ sock_rx_post(struct peer_sock *s)
 		s->rx_off = 0;
 	}
 	loop_recv(s->p->d->loop, &s->rx_op, s->fd, s->rx + s->rx_len, PEER_RX_BUF - s->rx_len);
+}
+
+void
+peer_apply_resume(struct peer *p)
+{
+	struct peer_sock *s = p->data;
+
+	if (s != NULL && s->rx_held && p->apply_bytes < PEER_APPLY_MAX / 2)
+		sock_rx_post(s);
 }
 
 /* ---- new sockets -------------------------------------------------------------------- */

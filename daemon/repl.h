@@ -34,7 +34,9 @@ struct json_object;
  */
 #define PEER_TGT_MAX		(64u << 20)	/* resync data, csum and verify ranges */
 #define PEER_READS_MAX		(384u << 20)	/* READ_REQUESTs being served */
-#define PEER_TXQ_MAX		65536		/* frames queued on one socket */
+#define PEER_APPLY_MAX		(128u << 20)	/* the peer's writes held in memory
+						 * before the data connection
+						 * stops reading (TCP pushes back) */
 
 /* A callback waiting for metadata to be durable. */
 struct meta_wait {
@@ -173,6 +175,8 @@ struct peer_sock {
 	/* receive */
 	struct loop_op rx_op;
 	bool rx_busy;
+	bool rx_held;			/* data: not reading while the peer's writes
+					 * being applied exceed PEER_APPLY_MAX */
 	uint8_t *rx;			/* PEER_RX_BUF */
 	size_t rx_len, rx_off;
 	struct repl_hdr hdr;		/* header of the frame being received */
@@ -322,6 +326,10 @@ struct peer {
 	uint64_t tgt_bytes;		/* resync/verify ranges being worked on for
 					 * the peer (PEER_TGT_MAX) */
 	uint64_t serving_read_bytes;	/* READ_REQUESTs being served (PEER_READS_MAX) */
+	uint64_t apply_bytes;		/* the peer's writes being applied: payloads
+					 * and bookkeeping (PEER_APPLY_MAX) */
+	uint64_t apply_holds;		/* times the data connection stopped reading
+					 * for it */
 	uint64_t io_refused_no_data;	/* I/O failed: no good data reachable */
 	char leaving_why[REPL_TEXT_MAX];	/* peer_leave's reason */
 };
@@ -378,6 +386,9 @@ void peer_stop(struct daemon *d);
 bool peer_connected(struct daemon *d);
 bool peer_link_is(const struct peer *p, uint64_t link_gen);
 void peer_send(struct peer_sock *s, struct peer_frame *f);
+/* The peer's writes being applied went down: read the data connection again
+ * if it stopped for them (below half of PEER_APPLY_MAX). */
+void peer_apply_resume(struct peer *p);
 struct peer_frame *peer_frame_new(void);
 void peer_link_down(struct peer *p, uint32_t reason, const char *why);
 /* The same after the frames queued on meta and a DISCONNECT went out. */

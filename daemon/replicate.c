@@ -45,6 +45,7 @@ struct apply {
 	uint16_t type;			/* REPL_MSG_* it came as */
 	uint64_t link_gen;		/* p->connects when it came: acknowledge it
 					 * only on the link it came on */
+	uint64_t held;			/* its share of p->apply_bytes */
 };
 
 /*
@@ -931,8 +932,10 @@ apply_done(struct vol_req *vr, int res)
 			send_ack(p, REPL_MSG_WRITE_ACK, vr->peer_seq, res);
 		flush_kick(p);
 	}
+	p->apply_bytes -= a->held;
 	bufpool_put(&d->pool, &a->data);
 	free(a);
+	peer_apply_resume(p);
 }
 
 static void
@@ -1066,6 +1069,8 @@ apply(struct peer *p, const struct repl_hdr *h, const union repl_msg *m, struct 
 		a->vr.io.buf = a->data.p;
 		a->vr.io.buf_index = a->data.index;
 	}
+	a->held = sizeof(*a) + (opcode == IO_WRITE ? len : 0);
+	p->apply_bytes += a->held;	/* peer.c stops reading past PEER_APPLY_MAX */
 	if (d->conf.protocol == PROTO_MEMSYNC && opcode != IO_FLUSH)
 		send_ack(p, REPL_MSG_RECV_ACK, seq, 0);
 	if (opcode == IO_FLUSH) {

@@ -15,6 +15,10 @@
 #     frame still waits in alpha's send queue behind a 1 MiB one (taken,
 #     it would free the buffer the queued frame is sent from);
 #  5. alpha secondary: DATA before any STATE (it must not reach the disk);
+#  6. alpha secondary with its disk stalled: a primary that floods DATA
+#     (300 MiB) is held back by TCP once 128 MiB wait in alpha's memory
+#     (alpha stops reading), without a link drop, and gets the rest
+#     through once the disk moves;
 #  0. before all that, while alpha is in sync: a STATE announcing a resync
 #     from the peer into alpha, an uptodate primary; a STATE whose epoch
 #     is not its frame's; a WRITE_ACK on the data connection.
@@ -40,7 +44,12 @@ evil()
 	repl_wait1 alpha 20 's["connection"] != "connected"' "alpha's link down after $1"
 }
 
-repl_up 64M
+repl_setup 64M
+repl_start alpha BLKMIRROR_FAULT_FILE="$TESTDIR/fault.alpha"	# for part 6
+repl_start beta
+repl_wait_connected 20
+bm alpha primary --force
+repl_wait_synced 60
 repl_stop beta
 repl_wait1 alpha 20 's["connection"] != "connected"' "beta gone"
 
@@ -94,12 +103,45 @@ repl_log_has alpha "peer sent REPL_MSG_DATA but is not primary \(no STATE yet on
     fail "no log line for the DATA"
 [ "$(first_byte alpha 0)" != 66 ] || fail "the DATA reached alpha's disk"
 
+msg "== 6. a primary that writes faster than alpha's disk"
+repl_fault alpha "write:*:stall"
+rm -f "$TESTDIR/go"
+timeout 200 ip netns exec "$NS_beta" python3 "$SRCDIR/tests/integration/repl_evil_peer.py" \
+    --connect "$IP_alpha:$REPL_DATA_PORT" --secret "$TESTDIR/secret" --resource r0 \
+    --node beta --ctl "$SOCK_alpha" --nbd "$NBD_alpha" --scenario data-flood \
+    --go "$TESTDIR/go" >"$TESTDIR/flood.out" 2>&1 &
+flood_pid=$!
+cleanup_kill "$flood_pid"
+for _ in $(seq 300); do
+	grep -q "blocked" "$TESTDIR/flood.out" && break
+	sleep 0.1
+done
+grep -q "^blocked: " "$TESTDIR/flood.out" || fail "the flood was not held back: $(cat "$TESTDIR/flood.out")"
+held=$(st alpha applying_bytes)
+msg "flood: $(head -n 1 "$TESTDIR/flood.out"); alpha holds $held bytes of the peer's writes"
+assert_ge "$held" $((100 * M)) "bytes alpha holds"
+[ "$held" -le $((128 * M + 2 * M)) ] || fail "alpha holds $held bytes, over the bound"
+assert_ge "$(st alpha apply_holds)" 1 "apply_holds"
+assert_eq "$(st alpha connection)" connected "alpha's link while held"
+repl_fault alpha ""
+: >"$TESTDIR/go"
+wait "$flood_pid" || fail "the flood did not get through: $(cat "$TESTDIR/flood.out")"
+assert_match "$(cat "$TESTDIR/flood.out")" "^sent: 300 MiB$" "the flood"
+repl_wait1 alpha 30 's["applying_bytes"] == 0' "alpha applied the flood"
+pid_alive "$PID_alpha" || fail "alpha died in the flood"
+
 msg "== the real beta comes back"
 bm alpha primary
 repl_start beta
 repl_wait_synced 60
+# beta never saw the flood (alpha took it as a secondary, in sync): a full
+# resync from alpha.
+bm beta invalidate
+repl_wait_synced 120
 assert_eq "$(st alpha role)/$(st beta role)" primary/secondary "roles"
+# The flood's last frame (i = 299) wrote 299 & 0xff at 8 + 299 % 48 = 19
+# MiB, over the earlier frames to that MiB: applied in order.
 qemu_io alpha -r -c "read -P 0x5c $M 4k" -c "read -P 0x71 $((2 * M)) 1M" \
-    -c "read -P 0x72 $((4 * M)) 4k"
+    -c "read -P 0x72 $((4 * M)) 4k" -c "read -P 0x2b $((19 * M)) 1M"
 repl_compare
 msg "PASS"

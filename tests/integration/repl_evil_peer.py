@@ -27,6 +27,12 @@ never comes).  Then it breaks the protocol as SCENARIO says:
                        second STATE announcing a resync from us into it
   state-epoch          a STATE whose epoch is not its frame's
   ack-on-data          WRITE_ACK on the data connection
+  data-flood           (the daemon is secondary, its disk stalled) plays
+                       a primary that sends 300 DATA frames of 1 MiB (at 8
+                       MiB + i % 48 MiB) as fast as TCP takes them; prints
+                       "blocked: N MiB" once sending makes no progress for
+                       3 s, waits for --go (a file), then sends the rest and
+                       prints "sent: N MiB" (exit 0 when it was blocked)
 
 It prints what happened: "disconnect: REASON TEXT" when the daemon sent
 DISCONNECT, "closed" when it closed without one, and for the scenarios
@@ -161,7 +167,7 @@ class Peer:
             if f.type == want:
                 return f
 
-    def answer_state(self, repl=0, epoch_skew=0):
+    def answer_state(self, repl=0, epoch_skew=0, role=0):
         """Read the daemon's STATE; answer as a secondary of its generation
         (repl: the replication state we claim; epoch_skew: added to the
         epoch inside the STATE, not to the frame's)."""
@@ -173,7 +179,7 @@ class Peer:
         # A peer that missed what the daemon wrote alone holds the
         # daemon's bitmap UUID as its current one (rule 70), else the same
         # generation (rule 44).
-        mine = struct.pack(">IIIIIIQQQ", 0, 4, repl, 0, 0x3, 0, epoch + epoch_skew,
+        mine = struct.pack(">IIIIIIQQQ", role, 4, repl, 0, 0x3, 0, epoch + epoch_skew,
                            bm or cur, 0)
         self.data.sendall(self.frame(STATE, mine + hist + struct.pack(">Q", 0)))
 
@@ -186,11 +192,44 @@ class Peer:
         raise TimeoutError("the daemon did not decide on our STATE")
 
 
+def flood(p, a):
+    """See data-flood above."""
+    p.answer_state(role=1)
+    p.wait_linked()
+    total, sent = 300, [0]
+
+    def sender():
+        for i in range(total):
+            body = struct.pack(">QQII", i + 1, (8 + i % 48) << 20, 1 << 20, 0)
+            p.data.sendall(p.frame(DATA, body + bytes([i & 0xff]) * (1 << 20)))
+            sent[0] = i + 1
+
+    p.data.settimeout(None)
+    t = threading.Thread(target=sender, daemon=True)
+    t.start()
+    last, since = -1, time.monotonic()
+    while t.is_alive() and time.monotonic() - since < 3:
+        if sent[0] != last:
+            last, since = sent[0], time.monotonic()
+        time.sleep(0.1)
+    blocked = t.is_alive()
+    print("blocked: %d MiB" % sent[0] if blocked else "not blocked", flush=True)
+    end = time.monotonic() + 120
+    while a.go and not os.path.exists(a.go) and time.monotonic() < end:
+        time.sleep(0.1)
+    t.join(120)
+    print("sent: %d MiB" % sent[0], flush=True)
+    if p.down.is_set():
+        print(p.result, flush=True)
+    return 0 if blocked and sent[0] == total and not p.down.is_set() else 1
+
+
 def main():
     ap = argparse.ArgumentParser()
     for opt in ("--connect", "--secret", "--resource", "--node", "--ctl", "--nbd",
                 "--scenario"):
         ap.add_argument(opt, required=True)
+    ap.add_argument("--go")
     a = ap.parse_args()
     p = Peer(a)
     sc = a.scenario
@@ -198,6 +237,8 @@ def main():
     p.meta = p.handshake(CONN_META)
     threading.Thread(target=p.meta_loop, daemon=True).start()
     clients = []
+    if sc == "data-flood":
+        return flood(p, a)
     if sc == "state-epoch":
         p.answer_state(epoch_skew=5)
     elif sc == "data-no-state":
