@@ -286,7 +286,7 @@ suite_init(void)
 static int
 suite_clean(void)
 {
-	static const char *names[] = { "a", "b", "c", "d", "e", "f", "g", "h", "i", "j" };
+	static const char *names[] = { "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k" };
 	char path[128];
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
