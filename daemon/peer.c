@@ -116,7 +116,7 @@ sock_free(struct loop_op *op, int res)
 	struct peer_frame *f, *next;
 
 	s->free_queued = false;
-	if (s->rx_busy || s->tx_busy || s->connecting)
+	if (s->rx_busy || s->tx_busy || s->connecting || s->overflow_queued)
 		return;		/* an operation restarted: its completion retries */
 	loop_flush_cancel(p->d->loop, &s->tx_flush);
 	for (pp = &p->socks; *pp != NULL; pp = &(*pp)->next) {
@@ -147,7 +147,7 @@ static void
 sock_maybe_free(struct peer_sock *s)
 {
 	if (s->phase != SP_CLOSING || s->rx_busy || s->tx_busy || s->connecting ||
-	    s->free_queued)
+	    s->free_queued || s->overflow_queued)
 		return;
 	s->free_queued = true;
 	s->free_op.cb = sock_free;
@@ -179,6 +179,7 @@ sock_drain_now(struct peer_sock *s)
 		s->txq_head = f->next;
 		if (s->txq_head == NULL)
 			s->txq_tail = NULL;
+		s->txq_n--;
 		frame_release(f, 0);
 	}
 }
@@ -267,6 +268,7 @@ sock_tx_kick(struct peer_sock *s)
 		*tail = f;
 		tail = &f->next;
 		n++;
+		s->txq_n--;
 	}
 	if (s->txq_head == NULL)
 		s->txq_tail = NULL;
@@ -274,6 +276,20 @@ sock_tx_kick(struct peer_sock *s)
 	s->tx_op.cb = frames_sent;
 	s->tx_op.data = s;
 	loop_sendmsg(s->p->d->loop, &s->tx_op, s->fd, s->iov, k);
+}
+
+/* Deferred from peer_send: the caller may be in the middle of a request. */
+static void
+sock_overflow(struct loop_op *op, int res)
+{
+	struct peer_sock *s = op->data;
+
+	(void)res;
+	s->overflow_queued = false;
+	if (s->phase != SP_CLOSING)
+		sock_fail(s, REPL_DISC_PROTOCOL, "the peer does not read: %u frames wait "
+		    "to be sent", s->txq_n);
+	sock_maybe_free(s);
 }
 
 void
@@ -289,6 +305,12 @@ peer_send(struct peer_sock *s, struct peer_frame *f)
 	else
 		s->txq_head = f;
 	s->txq_tail = f;
+	if (++s->txq_n > PEER_TXQ_MAX && !s->overflow_queued) {
+		s->overflow_queued = true;
+		s->overflow_op.cb = sock_overflow;
+		s->overflow_op.data = s;
+		loop_defer(s->p->d->loop, &s->overflow_op, 0);
+	}
 	/* One sendmsg for everything this loop turn queues. */
 	if (!s->tx_busy)
 		loop_flush_queue(s->p->d->loop, &s->tx_flush);

@@ -34,6 +34,9 @@ struct json_object;
  */
 #define PEER_TGT_MAX		(64u << 20)	/* resync data, csum and verify ranges */
 #define PEER_READS_MAX		(384u << 20)	/* READ_REQUESTs being served */
+#define PEER_TXQ_MAX		(1u << 18)	/* frames waiting to be sent on one
+						 * socket: a peer that does not
+						 * read (while it sends) is cut */
 #define PEER_APPLY_MAX		(128u << 20)	/* the peer's writes held in memory
 						 * before the data connection
 						 * stops reading (TCP pushes back) */
@@ -190,6 +193,9 @@ struct peer_sock {
 	bool tx_busy;
 	struct loop_flush tx_flush;	/* sends what the loop turn queued, at its end */
 	struct peer_frame *txq_head, *txq_tail, *tx_batch;
+	unsigned txq_n;			/* frames in txq (PEER_TXQ_MAX) */
+	struct loop_op overflow_op;	/* deferred cut of a peer that does not read */
+	bool overflow_queued;
 	struct iovec iov[PEER_TX_BATCH * 2];
 	uint64_t last_rx_ns;		/* last frame received */
 	uint64_t born_ns;		/* when it was created (handshake bound) */

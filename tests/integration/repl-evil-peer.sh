@@ -15,6 +15,8 @@
 #     frame still waits in alpha's send queue behind a 1 MiB one (taken,
 #     it would free the buffer the queued frame is sent from);
 #  5. alpha secondary: DATA before any STATE (it must not reach the disk);
+#  5b. a peer that sends PINGs and never reads their PING_ACKs: cut once
+#     2^18 frames wait in alpha's send queue;
 #  6. alpha secondary with its disk stalled: a primary that floods DATA
 #     (300 MiB) is held back by TCP once 128 MiB wait in alpha's memory
 #     (alpha stops reading), without a link drop, and gets the rest
@@ -102,6 +104,12 @@ evil data-no-state
 repl_log_has alpha "peer sent REPL_MSG_DATA but is not primary \(no STATE yet on this link\)|REPL_MSG_DATA on a socket that is not part of the link" ||
     fail "no log line for the DATA"
 [ "$(first_byte alpha 0)" != 66 ] || fail "the DATA reached alpha's disk"
+
+msg "== 5b. a peer that does not read"
+evil ping-flood
+assert_eq "$out" closed "the fake peer's data connection"
+repl_log_has alpha "the peer does not read: [0-9]+ frames wait to be sent" ||
+    fail "no log line for the peer that does not read"
 
 msg "== 6. a primary that writes faster than alpha's disk"
 repl_fault alpha "write:*:stall"

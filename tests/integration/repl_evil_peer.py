@@ -27,6 +27,10 @@ never comes).  Then it breaks the protocol as SCENARIO says:
                        second STATE announcing a resync from us into it
   state-epoch          a STATE whose epoch is not its frame's
   ack-on-data          WRITE_ACK on the data connection
+  ping-flood           never reads the meta connection (a small receive
+                       buffer) and sends a million PINGs on it: the
+                       daemon's PING_ACKs pile up; prints "closed" once
+                       the daemon closed the data connection
   data-flood           (the daemon is secondary, its disk stalled) plays
                        a primary that sends 300 DATA frames of 1 MiB (at 8
                        MiB + i % 48 MiB) as fast as TCP takes them; prints
@@ -192,6 +196,33 @@ class Peer:
         raise TimeoutError("the daemon did not decide on our STATE")
 
 
+def ping_flood(p):
+    """See ping-flood above."""
+    p.answer_state()
+    ping = p.frame(PING, struct.pack(">QQ", 1, 2))
+    batch = ping * 4096
+
+    def sender():
+        try:
+            for _ in range(1000000 // 4096 + 1):
+                p.meta.sendall(batch)
+        except OSError:
+            pass
+
+    threading.Thread(target=sender, daemon=True).start()
+    p.data.settimeout(60)
+    try:
+        while p.data.recv(65536):
+            pass
+    except socket.timeout:
+        print("still open", flush=True)
+        return 1
+    except OSError:
+        pass
+    print("closed", flush=True)
+    return 0
+
+
 def flood(p, a):
     """See data-flood above."""
     p.answer_state(role=1)
@@ -234,7 +265,9 @@ def main():
     p = Peer(a)
     sc = a.scenario
     p.data = p.handshake(CONN_DATA, rcvbuf=4096 if sc == "ack-unsent" else None)
-    p.meta = p.handshake(CONN_META)
+    p.meta = p.handshake(CONN_META, rcvbuf=4096 if sc == "ping-flood" else None)
+    if sc == "ping-flood":
+        return ping_flood(p)
     threading.Thread(target=p.meta_loop, daemon=True).start()
     clients = []
     if sc == "data-flood":
