@@ -305,7 +305,11 @@ peer_send(struct peer_sock *s, struct peer_frame *f)
 	else
 		s->txq_head = f;
 	s->txq_tail = f;
-	if (++s->txq_n > PEER_TXQ_MAX && !s->overflow_queued) {
+	/* Only meta (acks, PING_ACKs: answers to the peer's input); data
+	 * frames are bounded by the NBD limits, max-lag-bytes and the resync
+	 * windows, and a slow honest secondary may hold them back. */
+	if (++s->txq_n > PEER_TXQ_MAX && s->kind == REPL_CONN_META &&
+	    !s->overflow_queued) {
 		s->overflow_queued = true;
 		s->overflow_op.cb = sock_overflow;
 		s->overflow_op.data = s;

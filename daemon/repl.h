@@ -34,9 +34,9 @@ struct json_object;
  */
 #define PEER_TGT_MAX		(64u << 20)	/* resync data, csum and verify ranges */
 #define PEER_READS_MAX		(384u << 20)	/* READ_REQUESTs being served */
-#define PEER_TXQ_MAX		(1u << 18)	/* frames waiting to be sent on one
-						 * socket: a peer that does not
-						 * read (while it sends) is cut */
+#define PEER_TXQ_MAX		(1u << 18)	/* frames waiting to be sent on the
+						 * meta socket: a peer that does
+						 * not read (while it sends) is cut */
 #define PEER_APPLY_MAX		(128u << 20)	/* the peer's writes held in memory
 						 * before the data connection
 						 * stops reading (TCP pushes back) */

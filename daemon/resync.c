@@ -108,8 +108,8 @@ on_bitmap(struct peer *p, const struct repl_bitmap *b, const uint8_t *body, size
 	struct md_bm_chunk info;
 	int ret;
 
-	if (!p->rs_state.active || p->rs_state.bitmap_received ||
-	    b->total_bits != m->bm.nbits || b->granularity != m->bm.granularity) {
+	if (!p->rs_state.active || b->total_bits != m->bm.nbits ||
+	    b->granularity != m->bm.granularity) {
 		peer_link_down(p, REPL_DISC_PROTOCOL, "unexpected or mismatched BITMAP");
 		return;
 	}
