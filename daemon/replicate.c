@@ -817,17 +817,10 @@ repl_link_lost(struct peer *p)
 			meta_set_oos(d, vr->io.offset, vr->io.len);
 			marked = true;
 		}
+		/* Also unhooks an async frame still queued (a send cut short
+		 * by the link's end reports success for its whole batch): vr
+		 * completes below, once, and may be reused after. */
 		pend_remove(p, vr);
-		/* An async frame still queued (a send cut short by the link's
-		 * end reports success for its whole batch) must not complete
-		 * vr: it completes below, once, and vr may be reused after. */
-		if (vr->repl_ctx != NULL) {
-			struct peer_frame *f = vr->repl_ctx;
-
-			f->sent = NULL;
-			f->ctx = NULL;
-			vr->repl_ctx = NULL;
-		}
 		*tail = vr;
 		tail = &vr->pnext;
 	}

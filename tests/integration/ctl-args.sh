@@ -241,12 +241,19 @@ assert_eq "$(requests | cut -d' ' -f2 | tr '\n' ' ')" \
     "primary status status status status " "primary: request, then status until primary"
 assert_eq "$(requests | cut -d' ' -f1 | sort -u)" 1 "primary: one connection"
 
+# fctl_timed ARGS...: fctl, its exit code in rc and its run time in ms.
+fctl_timed()
+{
+	local start
+	start=$(date +%s%N)
+	fctl "$@"
+	rc=$?
+	ms=$((($(date +%s%N) - start) / 1000000))
+}
+
 # ... and gives up after --wait seconds with the state it saw.
 fake promote-never
-start=$(date +%s%N)
-fctl primary --wait 1
-rc=$?
-ms=$((($(date +%s%N) - start) / 1000000))
+fctl_timed primary --wait 1
 assert_err $rc 75 "^blkmirrorctl: primary: gave up after 1 s: role is still secondary \(disk uptodate, replication established; the daemon's log says why\)$"
 assert_ge "$ms" 1000 "primary --wait 1: ms before giving up"
 [ "$ms" -lt 5000 ] || fail "primary --wait 1 took $ms ms"
@@ -287,10 +294,7 @@ assert_err $? 75 "^blkmirrorctl: verify: lost track of the verify: the daemon en
 
 # --wait bounds the wait for a verify that does not end; it goes on.
 fake verify-slow
-start=$(date +%s%N)
-fctl verify --wait 1
-rc=$?
-ms=$((($(date +%s%N) - start) / 1000000))
+fctl_timed verify --wait 1
 assert_err $rc 75 "^blkmirrorctl: verify: gave up after 1 s: the verify still runs in the daemon \('blkmirrorctl status' shows its progress and result\)$"
 assert_ge "$ms" 1000 "verify --wait 1: ms before giving up"
 [ "$ms" -lt 5000 ] || fail "verify --wait 1 took $ms ms"
